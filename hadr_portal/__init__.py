@@ -1,0 +1,1 @@
+"""HADR Portal: a small team's dashboard for high availability and disaster recovery."""

@@ -1,0 +1,1 @@
+"""The only code that touches infrastructure. No Django imports: plain dataclasses in and out."""

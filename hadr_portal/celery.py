@@ -1,0 +1,42 @@
+"""The Celery application: three queues so a long backup never delays a health check.
+
+- `checks`  many short tasks (health checks)
+- `ops`     few long ones (backups, restores, failovers, restarts, connectivity checks)
+- `default` everything else (reaper, notifications, rollups)
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from celery.signals import setup_logging
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hadr_portal.settings")
+
+app = Celery("hadr_portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("checks"), Queue("ops"), Queue("default"))
+app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def use_django_logging(**_: object) -> None:
+    """Keep Django's LOGGING (JSON lines) instead of Celery's own handlers."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+@app.on_after_finalize.connect
+def schedule_periodic_tasks(sender: Celery, **_: object) -> None:
+    from django.conf import settings
+
+    sender.add_periodic_task(
+        float(settings.OPERATION_REAPER_INTERVAL),
+        sender.signature("hadr_portal.core.tasks.operations_reap", queue="default"),
+        name="reap stale operations",
+    )

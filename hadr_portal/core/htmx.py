@@ -1,0 +1,20 @@
+"""One template for a page and its fragment: htmx requests get only the named partial."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+
+
+def render_page(
+    request: HttpRequest, template: str, context: dict[str, Any], *, partial: str | None = None, status: int = 200
+) -> HttpResponse:
+    """Render `template`, or just `template#partial` when htmx asked for it (and it is not boosted)."""
+    htmx = getattr(request, "htmx", None)
+    name = f"{template}#{partial}" if partial and htmx and not htmx.boosted else template
+    response = render(request, name, context, status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response

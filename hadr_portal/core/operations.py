@@ -1,0 +1,376 @@
+"""Operations: the one shape for every long action.
+
+A kind of operation (backup, failover, connectivity check, ...) is registered once with
+`register()`: which permission it needs, which queue runs it, whether it is exclusive per
+target, which errors are transient (retried with exponential backoff), and how to clean up
+after a failure. The services here do the rest, the same way for every kind:
+
+- `operation_request()`  permission check, Operation + audit entry in one transaction, enqueue on commit
+- `operation_execute()`  atomic claim (a second delivery does nothing), heartbeat, retries, outcome
+- `operation_cancel()`   cancel a queued one at once; ask a running, cancellable one to stop
+- `operations_reap()`    fail running operations whose worker stopped heartbeating, and clean up
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import tenacity
+from django.conf import settings
+from django.core.exceptions import PermissionDenied
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .audit import audit_record
+from .logging import current_operation_id
+from .models import AuditEntry, Operation, OperationLogLine
+from .permissions import Action, require, user_can
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+logger = logging.getLogger(__name__)
+Status = Operation.Status
+
+
+class OperationError(Exception):
+    """A request about an operation that cannot be honoured; the message is for the operator."""
+
+
+class OperationConflict(OperationError):
+    """Another operation on the same target is already queued or running."""
+
+    def __init__(self, existing: Operation | None, target: str) -> None:
+        self.existing = existing
+        which = f" (#{existing.pk}, {existing.get_status_display().lower()})" if existing else ""
+        super().__init__(f"Another operation on {target} is already in progress{which}. Wait for it to finish.")
+
+
+class OperationCancelled(Exception):
+    """Raised inside a runner at a checkpoint once cancellation was requested."""
+
+
+@dataclass(frozen=True)
+class OperationKind:
+    """How one kind of operation is run. Registered by the app that owns it."""
+
+    name: str
+    label: str
+    action: Action
+    run: Callable[[OperationContext], Mapping[str, Any] | None]
+    queue: str = "ops"
+    exclusive: bool = True
+    cancellable_while_running: bool = False
+    transient_errors: tuple[type[BaseException], ...] = ()
+    max_attempts: int = 3
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    cleanup: Callable[[Operation], None] | None = None
+
+
+_KINDS: dict[str, OperationKind] = {}
+
+
+def register(kind: OperationKind) -> OperationKind:
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> OperationKind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise OperationError(f"Unknown kind of operation: {name!r}") from None
+
+
+def registered_kinds() -> dict[str, OperationKind]:
+    return dict(_KINDS)
+
+
+@dataclass
+class OperationContext:
+    """What a runner may do with its operation: log, report progress, honour cancellation."""
+
+    operation: Operation
+    attempt: int = 1
+    _last_progress: int = field(default=-1, repr=False)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return dict(self.operation.parameters)
+
+    def log(self, message: str, *, level: str = OperationLogLine.Level.INFO) -> None:
+        OperationLogLine.objects.create(operation_id=self.operation.pk, level=level, message=message)
+        logger.log(logging.WARNING if level != "info" else logging.INFO, message)
+
+    def progress(self, percent: int, message: str = "") -> None:
+        percent = max(0, min(100, int(percent)))
+        Operation.objects.filter(pk=self.operation.pk, status=Status.RUNNING).update(
+            progress=percent, progress_message=message[:300], heartbeat_at=timezone.now()
+        )
+        self._last_progress = percent
+
+    def checkpoint(self) -> None:
+        """Stop here if someone asked to cancel (only for kinds cancellable while running)."""
+        if Operation.objects.filter(pk=self.operation.pk, cancel_requested=True).exists():
+            raise OperationCancelled
+
+
+def client_address(request: Any) -> str | None:
+    return request.META.get("REMOTE_ADDR") if request is not None else None
+
+
+def operation_request(
+    *,
+    kind: str,
+    target: str,
+    actor: AbstractBaseUser | AnonymousUser | None,
+    parameters: Mapping[str, Any] | None = None,
+    address: str | None = None,
+) -> Operation:
+    """Create a queued operation and its audit entry atomically; enqueue it once committed.
+
+    Raises PermissionDenied (audited as refused) or OperationConflict when the target already
+    has an active exclusive operation — decided by the database's partial unique index, so two
+    simultaneous requests yield exactly one operation.
+    """
+    spec = get_kind(kind)
+    params = dict(parameters or {})
+    audit = partial(audit_record, actor=actor, action=f"operation.{kind}", target=target, parameters=params, address=address)
+    if actor is not None:
+        try:
+            require(actor, spec.action)
+        except PermissionDenied as exc:
+            audit(outcome=AuditEntry.Outcome.REFUSED, detail=str(exc))
+            raise
+    try:
+        with transaction.atomic():
+            operation = Operation.objects.create(
+                kind=kind,
+                target=target,
+                exclusive=spec.exclusive,
+                parameters=params,
+                requested_by=actor if actor is not None and actor.is_authenticated else None,
+                requested_from=address,
+            )
+            audit(outcome=AuditEntry.Outcome.ACCEPTED, operation=operation, detail=f"{spec.label} queued")
+            transaction.on_commit(partial(_enqueue, operation.pk, spec.queue))
+    except IntegrityError as exc:
+        if "one_active_operation_per_target" not in str(exc):
+            raise
+        existing = Operation.objects.filter(target=target, exclusive=True, status__in=Operation.ACTIVE).first()
+        conflict = OperationConflict(existing, target)
+        audit(outcome=AuditEntry.Outcome.REFUSED, detail=str(conflict))
+        raise conflict from None
+    return operation
+
+
+def _enqueue(operation_id: int, queue: str) -> None:
+    from .tasks import operation_execute_task
+
+    try:
+        operation_execute_task.apply_async(args=[operation_id], queue=queue)
+    except Exception as exc:  # the broker is down: say so on the operation instead of leaving it queued forever
+        logger.exception("could not enqueue operation", extra={"operation_id": operation_id})
+        _finish(operation_id, Status.FAILED, error=f"Could not reach the task queue (Redis): {exc}", from_status=Status.QUEUED)
+
+
+def _finish(
+    operation_id: int,
+    status: str,
+    *,
+    error: str = "",
+    result: Mapping[str, Any] | None = None,
+    from_status: str = Status.RUNNING,
+) -> bool:
+    """Move an operation to its final state, unless someone (the reaper) already did."""
+    values: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error[:10000]}
+    if result is not None:
+        values["result"] = dict(result)
+    if status == Status.SUCCEEDED:
+        values["progress"] = 100
+    changed = Operation.objects.filter(pk=operation_id, status=from_status).update(**values)
+    if changed:
+        OperationLogLine.objects.create(
+            operation_id=operation_id,
+            level=OperationLogLine.Level.INFO if status == Status.SUCCEEDED else OperationLogLine.Level.ERROR,
+            message=f"Operation {status}" + (f": {error}" if error else "."),
+        )
+        operation = Operation.objects.get(pk=operation_id)
+        audit_record(
+            actor=None,
+            action=f"operation.{operation.kind}.finished",
+            target=operation.target,
+            outcome=AuditEntry.Outcome.SUCCESS if status == Status.SUCCEEDED else AuditEntry.Outcome.FAILED,
+            detail=error or status,
+            operation=operation,
+        )
+    return bool(changed)
+
+
+class _Heartbeat(threading.Thread):
+    """Touches `heartbeat_at` while the runner works, even inside a long blocking call."""
+
+    def __init__(self, operation_id: int) -> None:
+        super().__init__(name=f"heartbeat-{operation_id}", daemon=True)
+        self.operation_id = operation_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.OPERATION_HEARTBEAT_INTERVAL):
+                Operation.objects.filter(pk=self.operation_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+        except Exception:
+            logger.exception("heartbeat failed", extra={"operation_id": self.operation_id})
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+
+def operation_execute(*, operation_id: int) -> Operation | None:
+    """Run a queued operation in this worker. Returns None when it was not ours to run."""
+    now = timezone.now()
+    claimed = Operation.objects.filter(pk=operation_id, status=Status.QUEUED).update(
+        status=Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+    )
+    if not claimed:
+        logger.info("operation already claimed, cancelled or finished", extra={"operation_id": operation_id})
+        return None
+    operation = Operation.objects.get(pk=operation_id)
+    spec = get_kind(operation.kind)
+    token = current_operation_id.set(operation.pk)
+    heartbeat = _Heartbeat(operation.pk)
+    heartbeat.start()
+    context = OperationContext(operation=operation)
+    context.log(f"{spec.label} started on {operation.worker}.")
+    try:
+        result = _run_with_retries(spec, context)
+    except OperationCancelled:
+        context.log("Cancelled at a safe point.", level=OperationLogLine.Level.WARNING)
+        _cleanup(spec, operation)
+        _finish(operation.pk, Status.CANCELLED, error="Cancelled by request")
+    except Exception as exc:
+        logger.exception("operation failed")
+        _cleanup(spec, operation)
+        _finish(operation.pk, Status.FAILED, error=_describe(exc))
+    else:
+        if not _finish(operation.pk, Status.SUCCEEDED, result=result or {}):
+            logger.warning("operation finished after it had been ended by someone else (reaper?)")
+    finally:
+        heartbeat.stop()
+        current_operation_id.reset(token)
+    operation.refresh_from_db()
+    return operation
+
+
+def _run_with_retries(spec: OperationKind, context: OperationContext) -> Mapping[str, Any] | None:
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0
+        context.log(
+            f"Attempt {state.attempt_number} of {spec.max_attempts} failed: {_describe(exc)}. Retrying in {wait:.1f} s.",
+            level=OperationLogLine.Level.WARNING,
+        )
+        Operation.objects.filter(pk=context.operation.pk).update(attempts=F("attempts") + 1)
+        context.attempt = state.attempt_number + 1
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(spec.transient_errors) if spec.transient_errors else tenacity.retry_never,
+        stop=tenacity.stop_after_attempt(spec.max_attempts),
+        wait=tenacity.wait_exponential(multiplier=spec.backoff_initial, max=spec.backoff_max),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(spec.run, context)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    text = str(exc).strip() or exc.__class__.__name__
+    return text.splitlines()[0] if len(text) > 500 else text
+
+
+def _cleanup(spec: OperationKind, operation: Operation) -> None:
+    if spec.cleanup is None:
+        return
+    try:
+        spec.cleanup(operation)
+        OperationLogLine.objects.create(operation=operation, message="Clean-up done.")
+    except Exception as exc:
+        logger.exception("clean-up failed")
+        OperationLogLine.objects.create(
+            operation=operation, level=OperationLogLine.Level.ERROR, message=f"Clean-up failed: {_describe(exc)}"
+        )
+
+
+def operation_cancel(
+    *, operation_id: int, actor: AbstractBaseUser | AnonymousUser, address: str | None = None
+) -> Operation:
+    """Cancel a queued operation now, or ask a running cancellable one to stop at its next checkpoint."""
+    operation = Operation.objects.get(pk=operation_id)
+    audit = partial(audit_record, actor=actor, action="operation.cancel", target=operation.target, address=address, operation=operation)
+    own = operation.requested_by_id is not None and operation.requested_by_id == actor.pk
+    if not (own or user_can(actor, Action.CANCEL_OPERATION)):
+        audit(outcome=AuditEntry.Outcome.REFUSED, detail="not allowed")
+        require(actor, Action.CANCEL_OPERATION)
+    if _finish(operation.pk, Status.CANCELLED, error="Cancelled before it started", from_status=Status.QUEUED):
+        audit(outcome=AuditEntry.Outcome.SUCCESS, detail="cancelled while queued")
+    elif operation.status == Status.RUNNING and get_kind(operation.kind).cancellable_while_running:
+        Operation.objects.filter(pk=operation.pk, status=Status.RUNNING).update(cancel_requested=True)
+        OperationLogLine.objects.create(operation=operation, level="warning", message=f"Cancellation requested by {actor.get_username()}.")
+        audit(outcome=AuditEntry.Outcome.ACCEPTED, detail="cancellation requested while running")
+    else:
+        operation.refresh_from_db()
+        reason = (
+            "it is already running and cannot be stopped safely at this point"
+            if operation.status == Status.RUNNING
+            else f"it has already {operation.status}"
+        )
+        audit(outcome=AuditEntry.Outcome.REFUSED, detail=reason)
+        raise OperationError(f"Operation #{operation.pk} cannot be cancelled: {reason}.")
+    operation.refresh_from_db()
+    return operation
+
+
+def operations_reap(*, now: Any = None) -> list[int]:
+    """Fail running operations whose heartbeat is stale ("worker lost") and clean up after them."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.OPERATION_HEARTBEAT_TIMEOUT)
+    reaped: list[int] = []
+    for operation in Operation.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff):
+        last = timezone.localtime(operation.heartbeat_at).strftime("%H:%M:%S") if operation.heartbeat_at else "never"
+        error = f"Worker lost: no heartbeat since {last} (worker {operation.worker or 'unknown'})"
+        changed = Operation.objects.filter(pk=operation.pk, status=Status.RUNNING, heartbeat_at__lt=cutoff).update(
+            status=Status.FAILED, finished_at=now, error=error
+        )
+        if not changed:
+            continue
+        reaped.append(operation.pk)
+        OperationLogLine.objects.create(operation=operation, level=OperationLogLine.Level.ERROR, message=error)
+        audit_record(
+            actor=None, action=f"operation.{operation.kind}.finished", target=operation.target,
+            outcome=AuditEntry.Outcome.FAILED, detail=error, operation=operation,
+        )
+        try:
+            spec = get_kind(operation.kind)
+        except OperationError:
+            continue
+        _cleanup(spec, operation)
+    return reaped

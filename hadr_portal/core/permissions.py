@@ -1,0 +1,121 @@
+"""Roles and the permission matrix: the one place that says who may do what.
+
+Roles are Django groups; an account may hold several (one person often wears every hat).
+Superusers may do everything. Views, services and templates all ask `user_can()`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from functools import wraps
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import PermissionDenied
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.http import HttpRequest, HttpResponse
+
+
+class Role(enum.StrEnum):
+    DEVOPS = "DevOps"
+    DBA = "DBA"
+    DEVELOPER = "Developer"
+    PRODUCT_MANAGER = "Product Manager"
+    VIEWER = "Viewer"
+
+
+class Action(enum.StrEnum):
+    """Everything that changes state. Reading is allowed to every signed-in account."""
+
+    CONNECTIVITY_CHECK = "connectivity_check"
+    CANCEL_OPERATION = "cancel_operation"
+    RESTART_SERVICE = "restart_service"
+    RUN_BACKUP = "run_backup"
+    PIN_BACKUP = "pin_backup"
+    RESTORE = "restore"
+    FAILOVER = "failover"
+    REBUILD_REPLICA = "rebuild_replica"
+    EDIT_CATALOG = "edit_catalog"
+    EDIT_PRIORITIES = "edit_priorities"
+    MANAGE_INCIDENTS = "manage_incidents"
+    MANAGE_USERS = "manage_users"
+
+
+R = Role
+PERMISSIONS: dict[Action, frozenset[Role]] = {
+    Action.CONNECTIVITY_CHECK: frozenset({R.DEVOPS, R.DBA, R.DEVELOPER}),
+    Action.CANCEL_OPERATION: frozenset({R.DEVOPS, R.DBA}),
+    Action.RESTART_SERVICE: frozenset({R.DEVOPS}),
+    Action.RUN_BACKUP: frozenset({R.DEVOPS, R.DBA}),
+    Action.PIN_BACKUP: frozenset({R.DBA}),
+    Action.RESTORE: frozenset({R.DBA}),
+    Action.FAILOVER: frozenset({R.DBA}),
+    Action.REBUILD_REPLICA: frozenset({R.DBA}),
+    Action.EDIT_CATALOG: frozenset({R.DEVOPS}),
+    Action.EDIT_PRIORITIES: frozenset({R.DEVOPS, R.PRODUCT_MANAGER}),
+    Action.MANAGE_INCIDENTS: frozenset({R.DEVOPS, R.DBA, R.DEVELOPER, R.PRODUCT_MANAGER}),
+    Action.MANAGE_USERS: frozenset(),  # administrators (superusers) only
+}
+
+
+def user_roles(user: AbstractBaseUser | AnonymousUser) -> list[str]:
+    """The role names an account holds, sorted; cached on the user object for the request."""
+    if not user.is_authenticated:
+        return []
+    cached = getattr(user, "_hadr_roles", None)
+    if cached is None:
+        known = {role.value for role in Role}
+        cached = sorted(name for name in user.groups.values_list("name", flat=True) if name in known)
+        user._hadr_roles = cached  # type: ignore[union-attr]
+    return list(cached)
+
+
+def user_can(user: AbstractBaseUser | AnonymousUser, action: Action | str) -> bool:
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    allowed = PERMISSIONS[Action(action)]
+    return any(role in allowed for role in user_roles(user))
+
+
+def require(user: AbstractBaseUser | AnonymousUser, action: Action | str) -> None:
+    """Raise PermissionDenied (HTTP 403) unless the user may perform the action."""
+    if not user_can(user, action):
+        roles = ", ".join(role.value for role in Role if role in PERMISSIONS[Action(action)]) or "administrators"
+        raise PermissionDenied(f"Only {roles} may do this ({Action(action).value}).")
+
+
+def actions_for(user: AbstractBaseUser | AnonymousUser) -> dict[str, bool]:
+    """Every action's permission for a user, for templates: `{% if can.failover %}`."""
+    return {action.value: user_can(user, action) for action in Action}
+
+
+def permission_matrix() -> list[tuple[str, list[bool]]]:
+    """Rows of (action, allowed per role) in Role order, for the README and the UI."""
+    return [(action.value, [role in PERMISSIONS[action] for role in Role]) for action in Action]
+
+
+def action_required(action: Action) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """View decorator: POST only, and only for users allowed to perform `action`."""
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            require(request.user, action)
+            if request.method != "POST":
+                from django.http import HttpResponseNotAllowed
+
+                return HttpResponseNotAllowed(["POST"])
+            return view(request, *args, **kwargs)
+
+        wrapper.hadr_action = action  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator
+
+
+def roles_in(names: Iterable[str]) -> list[Role]:
+    return [Role(name) for name in names if name in {r.value for r in Role}]

@@ -1,0 +1,90 @@
+"""Core pages: dashboard, operations, audit log, portal health. Thin: selectors and services do the work."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from hadr_portal.databases.selectors import clusters_overview
+
+from . import selectors
+from .health import portal_health
+from .htmx import render_page
+from .models import AuditEntry, Operation
+from .operations import OperationError, client_address, operation_cancel, registered_kinds
+from .permissions import Action, Role, action_required, permission_matrix
+
+
+@login_not_required
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """For load balancers and `make up`: 200 when everything works, 503 otherwise."""
+    health = portal_health()
+    return JsonResponse(health, status=200 if health["ok"] else 503)
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    context = {
+        "clusters": clusters_overview(),
+        "recent_operations": Operation.objects.select_related("requested_by")[:8],
+        "active_count": Operation.objects.filter(status__in=Operation.ACTIVE).count(),
+    }
+    return render_page(request, "core/dashboard.html", context, partial="overview")
+
+
+@require_GET
+def operations(request: HttpRequest) -> HttpResponse:
+    filters = {key: request.GET.get(key, "").strip() for key in ("status", "kind", "q")}
+    page = Paginator(selectors.operations_list(filters), 50).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "filters": filters,
+        "kinds": sorted((k.name, k.label) for k in registered_kinds().values()),
+        "statuses": Operation.Status.choices,
+        "polling": any(op.is_active for op in page),
+    }
+    return render_page(request, "core/operations.html", context, partial="table")
+
+
+@require_GET
+def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        operation, log_lines = selectors.operation_with_log(pk)
+    except Operation.DoesNotExist:
+        raise Http404("No such operation") from None
+    context = {"operation": operation, "log_lines": log_lines}
+    return render_page(request, "core/operation_detail.html", context, partial="progress")
+
+
+@action_required(Action.CANCEL_OPERATION)
+def operation_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        operation_cancel(operation_id=pk, actor=request.user, address=client_address(request))
+    except Operation.DoesNotExist:
+        raise Http404("No such operation") from None
+    except OperationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Cancellation of operation #{pk} recorded.")
+    return redirect("core:operation", pk=pk)
+
+
+@require_GET
+def audit_log(request: HttpRequest) -> HttpResponse:
+    filters = {key: request.GET.get(key, "").strip() for key in ("actor", "action", "target", "outcome", "since", "until")}
+    entries, errors = selectors.audit_entries(filters)
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    context = {"page": page, "filters": filters, "errors": errors, "outcomes": AuditEntry.Outcome.choices}
+    return render_page(request, "core/audit_log.html", context, partial="table", status=400 if errors else 200)
+
+
+@require_GET
+def roles(request: HttpRequest) -> HttpResponse:
+    return render_page(request, "core/roles.html", {"roles": list(Role), "matrix": permission_matrix()})

@@ -1,0 +1,20 @@
+"""Top-level URLs. Everything needs a login except /healthz and the login page itself."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from hadr_portal.core import views as core_views
+
+admin.site.site_header = "HADR Portal administration"
+
+urlpatterns = [
+    path("healthz", core_views.healthz, name="healthz"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("databases/", include("hadr_portal.databases.urls")),
+    path("", include("hadr_portal.core.urls")),
+]

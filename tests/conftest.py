@@ -1,0 +1,135 @@
+"""Shared fixtures: accounts with roles, the demo cluster in the catalog, real Celery workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from hadr_portal.core.permissions import Role
+from hadr_portal.databases.models import Cluster
+from tests.infra import plugin
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def infra() -> plugin.Infrastructure:
+    assert plugin.INFRA is not None
+    return plugin.INFRA
+
+
+def make_user(username: str = "alice", *roles: Role, superuser: bool = False) -> User:
+    user = User.objects.create_user(username=username, password="correct horse battery", is_superuser=superuser, is_staff=superuser)
+    for role in roles:
+        user.groups.add(Group.objects.get(name=role.value))
+    return user
+
+
+@pytest.fixture
+def client_as(db: None) -> Callable[..., Client]:
+    """`client_as(Role.DBA)` → a logged-in test client for a new account holding those roles."""
+    counter = iter(range(1000))
+
+    def build(*roles: Role, superuser: bool = False) -> Client:
+        user = make_user(f"user{next(counter)}", *roles, superuser=superuser)
+        client = Client()
+        client.force_login(user)
+        client.user = user  # type: ignore[attr-defined]
+        return client
+
+    return build
+
+
+@pytest.fixture
+def demo_cluster(db: None, infra: plugin.Infrastructure) -> Cluster:
+    from hadr_portal.databases.services import cluster_upsert
+
+    return cluster_upsert(
+        name="demo",
+        nodes={"primary": ("127.0.0.1", infra.primary.port), "replica": ("127.0.0.1", infra.replica.port)},
+        description="test cluster",
+        dbname="onboarding",
+        user="postgres",
+        password_env="HADR_DEMO_PASSWORD",
+    )
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess against the test database and Redis."""
+
+    def __init__(self, queues: str, name: str) -> None:
+        from django.db import connection
+
+        env = dict(os.environ)
+        db_name = connection.settings_dict["NAME"]
+        env["HADR_DATABASE_URL"] = env["HADR_DATABASE_URL"].rsplit("/", 1)[0] + f"/{db_name}"
+        self.log_path = Path(plugin.INFRA.root if plugin.INFRA else "/tmp") / f"worker-{name}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "hadr_portal", "worker", "-Q", queues, "-c", "2",
+             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.name = name
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        from hadr_portal.celery import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-2000:]}")
+            replies = app.control.ping(timeout=0.5) or []
+            if any(name.startswith(f"{self.name}@") for reply in replies for name in reply):
+                return
+        raise RuntimeError(f"worker {self.name} not ready: {self.log_path.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and its pool children)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def start_worker(transactional_db: None) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real Celery workers for the test; all are stopped afterwards."""
+    workers: list[WorkerProcess] = []
+
+    def start(queues: str = "checks,ops,default", name: str = "w") -> WorkerProcess:
+        worker = WorkerProcess(queues, f"{name}{len(workers)}-{os.getpid()}")
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(predicate: Callable[[], object], *, timeout: float = 30, interval: float = 0.2, message: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(message or f"condition not met within {timeout} s")

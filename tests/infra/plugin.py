@@ -1,0 +1,105 @@
+"""Starts the real parts the suite runs against, before Django is configured.
+
+- the portal's own PostgreSQL (pytest-django creates `test_hadr_portal` in it)
+- a managed cluster: PostgreSQL 15 primary + streaming replica (slot `replica1`)
+- Redis
+
+All on free loopback ports under a temporary directory, stopped at the end of the session.
+Loaded with `-p tests.infra.plugin` (pyproject.toml) so that its environment exists before
+pytest-django imports the settings.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hadr_portal.adapters.localpg import LocalInstance, make_replica
+from hadr_portal.adapters.localredis import LocalRedis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Infrastructure:
+    root: Path
+    portal: LocalInstance
+    primary: LocalInstance
+    replica: LocalInstance
+    redis: LocalRedis
+    demo_password: str
+
+    def stop(self) -> None:
+        for instance in (self.replica, self.primary, self.portal):
+            try:
+                instance.stop(mode="immediate")
+            except Exception as exc:  # keep stopping the others
+                print(f"could not stop {instance.data_dir}: {exc}")
+        self.redis.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+INFRA: Infrastructure | None = None
+
+
+def _start() -> Infrastructure:
+    root = Path(tempfile.mkdtemp(prefix="hadr-test-"))
+    os.chmod(root, 0o755)
+    password = secrets.token_urlsafe(16)
+    portal = LocalInstance(root / "pg" / "portal", free_port(), password, fsync=False)
+    primary = LocalInstance(root / "pg" / "primary", free_port(), password, fsync=False)
+    replica = LocalInstance(root / "pg" / "replica", free_port(), password, fsync=False)
+    redis = LocalRedis(root / "redis", free_port())
+    infra = Infrastructure(root, portal, primary, replica, redis, password)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda i: i.initdb(), (portal, primary)))
+            started = [pool.submit(portal.start), pool.submit(primary.start), pool.submit(redis.start)]
+            for future in started:
+                future.result()
+        make_replica(primary, replica, slot="replica1")
+        replica.start()
+        primary.psql("CREATE DATABASE onboarding")
+    except BaseException:
+        infra.stop()
+        raise
+    return infra
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    global INFRA
+    INFRA = _start()
+    os.environ.update(
+        {
+            "HADR_SECRET_KEY": secrets.token_urlsafe(50),
+            "HADR_DATABASE_URL": f"postgres://postgres:{INFRA.demo_password}@127.0.0.1:{INFRA.portal.port}/hadr_portal",
+            "HADR_REDIS_URL": INFRA.redis.url,
+            "HADR_DEMO_PASSWORD": INFRA.demo_password,
+            "HADR_DEMO_NODES": f"primary=127.0.0.1:{INFRA.primary.port},replica=127.0.0.1:{INFRA.replica.port}",
+            "HADR_LOG_FORMAT": "text",
+            "HADR_OPERATION_HEARTBEAT_INTERVAL": "1",
+            "HADR_OPERATION_HEARTBEAT_TIMEOUT": "4",
+            "HADR_OPERATION_REAPER_INTERVAL": "2",
+            "HADR_STATIC_ROOT": str(INFRA.root / "static"),
+            "HADR_DEBUG": "true",
+            "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
+        }
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if INFRA is not None:
+        INFRA.stop()
