@@ -121,7 +121,7 @@ class LocalInstance:
     def psql(self, sql: str, *, dbname: str = "postgres") -> str:
         """Run SQL as the superuser through psql; returns its unaligned, tuples-only output."""
         result = run_command(
-            ["psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-d", self.conninfo(dbname), "-c", sql], timeout=60
+            [str(PG_BIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-At", "-d", self.conninfo(dbname), "-c", sql], timeout=60
         )
         return result.stdout.strip()
 

@@ -1,0 +1,53 @@
+# HADR Portal — `make help` lists the targets.
+SHELL := /bin/bash
+PY := .venv/bin/python
+.DEFAULT_GOAL := help
+
+.PHONY: help install install-dev run up down status logs test test-fast lint format bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## Install system packages and the Python environment (runtime)
+	@scripts/bootstrap.sh
+
+install-dev: ## Same, plus test tools and Chromium
+	@scripts/bootstrap.sh --dev
+
+run: install ## Set up and start everything; show logs until Ctrl-C (which stops it all)
+	@$(PY) scripts/localenv.py run
+
+up: install ## Set up and start everything in the background; returns once the portal answers
+	@$(PY) scripts/localenv.py up
+
+down: ## Stop every process that `make up` started
+	@if [ -x $(PY) ]; then $(PY) scripts/localenv.py down; else echo "Nothing to stop (no .venv)."; fi
+
+status: ## Show what runs, and where
+	@$(PY) scripts/localenv.py status
+
+logs: ## Follow every log of the local environment
+	@$(PY) scripts/localenv.py logs --follow
+
+test: install-dev ## Run the whole test suite (starts its own PostgreSQL, Redis, workers, Chromium)
+	@$(PY) -m pytest
+
+test-fast: install-dev ## The suite without the slow tests (worker processes, browser)
+	@$(PY) -m pytest -m "not slow"
+
+lint: install-dev ## ruff check + format check, Django checks, missing migrations
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+	@HADR_SECRET_KEY=lint-only-secret-key-0123456789-0123456789-0123456789 HADR_DEBUG=true \
+	  HADR_DATABASE_URL=postgres://lint@127.0.0.1:1/lint HADR_REDIS_URL=redis://127.0.0.1:1/0 \
+	  sh -c '$(PY) manage.py check && $(PY) manage.py makemigrations --check --dry-run'
+
+format: install-dev ## Apply ruff's fixes and formatting
+	@.venv/bin/ruff check --fix .
+	@.venv/bin/ruff format .
+
+bench: install-dev ## Run the benchmarks in bench/
+	@$(PY) bench/run.py
+
+clean: down ## Stop everything and delete .run/ (all local data!)
+	@rm -rf .run

@@ -1,0 +1,458 @@
+"""The local demo environment behind `make run / up / down / status / logs`.
+
+Everything lives under `.run/` (or $HADR_RUN_DIR) and listens on 127.0.0.1 only:
+
+    portal-db        the portal's own PostgreSQL                 HADR_PORTAL_DB_PORT    5440
+    demo-primary     managed PostgreSQL 15 primary               HADR_DEMO_PRIMARY_PORT 5441
+    demo-replica     its streaming replica (slot replica1)       HADR_DEMO_REPLICA_PORT 5442
+    redis            broker for Celery                           HADR_REDIS_PORT        6390
+    demo-app         the onboarding application                  HADR_DEMO_APP_PORT     8001
+    worker-checks / worker-ops / worker-default, beat
+    web              gunicorn serving the portal                 HADR_PORT              8000
+
+Running `up` again while everything runs is harmless: what runs is left alone, what is
+missing is started. When a step fails, what this invocation started is stopped again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hadr_portal.adapters.commands import CommandFailed, run_command  # noqa: E402
+from hadr_portal.adapters.localpg import PG_BIN, LocalInstance, make_replica  # noqa: E402
+from hadr_portal.adapters.localredis import LocalRedis  # noqa: E402
+
+RUN = Path(os.environ.get("HADR_RUN_DIR", ROOT / ".run")).resolve()
+PIDS, LOGS, SECRETS = RUN / "pids", RUN / "logs", RUN / "secrets"
+VENV_BIN = Path(sys.executable).parent
+
+
+class EnvError(Exception):
+    """Something the operator must fix; the message says what and how."""
+
+
+def port_setting(name: str, default: int) -> int:
+    value = os.environ.get(name, str(default))
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise EnvError(f"{name}={value!r} is not a port number (1-65535).")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Ports:
+    web: int
+    portal_db: int
+    primary: int
+    replica: int
+    redis: int
+    demo_app: int
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        ports = cls(
+            web=port_setting("HADR_PORT", 8000),
+            portal_db=port_setting("HADR_PORTAL_DB_PORT", 5440),
+            primary=port_setting("HADR_DEMO_PRIMARY_PORT", 5441),
+            replica=port_setting("HADR_DEMO_REPLICA_PORT", 5442),
+            redis=port_setting("HADR_REDIS_PORT", 6390),
+            demo_app=port_setting("HADR_DEMO_APP_PORT", 8001),
+        )
+        values = list(vars(ports).values())
+        if len(set(values)) != len(values):
+            raise EnvError(f"Two components were given the same port: {vars(ports)}")
+        return ports
+
+
+VARIABLE_OF = {
+    "web": "HADR_PORT", "portal_db": "HADR_PORTAL_DB_PORT", "primary": "HADR_DEMO_PRIMARY_PORT",
+    "replica": "HADR_DEMO_REPLICA_PORT", "redis": "HADR_REDIS_PORT", "demo_app": "HADR_DEMO_APP_PORT",
+}
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def secret(name: str, length: int = 24) -> str:
+    """A generated secret kept in .run/secrets (mode 600) so that re-runs reuse it."""
+    SECRETS.mkdir(parents=True, exist_ok=True)
+    os.chmod(SECRETS, 0o700)
+    path = SECRETS / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(length))
+        os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+# --- the processes --------------------------------------------------------------------------
+
+
+def pid_of(name: str) -> int | None:
+    """The pid in .run/pids/<name>.pid if that process is alive."""
+    try:
+        pid = int((PIDS / f"{name}.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str]) -> int:
+    PIDS.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{name}.log", "ab") as log:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    (PIDS / f"{name}.pid").write_text(str(process.pid))
+    return process.pid
+
+
+def alive(pid: int) -> bool:
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited (a zombie)
+            return False
+    except ChildProcessError:
+        pass  # started by an earlier `make up`: not our child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_pid(name: str, timeout: float = 15) -> bool:
+    """Stop a process group by its pidfile: SIGTERM, then SIGKILL after `timeout` seconds."""
+    pid = pid_of(name)
+    (PIDS / f"{name}.pid").unlink(missing_ok=True)
+    if pid is None:
+        return False
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.1)
+        if not alive(pid):
+            return True
+    return True
+
+
+@dataclass
+class Environment:
+    ports: Ports
+
+    @property
+    def portal_db(self) -> LocalInstance:
+        return LocalInstance(RUN / "pg" / "portal", self.ports.portal_db, secret("portal-db-password"))
+
+    @property
+    def primary(self) -> LocalInstance:
+        return LocalInstance(RUN / "pg" / "demo-primary", self.ports.primary, secret("demo-password"))
+
+    @property
+    def replica(self) -> LocalInstance:
+        return LocalInstance(RUN / "pg" / "demo-replica", self.ports.replica, secret("demo-password"))
+
+    @property
+    def redis(self) -> LocalRedis:
+        return LocalRedis(RUN / "redis", self.ports.redis)
+
+    def variables(self) -> dict[str, str]:
+        p = self.ports
+        demo_pw = secret("demo-password")
+        return {
+            "DJANGO_SETTINGS_MODULE": "hadr_portal.settings",
+            "HADR_SECRET_KEY_FILE": str(SECRETS / "secret-key"),
+            "HADR_DATABASE_URL": f"postgres://postgres:{secret('portal-db-password')}@127.0.0.1:{p.portal_db}/hadr_portal",
+            "HADR_REDIS_URL": f"redis://127.0.0.1:{p.redis}/0",
+            "HADR_DEMO_PASSWORD": demo_pw,
+            "HADR_DEMO_NODES": f"primary=127.0.0.1:{p.primary},replica=127.0.0.1:{p.replica}",
+            "HADR_DEMO_PRIMARY_DSN": f"postgresql://postgres:{demo_pw}@127.0.0.1:{p.primary}/onboarding",
+            "HADR_DEMO_REPLICA_DSN": f"postgresql://postgres:{demo_pw}@127.0.0.1:{p.replica}/onboarding",
+            "ONBOARDING_DSN": (
+                f"host=127.0.0.1,127.0.0.1 port={p.primary},{p.replica} dbname=onboarding user=onboarding "
+                f"password={demo_pw} target_session_attrs=read-write connect_timeout=3"
+            ),
+            "ONBOARDING_PORT": str(p.demo_app),
+            "HADR_DEMO_APP_URL": f"http://127.0.0.1:{p.demo_app}",
+            "HADR_PORTAL_URL": f"http://127.0.0.1:{p.web}",
+            "HADR_STATIC_ROOT": str(RUN / "static"),
+            "HADR_ALLOWED_HOSTS": os.environ.get("HADR_ALLOWED_HOSTS", "127.0.0.1,localhost"),
+            "HADR_RUN_DIR": str(RUN),
+        }
+
+
+def write_env_file(variables: dict[str, str]) -> Path:
+    path = RUN / "env"
+    lines = ["# Written by `make up`: source it to reach the local demo environment (contains secrets)."]
+    lines += [f"export {name}='{value}'" for name, value in variables.items()]
+    path.write_text("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def child_env(env: Environment) -> dict[str, str]:
+    return {**os.environ, **env.variables(), "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+
+
+def check_binaries() -> None:
+    needed = [PG_BIN / "initdb", PG_BIN / "pg_ctl", PG_BIN / "pg_basebackup", PG_BIN / "psql"]
+    missing = [str(path) for path in needed if not os.access(path, os.X_OK)]
+    missing += [name for name in ("redis-server", "redis-cli", "runuser") if shutil.which(name) is None]
+    if missing:
+        raise EnvError(f"Missing programs: {', '.join(missing)}. Run `make install` (needs root or sudo).")
+
+
+def check_ports(env: Environment) -> None:
+    """Every port must be free, or be held by the very component that is already running."""
+    ours = {
+        "portal_db": env.portal_db.exists() and env.portal_db.is_running(),
+        "primary": env.primary.exists() and env.primary.is_running(),
+        "replica": env.replica.exists() and env.replica.is_running(),
+        "redis": env.redis.pid() is not None,
+        "demo_app": pid_of("demo-app") is not None,
+        "web": pid_of("web") is not None,
+    }
+    for field, port in vars(env.ports).items():
+        if not ours[field] and port_in_use(port):
+            raise EnvError(
+                f"Port {port} ({VARIABLE_OF[field]}) is already in use by another program. "
+                f"Stop that program or choose another port, e.g. `{VARIABLE_OF[field]}={port + 100} make run`."
+            )
+
+
+def ensure_pg(instance: LocalInstance, label: str, started: list[Callable[[], None]]) -> None:
+    if not instance.exists():
+        print(f"  creating {label} in {instance.data_dir}")
+        instance.initdb()
+    instance.ensure_log_file()
+    instance.write_settings()  # the port may have changed since the last run
+    if not instance.is_running():
+        print(f"  starting {label} on 127.0.0.1:{instance.port}")
+        try:
+            instance.start()
+        except CommandFailed as exc:
+            raise EnvError(f"{label} did not start: {exc}. See {instance.log_file}") from None
+        started.append(instance.stop)
+
+
+def ensure_database(instance: LocalInstance, name: str, owner: str = "postgres", password: str = "") -> None:
+    if owner != "postgres" and not instance.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{owner}'"):
+        instance.psql(f"CREATE ROLE {owner} LOGIN PASSWORD '{password}'")
+    if not instance.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
+        instance.psql(f"CREATE DATABASE {name} OWNER {owner}")
+
+
+def manage(env: Environment, *args: str) -> None:
+    result = run_command([str(VENV_BIN / "python"), str(ROOT / "manage.py"), *args], env=child_env(env), timeout=600, check=False)
+    if result.returncode != 0:
+        raise EnvError(f"manage.py {' '.join(args)} failed:\n{(result.stderr or result.stdout).strip()[-3000:]}")
+
+
+PROCESSES: dict[str, list[str]] = {
+    "demo-app": ["{python}", "-m", "demo.onboarding"],
+    "worker-checks": ["{bin}/celery", "-A", "hadr_portal", "worker", "-Q", "checks", "-n", "checks@%h", "-c", "4", "--without-gossip"],
+    "worker-ops": ["{bin}/celery", "-A", "hadr_portal", "worker", "-Q", "ops", "-n", "ops@%h", "-c", "2", "--without-gossip"],
+    "worker-default": ["{bin}/celery", "-A", "hadr_portal", "worker", "-Q", "default", "-n", "default@%h", "-c", "2", "--without-gossip"],
+    "beat": ["{bin}/celery", "-A", "hadr_portal", "beat", "-s", "{run}/celerybeat-schedule"],
+    "web": [
+        "{bin}/gunicorn", "hadr_portal.wsgi", "--bind", "127.0.0.1:{web_port}", "--workers", "2", "--threads", "4",
+        "--timeout", "60", "--access-logfile", "-",
+        "--access-logformat", '{{"time":"%(t)s","remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":"%(b)s","duration_us":%(D)s}}',
+    ],
+}
+
+
+def process_argv(name: str, env: Environment) -> list[str]:
+    values = {"python": str(VENV_BIN / "python"), "bin": str(VENV_BIN), "run": str(RUN), "web_port": str(env.ports.web)}
+    return [part.format(**values) for part in PROCESSES[name]]
+
+
+def wait_http(url: str, timeout: float, *, accept: Callable[[int], bool] = lambda status: status < 500) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback URL
+                if accept(response.status):
+                    return True
+        except urllib.error.HTTPError as exc:
+            if accept(exc.code):
+                return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def up() -> Environment:
+    env = Environment(Ports.from_env())
+    RUN.mkdir(parents=True, exist_ok=True)
+    os.chmod(RUN, 0o755)  # the postgres user must be able to reach its data directories
+    check_binaries()
+    check_ports(env)
+    secret("secret-key", 50)
+    started: list[Callable[[], None]] = []
+    try:
+        print("==> PostgreSQL: portal database, demo primary and replica")
+        ensure_pg(env.portal_db, "portal database", started)
+        ensure_database(env.portal_db, "hadr_portal")
+        ensure_pg(env.primary, "demo primary", started)
+        ensure_database(env.primary, "onboarding", owner="onboarding", password=secret("demo-password"))
+        if not env.replica.exists():
+            print("  cloning the demo replica (pg_basebackup, slot replica1)")
+            make_replica(env.primary, env.replica, slot="replica1")
+        ensure_pg(env.replica, "demo replica", started)
+        print("==> Redis")
+        if env.redis.pid() is None:
+            env.redis.start()
+            started.append(env.redis.stop)
+        env_file = write_env_file(env.variables())
+        print("==> Portal database: migrate, static files, demo catalog, admin account")
+        manage(env, "migrate", "--noinput")
+        manage(env, "collectstatic", "--noinput", "--verbosity", "0")
+        manage(env, "seed_demo")
+        admin_password_file = RUN / "admin-password"
+        if not admin_password_file.exists():
+            admin_password_file.write_text(secrets.token_urlsafe(12))
+        os.chmod(admin_password_file, 0o600)
+        manage(env, "ensure_admin", "--username", "admin", "--password-file", str(admin_password_file))
+        print("==> Demo application, Celery workers, beat, web server")
+        for name in PROCESSES:
+            if pid_of(name) is None:
+                spawn(name, process_argv(name, env), child_env(env))
+                started.append(lambda name=name: stop_pid(name))
+        url = f"http://127.0.0.1:{env.ports.web}"
+        if not wait_http(f"{url}/login/", timeout=90, accept=lambda status: status == 200):
+            raise EnvError(f"The portal did not answer on {url} within 90 s. See {LOGS / 'web.log'}")
+        for name in PROCESSES:
+            if pid_of(name) is None:
+                raise EnvError(f"{name} exited right after starting. See {LOGS / (name + '.log')}")
+    except (EnvError, CommandFailed, OSError) as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        if started:
+            print("Stopping what this run started…", file=sys.stderr)
+            for stop in reversed(started):
+                try:
+                    stop()
+                except Exception as stop_error:  # keep cleaning
+                    print(f"  {stop_error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    print(
+        f"\nHADR Portal is running: {url}\n"
+        f"  login:     admin / {admin_password_file.read_text().strip()}   (kept in {admin_password_file})\n"
+        f"  demo app:  http://127.0.0.1:{env.ports.demo_app}/health\n"
+        f"  settings:  source {env_file}\n"
+        f"  logs:      make logs     stop: make down"
+    )
+    return env
+
+
+def down() -> None:
+    env = Environment(Ports.from_env())
+    for name in reversed(list(PROCESSES)):
+        if stop_pid(name):
+            print(f"  stopped {name}")
+    env.redis.stop()
+    for instance, label in ((env.replica, "demo replica"), (env.primary, "demo primary"), (env.portal_db, "portal database")):
+        if instance.exists() and instance.is_running():
+            instance.stop()
+            print(f"  stopped {label}")
+    print("Everything is stopped. Data stays in .run/ (make clean removes it).")
+
+
+def status() -> int:
+    env = Environment(Ports.from_env())
+    rows = [
+        ("portal-db", env.portal_db.exists() and env.portal_db.is_running(), f"127.0.0.1:{env.ports.portal_db}"),
+        ("demo-primary", env.primary.exists() and env.primary.is_running(), f"127.0.0.1:{env.ports.primary}"),
+        ("demo-replica", env.replica.exists() and env.replica.is_running(), f"127.0.0.1:{env.ports.replica}"),
+        ("redis", env.redis.pid() is not None, f"127.0.0.1:{env.ports.redis}"),
+    ]
+    addresses = {"demo-app": f"http://127.0.0.1:{env.ports.demo_app}", "web": f"http://127.0.0.1:{env.ports.web}"}
+    rows += [(name, pid_of(name) is not None, addresses.get(name, "")) for name in PROCESSES]
+    for name, running, address in rows:
+        print(f"  {name:16} {'running' if running else 'stopped':8} {address}")
+    return 0 if all(running for _, running, _ in rows) else 3
+
+
+def logs(follow: bool) -> None:
+    files = sorted(LOGS.glob("*.log")) + sorted((RUN / "pg").glob("*.log")) + [RUN / "redis" / "redis.log"]
+    files = [f for f in files if f.exists()]
+    if not files:
+        print("No logs yet: run `make up` first.")
+        return
+    positions: dict[Path, int] = {}
+    for path in files:
+        text = path.read_bytes()
+        tail = text.splitlines()[-20:]
+        print(f"==> {path.relative_to(RUN)} <==")
+        for line in tail:
+            print(line.decode(errors="replace"))
+        positions[path] = len(text)
+    while follow:
+        time.sleep(0.5)
+        for path in files:
+            size = path.stat().st_size
+            if size > positions[path]:
+                with open(path, "rb") as handle:
+                    handle.seek(positions[path])
+                    for line in handle.read().decode(errors="replace").splitlines():
+                        print(f"{path.stem:15} | {line}")
+                positions[path] = size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="set up and start everything in the background")
+    sub.add_parser("run", help="like up, then show the logs until Ctrl-C, which stops everything")
+    sub.add_parser("down", help="stop every process the environment started")
+    sub.add_parser("status", help="what runs and where")
+    log_parser = sub.add_parser("logs", help="the last lines of every log")
+    log_parser.add_argument("-f", "--follow", action="store_true")
+    args = parser.parse_args()
+    try:
+        if args.command in {"up", "run"}:
+            up()
+            if args.command == "run":
+                signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+                print("\nShowing the logs. Press Ctrl-C to stop everything.\n")
+                try:
+                    logs(follow=True)
+                except (KeyboardInterrupt, SystemExit):
+                    print("\nStopping…")
+                    down()
+        elif args.command == "down":
+            down()
+        elif args.command == "status":
+            raise SystemExit(status())
+        elif args.command == "logs":
+            logs(args.follow)
+    except EnvError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
