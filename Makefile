@@ -40,7 +40,7 @@ lint: install-dev ## ruff check + format check, Django checks, missing migration
 	@.venv/bin/ruff format --check .
 	@HADR_SECRET_KEY=lint-only-secret-key-0123456789-0123456789-0123456789 HADR_DEBUG=true \
 	  HADR_DATABASE_URL=postgres://lint@127.0.0.1:1/lint HADR_REDIS_URL=redis://127.0.0.1:1/0 \
-	  sh -c '$(PY) manage.py check && $(PY) manage.py makemigrations --check --dry-run'
+	  PYTHONWARNINGS=ignore::RuntimeWarning sh -c '$(PY) manage.py check && $(PY) manage.py makemigrations --check --dry-run'
 
 format: install-dev ## Apply ruff's fixes and formatting
 	@.venv/bin/ruff check --fix .

@@ -335,10 +335,12 @@ class OnboardingApp:
             fresh = time.monotonic() - self._last_write_mono < FRESH_WRITE_S
             written, dropped, last_write_at = self._written, self._dropped, self._last_write_at
         if info is not None and not fresh:
-            # Quiet writer (low rate, just connected): confirm with a probe of our own.
+            # Quiet writer (low rate, just connected): its connection may be stale, so
+            # confirm with a probe of our own and report the node that answered.
             try:
                 with psycopg.connect(self.config.dsn, autocommit=True) as conn:
                     conn.execute("SELECT 1")
+                    info = {**info, "host": conn.info.host, "port": conn.info.port}
             except psycopg.Error as exc:
                 info, error = None, describe(exc)
         body: dict[str, Any] = {

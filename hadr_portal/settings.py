@@ -186,7 +186,9 @@ OPERATION_HEARTBEAT_INTERVAL = env_int("HADR_OPERATION_HEARTBEAT_INTERVAL", 5, m
 OPERATION_HEARTBEAT_TIMEOUT = env_int("HADR_OPERATION_HEARTBEAT_TIMEOUT", 45, minimum=2)
 OPERATION_REAPER_INTERVAL = env_int("HADR_OPERATION_REAPER_INTERVAL", 15, minimum=1)
 if OPERATION_HEARTBEAT_TIMEOUT <= OPERATION_HEARTBEAT_INTERVAL:
-    raise ImproperlyConfigured("HADR_OPERATION_HEARTBEAT_TIMEOUT must be greater than HADR_OPERATION_HEARTBEAT_INTERVAL")
+    raise ImproperlyConfigured(
+        "HADR_OPERATION_HEARTBEAT_TIMEOUT must be greater than HADR_OPERATION_HEARTBEAT_INTERVAL"
+    )
 
 # How the portal reaches the managed demo cluster when seeding the catalog (`manage.py seed_demo`).
 DEMO_CLUSTER_NODES = env_list("HADR_DEMO_NODES")  # "name=host:port" items

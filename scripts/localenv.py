@@ -80,8 +80,12 @@ class Ports:
 
 
 VARIABLE_OF = {
-    "web": "HADR_PORT", "portal_db": "HADR_PORTAL_DB_PORT", "primary": "HADR_DEMO_PRIMARY_PORT",
-    "replica": "HADR_DEMO_REPLICA_PORT", "redis": "HADR_REDIS_PORT", "demo_app": "HADR_DEMO_APP_PORT",
+    "web": "HADR_PORT",
+    "portal_db": "HADR_PORTAL_DB_PORT",
+    "primary": "HADR_DEMO_PRIMARY_PORT",
+    "replica": "HADR_DEMO_REPLICA_PORT",
+    "redis": "HADR_REDIS_PORT",
+    "demo_app": "HADR_DEMO_APP_PORT",
 }
 
 
@@ -120,7 +124,13 @@ def spawn(name: str, argv: list[str], env: dict[str, str]) -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     with open(LOGS / f"{name}.log", "ab") as log:
         process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     (PIDS / f"{name}.pid").write_text(str(process.pid))
     return process.pid
@@ -265,21 +275,70 @@ def ensure_database(instance: LocalInstance, name: str, owner: str = "postgres",
 
 
 def manage(env: Environment, *args: str) -> None:
-    result = run_command([str(VENV_BIN / "python"), str(ROOT / "manage.py"), *args], env=child_env(env), timeout=600, check=False)
+    result = run_command(
+        [str(VENV_BIN / "python"), str(ROOT / "manage.py"), *args], env=child_env(env), timeout=600, check=False
+    )
     if result.returncode != 0:
         raise EnvError(f"manage.py {' '.join(args)} failed:\n{(result.stderr or result.stdout).strip()[-3000:]}")
 
 
 PROCESSES: dict[str, list[str]] = {
     "demo-app": ["{python}", "-m", "demo.onboarding"],
-    "worker-checks": ["{bin}/celery", "-A", "hadr_portal", "worker", "-Q", "checks", "-n", "checks@%h", "-c", "4", "--without-gossip"],
-    "worker-ops": ["{bin}/celery", "-A", "hadr_portal", "worker", "-Q", "ops", "-n", "ops@%h", "-c", "2", "--without-gossip"],
-    "worker-default": ["{bin}/celery", "-A", "hadr_portal", "worker", "-Q", "default", "-n", "default@%h", "-c", "2", "--without-gossip"],
+    "worker-checks": [
+        "{bin}/celery",
+        "-A",
+        "hadr_portal",
+        "worker",
+        "-Q",
+        "checks",
+        "-n",
+        "checks@%h",
+        "-c",
+        "4",
+        "--without-gossip",
+    ],
+    "worker-ops": [
+        "{bin}/celery",
+        "-A",
+        "hadr_portal",
+        "worker",
+        "-Q",
+        "ops",
+        "-n",
+        "ops@%h",
+        "-c",
+        "2",
+        "--without-gossip",
+    ],
+    "worker-default": [
+        "{bin}/celery",
+        "-A",
+        "hadr_portal",
+        "worker",
+        "-Q",
+        "default",
+        "-n",
+        "default@%h",
+        "-c",
+        "2",
+        "--without-gossip",
+    ],
     "beat": ["{bin}/celery", "-A", "hadr_portal", "beat", "-s", "{run}/celerybeat-schedule"],
     "web": [
-        "{bin}/gunicorn", "hadr_portal.wsgi", "--bind", "127.0.0.1:{web_port}", "--workers", "2", "--threads", "4",
-        "--timeout", "60", "--access-logfile", "-",
-        "--access-logformat", '{{"time":"%(t)s","remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":"%(b)s","duration_us":%(D)s}}',
+        "{bin}/gunicorn",
+        "hadr_portal.wsgi",
+        "--bind",
+        "127.0.0.1:{web_port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--timeout",
+        "60",
+        "--access-logfile",
+        "-",
+        "--access-logformat",
+        '{{"time":"%(t)s","remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":"%(b)s","duration_us":%(D)s}}',
     ],
 }
 
@@ -374,7 +433,11 @@ def down() -> None:
         if stop_pid(name):
             print(f"  stopped {name}")
     env.redis.stop()
-    for instance, label in ((env.replica, "demo replica"), (env.primary, "demo primary"), (env.portal_db, "portal database")):
+    for instance, label in (
+        (env.replica, "demo replica"),
+        (env.primary, "demo primary"),
+        (env.portal_db, "portal database"),
+    ):
         if instance.exists() and instance.is_running():
             instance.stop()
             print(f"  stopped {label}")

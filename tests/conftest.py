@@ -28,9 +28,11 @@ def infra() -> plugin.Infrastructure:
 
 
 def make_user(username: str = "alice", *roles: Role, superuser: bool = False) -> User:
-    user = User.objects.create_user(username=username, password="correct horse battery", is_superuser=superuser, is_staff=superuser)
+    user = User.objects.create_user(
+        username=username, password="correct horse battery", is_superuser=superuser, is_staff=superuser
+    )
     for role in roles:
-        user.groups.add(Group.objects.get(name=role.value))
+        user.groups.add(Group.objects.get_or_create(name=role.value)[0])
     return user
 
 
@@ -73,11 +75,31 @@ class WorkerProcess:
         db_name = connection.settings_dict["NAME"]
         env["HADR_DATABASE_URL"] = env["HADR_DATABASE_URL"].rsplit("/", 1)[0] + f"/{db_name}"
         self.log_path = Path(plugin.INFRA.root if plugin.INFRA else "/tmp") / f"worker-{name}.log"
-        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "hadr_portal", "worker", "-Q", queues, "-c", "2",
-             "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "hadr_portal",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                "2",
+                "-n",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "INFO",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.name = name
         self.wait_ready()
@@ -125,7 +147,9 @@ def start_worker(transactional_db: None) -> Iterator[Callable[..., WorkerProcess
         worker.stop()
 
 
-def wait_for(predicate: Callable[[], object], *, timeout: float = 30, interval: float = 0.2, message: str = "") -> object:
+def wait_for(
+    predicate: Callable[[], object], *, timeout: float = 30, interval: float = 0.2, message: str = ""
+) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -133,3 +157,11 @@ def wait_for(predicate: Callable[[], object], *, timeout: float = 30, interval: 
             return value
         time.sleep(interval)
     raise AssertionError(message or f"condition not met within {timeout} s")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the test item (the browser fixture screenshots failures)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

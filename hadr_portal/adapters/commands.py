@@ -44,7 +44,7 @@ def run_command(
     """Run a program and wait for it. Raises CommandFailed with the tail of its error output."""
     full_env = {**os.environ, **(env or {})}
     try:
-        completed = subprocess.run(  # noqa: S603 - argv comes from code or the catalog, never a shell
+        completed = subprocess.run(
             list(argv), capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or "/", check=False
         )
     except FileNotFoundError:

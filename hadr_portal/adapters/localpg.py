@@ -59,7 +59,9 @@ class LocalInstance:
         return (self.data_dir / "PG_VERSION").is_file()
 
     def is_running(self) -> bool:
-        result = run_command(as_postgres_user([str(PG_BIN / "pg_ctl"), "status", "-D", str(self.data_dir)]), check=False)
+        result = run_command(
+            as_postgres_user([str(PG_BIN / "pg_ctl"), "status", "-D", str(self.data_dir)]), check=False
+        )
         return result.returncode == 0
 
     def initdb(self) -> None:
@@ -76,8 +78,16 @@ class LocalInstance:
             run_command(
                 as_postgres_user(
                     [
-                        str(PG_BIN / "initdb"), "-D", str(self.data_dir), "-U", "postgres", f"--pwfile={pwpath}",
-                        "--auth-host=scram-sha-256", "--auth-local=peer", "--encoding=UTF8", "--locale=C.UTF-8",
+                        str(PG_BIN / "initdb"),
+                        "-D",
+                        str(self.data_dir),
+                        "-U",
+                        "postgres",
+                        f"--pwfile={pwpath}",
+                        "--auth-host=scram-sha-256",
+                        "--auth-local=peer",
+                        "--encoding=UTF8",
+                        "--locale=C.UTF-8",
                         "--data-checksums",
                     ]
                 ),
@@ -97,7 +107,17 @@ class LocalInstance:
     def start(self, *, timeout: int = 60) -> None:
         run_command(
             as_postgres_user(
-                [str(PG_BIN / "pg_ctl"), "start", "-w", "-t", str(timeout), "-D", str(self.data_dir), "-l", str(self.log_file)]
+                [
+                    str(PG_BIN / "pg_ctl"),
+                    "start",
+                    "-w",
+                    "-t",
+                    str(timeout),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                ]
             ),
             timeout=timeout + 10,
         )
@@ -110,7 +130,9 @@ class LocalInstance:
         if not self.exists() or not self.is_running():
             return
         run_command(
-            as_postgres_user([str(PG_BIN / "pg_ctl"), "stop", "-w", "-t", str(timeout), "-m", mode, "-D", str(self.data_dir)]),
+            as_postgres_user(
+                [str(PG_BIN / "pg_ctl"), "stop", "-w", "-t", str(timeout), "-m", mode, "-D", str(self.data_dir)]
+            ),
             timeout=timeout + 10,
         )
 
@@ -121,7 +143,8 @@ class LocalInstance:
     def psql(self, sql: str, *, dbname: str = "postgres") -> str:
         """Run SQL as the superuser through psql; returns its unaligned, tuples-only output."""
         result = run_command(
-            [str(PG_BIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-At", "-d", self.conninfo(dbname), "-c", sql], timeout=60
+            [str(PG_BIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-At", "-d", self.conninfo(dbname), "-c", sql],
+            timeout=60,
         )
         return result.stdout.strip()
 
@@ -139,8 +162,23 @@ def make_replica(primary: LocalInstance, replica: LocalInstance, *, slot: str) -
         run_command(
             as_postgres_user(
                 [
-                    str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres",
-                    "-D", str(replica.data_dir), "-R", "-X", "stream", "-C", "-S", slot, "-c", "fast",
+                    str(PG_BIN / "pg_basebackup"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(primary.port),
+                    "-U",
+                    "postgres",
+                    "-D",
+                    str(replica.data_dir),
+                    "-R",
+                    "-X",
+                    "stream",
+                    "-C",
+                    "-S",
+                    slot,
+                    "-c",
+                    "fast",
                 ]
             ),
             env={"PGPASSWORD": primary.superuser_password},

@@ -40,9 +40,23 @@ class LocalRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         run_command(
             [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                "--save", "", "--appendonly", "no", "--daemonize", "yes", "--pidfile", str(self.pidfile),
-                "--logfile", str(self.log_file),
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.pidfile),
+                "--logfile",
+                str(self.log_file),
             ],
             timeout=30,
         )

@@ -25,9 +25,11 @@ def portal_health(*, timeout: float = 1.5) -> dict[str, Any]:
         checks["redis"] = {"ok": True}
     except Exception as exc:
         checks["redis"] = {"ok": False, "error": str(exc)}
-    checks["queues"] = _queue_workers(timeout) if checks["redis"]["ok"] else {
-        q: {"ok": False, "workers": [], "error": "Redis unreachable"} for q in QUEUES
-    }
+    checks["queues"] = (
+        _queue_workers(timeout)
+        if checks["redis"]["ok"]
+        else {q: {"ok": False, "workers": [], "error": "Redis unreachable"} for q in QUEUES}
+    )
     ok = checks["database"]["ok"] and checks["redis"]["ok"] and all(q["ok"] for q in checks["queues"].values())
     return {"ok": ok, "checks": checks}
 
@@ -45,6 +47,7 @@ def _queue_workers(timeout: float) -> dict[str, Any]:
             if queue.get("name") in workers:
                 workers[queue["name"]].append(worker)
     return {
-        q: {"ok": bool(names), "workers": sorted(names)} | ({} if names else {"error": "no worker consuming this queue"})
+        q: {"ok": bool(names), "workers": sorted(names)}
+        | ({} if names else {"error": "no worker consuming this queue"})
         for q, names in workers.items()
     }

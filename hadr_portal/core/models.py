@@ -99,6 +99,13 @@ class Operation(models.Model):
         return f"#{self.pk} {self.kind} {self.target} ({self.status})"
 
     @property
+    def kind_label(self) -> str:
+        from .operations import registered_kinds
+
+        kind = registered_kinds().get(self.kind)
+        return kind.label if kind else self.kind
+
+    @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
@@ -127,3 +134,6 @@ class OperationLogLine(models.Model):
 
     class Meta:
         ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"#{self.operation_id} {self.at:%H:%M:%S} {self.level}: {self.message[:80]}"

@@ -145,7 +145,9 @@ def operation_request(
     """
     spec = get_kind(kind)
     params = dict(parameters or {})
-    audit = partial(audit_record, actor=actor, action=f"operation.{kind}", target=target, parameters=params, address=address)
+    audit = partial(
+        audit_record, actor=actor, action=f"operation.{kind}", target=target, parameters=params, address=address
+    )
     if actor is not None:
         try:
             require(actor, spec.action)
@@ -181,7 +183,12 @@ def _enqueue(operation_id: int, queue: str) -> None:
         operation_execute_task.apply_async(args=[operation_id], queue=queue)
     except Exception as exc:  # the broker is down: say so on the operation instead of leaving it queued forever
         logger.exception("could not enqueue operation", extra={"operation_id": operation_id})
-        _finish(operation_id, Status.FAILED, error=f"Could not reach the task queue (Redis): {exc}", from_status=Status.QUEUED)
+        _finish(
+            operation_id,
+            Status.FAILED,
+            error=f"Could not reach the task queue (Redis): {exc}",
+            from_status=Status.QUEUED,
+        )
 
 
 def _finish(
@@ -228,7 +235,9 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(settings.OPERATION_HEARTBEAT_INTERVAL):
-                Operation.objects.filter(pk=self.operation_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+                Operation.objects.filter(pk=self.operation_id, status=Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
         except Exception:
             logger.exception("heartbeat failed", extra={"operation_id": self.operation_id})
         finally:
@@ -291,7 +300,9 @@ def _run_with_retries(spec: OperationKind, context: OperationContext) -> Mapping
         context.attempt = state.attempt_number + 1
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception_type(spec.transient_errors) if spec.transient_errors else tenacity.retry_never,
+        retry=tenacity.retry_if_exception_type(spec.transient_errors)
+        if spec.transient_errors
+        else tenacity.retry_never,
         stop=tenacity.stop_after_attempt(spec.max_attempts),
         wait=tenacity.wait_exponential(multiplier=spec.backoff_initial, max=spec.backoff_max),
         before_sleep=before_sleep,
@@ -325,7 +336,14 @@ def operation_cancel(
 ) -> Operation:
     """Cancel a queued operation now, or ask a running cancellable one to stop at its next checkpoint."""
     operation = Operation.objects.get(pk=operation_id)
-    audit = partial(audit_record, actor=actor, action="operation.cancel", target=operation.target, address=address, operation=operation)
+    audit = partial(
+        audit_record,
+        actor=actor,
+        action="operation.cancel",
+        target=operation.target,
+        address=address,
+        operation=operation,
+    )
     own = operation.requested_by_id is not None and operation.requested_by_id == actor.pk
     if not (own or user_can(actor, Action.CANCEL_OPERATION)):
         audit(outcome=AuditEntry.Outcome.REFUSED, detail="not allowed")
@@ -334,7 +352,9 @@ def operation_cancel(
         audit(outcome=AuditEntry.Outcome.SUCCESS, detail="cancelled while queued")
     elif operation.status == Status.RUNNING and get_kind(operation.kind).cancellable_while_running:
         Operation.objects.filter(pk=operation.pk, status=Status.RUNNING).update(cancel_requested=True)
-        OperationLogLine.objects.create(operation=operation, level="warning", message=f"Cancellation requested by {actor.get_username()}.")
+        OperationLogLine.objects.create(
+            operation=operation, level="warning", message=f"Cancellation requested by {actor.get_username()}."
+        )
         audit(outcome=AuditEntry.Outcome.ACCEPTED, detail="cancellation requested while running")
     else:
         operation.refresh_from_db()
@@ -365,8 +385,12 @@ def operations_reap(*, now: Any = None) -> list[int]:
         reaped.append(operation.pk)
         OperationLogLine.objects.create(operation=operation, level=OperationLogLine.Level.ERROR, message=error)
         audit_record(
-            actor=None, action=f"operation.{operation.kind}.finished", target=operation.target,
-            outcome=AuditEntry.Outcome.FAILED, detail=error, operation=operation,
+            actor=None,
+            action=f"operation.{operation.kind}.finished",
+            target=operation.target,
+            outcome=AuditEntry.Outcome.FAILED,
+            detail=error,
+            operation=operation,
         )
         try:
             spec = get_kind(operation.kind)

@@ -47,7 +47,9 @@ def audit_entries(filters: dict[str, Any]) -> tuple[QuerySet[AuditEntry], list[s
 def operations_list(filters: dict[str, Any]) -> QuerySet[Operation]:
     operations = Operation.objects.select_related("requested_by")
     if status := filters.get("status"):
-        operations = operations.filter(status=status) if status != "active" else operations.filter(status__in=Operation.ACTIVE)
+        operations = (
+            operations.filter(status=status) if status != "active" else operations.filter(status__in=Operation.ACTIVE)
+        )
     if kind := filters.get("kind"):
         operations = operations.filter(kind=kind)
     if q := filters.get("q"):

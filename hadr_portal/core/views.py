@@ -78,7 +78,9 @@ def operation_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
-    filters = {key: request.GET.get(key, "").strip() for key in ("actor", "action", "target", "outcome", "since", "until")}
+    filters = {
+        key: request.GET.get(key, "").strip() for key in ("actor", "action", "target", "outcome", "since", "until")
+    }
     entries, errors = selectors.audit_entries(filters)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     context = {"page": page, "filters": filters, "errors": errors, "outcomes": AuditEntry.Outcome.choices}

@@ -21,7 +21,9 @@ class Cluster(models.Model):
     dbname = models.CharField(max_length=63, default="postgres", help_text="Database the portal connects to")
     user = models.CharField(max_length=63, default="postgres")
     password_env = models.CharField(
-        max_length=100, blank=True, validators=[env_name],
+        max_length=100,
+        blank=True,
+        validators=[env_name],
         help_text="Name of the environment variable holding the password (never the password itself)",
     )
     max_failover_lag_bytes = models.BigIntegerField(default=16 * 1024 * 1024, validators=[MinValueValidator(0)])

@@ -25,6 +25,8 @@ def clusters_overview() -> list[ClusterOverview]:
     targets = [c.target for c in clusters]
     active = {op.target: op for op in Operation.objects.filter(target__in=targets, status__in=Operation.ACTIVE)}
     last: dict[str, Operation] = {}
-    for op in Operation.objects.filter(target__in=targets, kind="connectivity_check").exclude(status__in=Operation.ACTIVE):
+    for op in Operation.objects.filter(target__in=targets, kind="connectivity_check").exclude(
+        status__in=Operation.ACTIVE
+    ):
         last.setdefault(op.target, op)
     return [ClusterOverview(c, list(c.nodes.all()), active.get(c.target), last.get(c.target)) for c in clusters]

@@ -21,7 +21,7 @@
         el.title = el.dataset.absolute;
       }
       if (el.closest("ol.log")) { el.textContent = date.toLocaleTimeString(); return; }
-      el.textContent = el.dataset.absolute + " (" + ago(date) + ")";
+      el.textContent = el.dataset.format === "relative" ? ago(date) : el.dataset.absolute + " (" + ago(date) + ")";
     });
   }
   document.addEventListener("DOMContentLoaded", function () { localise(document); });

@@ -118,7 +118,9 @@ def test_connectivity_check_reaches_primary_and_replica(demo_cluster):
     assert roles == {"primary": "primary", "replica": "replica"}
     lines = [line.message for line in finished.log_lines.all()]
     assert any("primary (127.0.0.1" in line and "is primary" in line for line in lines)
-    assert AuditEntry.objects.filter(operation=finished, action="operation.connectivity_check.finished", outcome="success").exists()
+    assert AuditEntry.objects.filter(
+        operation=finished, action="operation.connectivity_check.finished", outcome="success"
+    ).exists()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -133,8 +135,11 @@ def test_a_second_delivery_of_the_task_does_nothing(demo_cluster):
 @pytest.mark.django_db(transaction=True)
 def test_transient_failures_are_retried_with_backoff_in_the_log(infra):
     cluster = cluster_upsert(
-        name="broken", nodes={"primary": ("127.0.0.1", infra.primary.port), "gone": ("127.0.0.1", 1)},
-        dbname="postgres", user="postgres", password_env="HADR_DEMO_PASSWORD",
+        name="broken",
+        nodes={"primary": ("127.0.0.1", infra.primary.port), "gone": ("127.0.0.1", 1)},
+        dbname="postgres",
+        user="postgres",
+        password_env="HADR_DEMO_PASSWORD",
     )
     operation = connectivity_check_request(cluster=cluster, actor=None)
     finished = operation_execute(operation_id=operation.pk)
@@ -170,7 +175,9 @@ def test_reaper_fails_stale_running_operations_and_cleans_up(db):
     stale = Operation.objects.create(
         kind="test_cleanup_kind", target="x:1", status="running", heartbeat_at=timezone.now() - timedelta(minutes=5)
     )
-    fresh = Operation.objects.create(kind="test_cleanup_kind", target="x:2", status="running", heartbeat_at=timezone.now())
+    fresh = Operation.objects.create(
+        kind="test_cleanup_kind", target="x:2", status="running", heartbeat_at=timezone.now()
+    )
     assert operations_reap() == [stale.pk]
     stale.refresh_from_db()
     fresh.refresh_from_db()
@@ -192,7 +199,13 @@ def test_audit_log_is_append_only_in_the_database(db):
 
 def test_secrets_never_reach_the_audit_log(db):
     operation_request(
-        kind="test_cleanup_kind", target="x:1", actor=make_user("root", superuser=True),
+        kind="test_cleanup_kind",
+        target="x:1",
+        actor=make_user("root", superuser=True),
         parameters={"password": "hunter2", "options": {"api_token": "t0k"}, "depth": 3},
     )
-    assert AuditEntry.objects.get().parameters == {"password": "[redacted]", "options": {"api_token": "[redacted]"}, "depth": 3}
+    assert AuditEntry.objects.get().parameters == {
+        "password": "[redacted]",
+        "options": {"api_token": "[redacted]"},
+        "depth": 3,
+    }

@@ -10,9 +10,11 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, URLResolver, get_resolver, include, path, reverse
 
+from hadr_portal import urls as root_urls
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry, Operation, OperationLogLine
 from hadr_portal.core.permissions import Action, Role
@@ -78,7 +80,10 @@ def test_anonymous_is_sent_to_the_login_page(client: Client, operation: Operatio
 
 
 def test_anonymous_post_on_an_action_is_sent_to_the_login_page(client: Client, demo_cluster, operation):
-    for url in (reverse("databases:check", kwargs={"name": demo_cluster.name}), reverse("core:operation-cancel", kwargs={"pk": operation.pk})):
+    for url in (
+        reverse("databases:check", kwargs={"name": demo_cluster.name}),
+        reverse("core:operation-cancel", kwargs={"pk": operation.pk}),
+    ):
         response = client.post(url)
         assert response.status_code == 302, url
         assert response.url.startswith(reverse("login") + "?next="), response.url
@@ -124,7 +129,9 @@ def test_htmx_requests_get_only_the_fragment(client_as, demo_cluster, operation,
 
 
 def test_boosted_htmx_requests_get_the_whole_page(client_as):
-    response = client_as(Role.VIEWER).get(reverse("core:dashboard"), headers={"HX-Request": "true", "HX-Boosted": "true"})
+    response = client_as(Role.VIEWER).get(
+        reverse("core:dashboard"), headers={"HX-Request": "true", "HX-Boosted": "true"}
+    )
     assert response.status_code == 200
     assert b"<html" in response.content
 
@@ -142,12 +149,8 @@ def test_the_walk_finds_the_known_urls():
     assert not any(name.startswith("admin:") for name in names)
 
 
-def test_a_viewer_is_refused_on_every_state_changing_url(client_as, demo_cluster, operation):
-    """Walks the whole URL configuration; a new view that forgets its permission check fails here."""
-    samples = {"pk": operation.pk, "name": demo_cluster.name}
-    viewer = client_as(Role.VIEWER)
-    operations_before = set(Operation.objects.values_list("pk", flat=True))
-    audit_before = AuditEntry.objects.count()
+def _viewer_post_answers(viewer: Client, samples: dict[str, object]) -> dict[str, int]:
+    """POST as `viewer` to every URL the resolver knows (but the skipped ones): {url name: status}."""
     answers: dict[str, int] = {}
     for name, kwarg_names, route in _walk(get_resolver().url_patterns):
         if name in WALK_SKIP_NAMES:
@@ -155,9 +158,19 @@ def test_a_viewer_is_refused_on_every_state_changing_url(client_as, demo_cluster
         missing = [kwarg for kwarg in kwarg_names if kwarg not in samples]
         assert not missing, f"{name} ({route}) needs a sample value for {missing}: add one to `samples`"
         url = reverse(name, kwargs={kwarg: samples[kwarg] for kwarg in kwarg_names})
-        response = viewer.post(url, {"sample_seconds": "0"})
-        answers[name] = response.status_code
-    wrong = {name: status for name, status in answers.items() if status not in (403, 405)}
+        answers[name] = viewer.post(url, {"sample_seconds": "0"}).status_code
+    return answers
+
+
+def _not_refused(answers: dict[str, int]) -> dict[str, int]:
+    return {name: status for name, status in answers.items() if status not in (403, 405)}
+
+
+def test_a_viewer_is_refused_on_every_state_changing_url(client_as, demo_cluster, operation):
+    """Walks the whole URL configuration; a new view that forgets its permission check fails here."""
+    operations_before = set(Operation.objects.values_list("pk", flat=True))
+    answers = _viewer_post_answers(client_as(Role.VIEWER), {"pk": operation.pk, "name": demo_cluster.name})
+    wrong = _not_refused(answers)
     assert not wrong, f"a Viewer's POST was not refused (want 403, or 405 for GET-only pages): {wrong}"
     refused = {name for name, status in answers.items() if status == 403}
     assert {"databases:check", "core:operation-cancel"} <= refused, answers
@@ -167,7 +180,26 @@ def test_a_viewer_is_refused_on_every_state_changing_url(client_as, demo_cluster
     assert not operation.cancel_requested
     # nothing but (possibly) refusals was written to the audit log
     assert not AuditEntry.objects.exclude(outcome=AuditEntry.Outcome.REFUSED).exists()
-    assert AuditEntry.objects.count() >= audit_before
+
+
+def _rogue_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """A state-changing view that forgot its permission check (for the test below)."""
+    Operation.objects.filter(pk=pk).update(status=Operation.Status.CANCELLED)
+    return HttpResponseRedirect("/")
+
+
+# Used only through `pytest.mark.urls(__name__)`: the real URLs plus one unprotected action.
+urlpatterns = [
+    *root_urls.urlpatterns,
+    path("rogue/", include(([path("<int:pk>/cancel", _rogue_view, name="cancel")], "rogue"))),
+]
+
+
+@pytest.mark.urls(__name__)
+def test_the_walk_catches_a_view_without_a_permission_check(client_as, demo_cluster, operation):
+    answers = _viewer_post_answers(client_as(Role.VIEWER), {"pk": operation.pk, "name": demo_cluster.name})
+    assert _not_refused(answers) == {"rogue:cancel": 302}
+    assert answers["databases:check"] == 403
 
 
 # --- the connectivity check action ---------------------------------------------------------------
@@ -214,7 +246,9 @@ def test_second_check_while_one_is_queued_is_refused_with_a_message(client_as, d
 @pytest.mark.parametrize("seconds", ["abc", "-1", "601"])
 def test_bad_sampling_time_shows_an_error_and_creates_nothing(client_as, demo_cluster, seconds):
     dba = client_as(Role.DBA)
-    response = dba.post(reverse("databases:check", kwargs={"name": demo_cluster.name}), {"sample_seconds": seconds}, follow=True)
+    response = dba.post(
+        reverse("databases:check", kwargs={"name": demo_cluster.name}), {"sample_seconds": seconds}, follow=True
+    )
     assert response.status_code == 200
     assert response.redirect_chain[-1][0] == reverse("databases:clusters")
     html = response.content.decode()
@@ -238,7 +272,16 @@ def test_get_on_the_check_url_is_405_for_a_dba(client_as, demo_cluster):
     assert not Operation.objects.exists()
 
 
-@pytest.mark.parametrize(("role", "shown"), [(Role.DBA, True), (Role.DEVOPS, True), (Role.DEVELOPER, True), (Role.VIEWER, False), (Role.PRODUCT_MANAGER, False)])
+@pytest.mark.parametrize(
+    ("role", "shown"),
+    [
+        (Role.DBA, True),
+        (Role.DEVOPS, True),
+        (Role.DEVELOPER, True),
+        (Role.VIEWER, False),
+        (Role.PRODUCT_MANAGER, False),
+    ],
+)
 def test_check_button_only_for_those_allowed(client_as, demo_cluster, role, shown):
     check_url = reverse("databases:check", kwargs={"name": demo_cluster.name})
     for page in ("core:dashboard", "databases:clusters"):
@@ -246,6 +289,25 @@ def test_check_button_only_for_those_allowed(client_as, demo_cluster, role, show
         assert 'id="cluster-demo"' in html
         assert ("Run connectivity check" in html) is shown, (role, page)
         assert (f'action="{check_url}"' in html) is shown, (role, page)
+
+
+def test_check_button_is_disabled_while_an_operation_runs_on_the_cluster(client_as, demo_cluster):
+    dba = client_as(Role.DBA)
+    dba.post(reverse("databases:check", kwargs={"name": demo_cluster.name}))
+    operation = Operation.objects.get()
+    html = dba.get(reverse("core:dashboard")).content.decode()
+    assert "disabled" in html.split("Run connectivity check")[0].rsplit("<button", 1)[1]
+    assert f'href="{reverse("core:operation", kwargs={"pk": operation.pk})}"' in html
+
+
+def test_actions_need_the_csrf_token(demo_cluster, queued_check):
+    dba = make_user("csrf-dba", Role.DBA)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(dba)
+    check = client.post(reverse("databases:check", kwargs={"name": demo_cluster.name}), {"sample_seconds": "0"})
+    cancel = client.post(reverse("core:operation-cancel", kwargs={"pk": queued_check.pk}))
+    assert (check.status_code, cancel.status_code) == (403, 403)
+    assert list(Operation.objects.values_list("pk", "status")) == [(queued_check.pk, "queued")]
 
 
 # --- cancelling -------------------------------------------------------------------------------------
@@ -296,7 +358,9 @@ def test_cancel_of_a_missing_operation_is_404(client_as):
     assert client_as(Role.DBA).post(reverse("core:operation-cancel", kwargs={"pk": 999999})).status_code == 404
 
 
-@pytest.mark.parametrize(("role", "shown"), [(Role.DBA, True), (Role.DEVOPS, True), (Role.VIEWER, False), (Role.DEVELOPER, False)])
+@pytest.mark.parametrize(
+    ("role", "shown"), [(Role.DBA, True), (Role.DEVOPS, True), (Role.VIEWER, False), (Role.DEVELOPER, False)]
+)
 def test_cancel_button_only_for_those_allowed(client_as, queued_check, role, shown):
     html = client_as(role).get(reverse("core:operation", kwargs={"pk": queued_check.pk})).content.decode()
     cancel_url = reverse("core:operation-cancel", kwargs={"pk": queued_check.pk})
@@ -305,7 +369,9 @@ def test_cancel_button_only_for_those_allowed(client_as, queued_check, role, sho
 
 
 def test_no_cancel_button_once_finished(client_as, db):
-    finished = Operation.objects.create(kind="connectivity_check", target="cluster:done", status="succeeded", progress=100)
+    finished = Operation.objects.create(
+        kind="connectivity_check", target="cluster:done", status="succeeded", progress=100
+    )
     html = client_as(Role.DBA).get(reverse("core:operation", kwargs={"pk": finished.pk})).content.decode()
     assert "Cancel operation" not in html
 
@@ -333,9 +399,11 @@ def test_operation_page_shows_progress_and_log(client_as, db):
 
 def test_queued_operation_fragment_keeps_polling(client_as, db):
     operation = Operation.objects.create(kind="connectivity_check", target="cluster:x")
-    html = client_as(Role.VIEWER).get(
-        reverse("core:operation", kwargs={"pk": operation.pk}), headers={"HX-Request": "true"}
-    ).content.decode()
+    html = (
+        client_as(Role.VIEWER)
+        .get(reverse("core:operation", kwargs={"pk": operation.pk}), headers={"HX-Request": "true"})
+        .content.decode()
+    )
     assert "hx-trigger=" in html
     assert f'hx-get="{reverse("core:operation", kwargs={"pk": operation.pk})}"' in html
     assert "Waiting for a worker" in html
@@ -344,12 +412,17 @@ def test_queued_operation_fragment_keeps_polling(client_as, db):
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])
 def test_finished_operation_fragment_stops_polling(client_as, db, status):
     operation = Operation.objects.create(
-        kind="connectivity_check", target="cluster:x", status=status, error="" if status == "succeeded" else "boom",
+        kind="connectivity_check",
+        target="cluster:x",
+        status=status,
+        error="" if status == "succeeded" else "boom",
         result={"nodes": {"primary": {"role": "primary"}}} if status == "succeeded" else {},
     )
-    html = client_as(Role.VIEWER).get(
-        reverse("core:operation", kwargs={"pk": operation.pk}), headers={"HX-Request": "true"}
-    ).content.decode()
+    html = (
+        client_as(Role.VIEWER)
+        .get(reverse("core:operation", kwargs={"pk": operation.pk}), headers={"HX-Request": "true"})
+        .content.decode()
+    )
     assert f'id="operation-{operation.pk}"' in html
     assert "hx-trigger" not in html
     assert "hx-get" not in html

@@ -62,6 +62,7 @@ def _start() -> Infrastructure:
     primary = LocalInstance(root / "pg" / "primary", free_port(), password, fsync=False)
     replica = LocalInstance(root / "pg" / "replica", free_port(), password, fsync=False)
     redis = LocalRedis(root / "redis", free_port())
+    (root / "static").mkdir()
     infra = Infrastructure(root, portal, primary, replica, redis, password)
     try:
         with ThreadPoolExecutor(3) as pool:

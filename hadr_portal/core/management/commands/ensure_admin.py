@@ -34,7 +34,10 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
             audit_record(
-                actor=None, action="user.ensure_admin", target=f"user:{user.username}",
-                outcome="success", detail="created" if created else "password reset from file",
+                actor=None,
+                action="user.ensure_admin",
+                target=f"user:{user.username}",
+                outcome="success",
+                detail="created" if created else "password reset from file",
             )
         self.stdout.write(f"Administrator {user.username} {'created' if created else 'ready'}.")
