@@ -64,10 +64,18 @@ def bench_operation_overhead(rounds: int = 30) -> dict[str, float]:
         started = time.perf_counter()
         for node in nodes:
             subprocess.run(
-                ["psql", "-X", "-At", "-d", node.address().conninfo(), "-c",
-                 "SELECT pg_is_in_recovery(), current_setting('server_version'), pg_current_wal_lsn()"
-                 " WHERE NOT pg_is_in_recovery() UNION ALL SELECT true, '', pg_last_wal_replay_lsn()"],
-                check=True, capture_output=True,
+                [
+                    "psql",
+                    "-X",
+                    "-At",
+                    "-d",
+                    node.address().conninfo(),
+                    "-c",
+                    "SELECT pg_is_in_recovery(), current_setting('server_version'), pg_current_wal_lsn()"
+                    " WHERE NOT pg_is_in_recovery() UNION ALL SELECT true, '', pg_last_wal_replay_lsn()",
+                ],
+                check=True,
+                capture_output=True,
             )
         stock.append(time.perf_counter() - started)
     return {
@@ -85,8 +93,12 @@ def main() -> None:
     os.environ["HADR_LOG_LEVEL"] = "WARNING"
     result = bench_operation_overhead()
     print("operation_overhead (connectivity check of primary + replica, 30 rounds)")
-    print(f"  as an operation (request -> succeeded): p50 {result['ours_p50_ms']:.1f} ms, p95 {result['ours_p95_ms']:.1f} ms")
-    print(f"  stock psql, one query per node:         p50 {result['psql_p50_ms']:.1f} ms, p95 {result['psql_p95_ms']:.1f} ms")
+    print(
+        f"  as an operation (request -> succeeded): p50 {result['ours_p50_ms']:.1f} ms, p95 {result['ours_p95_ms']:.1f} ms"
+    )
+    print(
+        f"  stock psql, one query per node:         p50 {result['psql_p50_ms']:.1f} ms, p95 {result['psql_p95_ms']:.1f} ms"
+    )
     print(f"  ratio (p50): {result['ratio_p50']:.2f}x")
 
 

@@ -7,7 +7,9 @@ variable's name; secrets may be given directly or through `<NAME>_FILE`.
 from __future__ import annotations
 
 import os
+import zoneinfo
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -131,13 +133,18 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_required("HADR_DATABASE_URL"),
-        conn_max_age=env_int("HADR_DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
-    )
-}
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env_required("HADR_DATABASE_URL"),
+            conn_max_age=env_int("HADR_DATABASE_CONN_MAX_AGE", 60),
+            conn_health_checks=True,
+        )
+    }
+except ValueError:  # the URL may hold a password: name the variable, never echo the value
+    raise ImproperlyConfigured(
+        "HADR_DATABASE_URL is not a database URL (postgres://user:password@host:port/name)"
+    ) from None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -151,6 +158,10 @@ LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env("HADR_TIME_ZONE", "UTC") or "UTC"
+try:
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(f"HADR_TIME_ZONE={TIME_ZONE!r} is not a time zone (e.g. UTC, Europe/Lisbon)") from None
 USE_I18N = False
 USE_TZ = True
 
@@ -167,6 +178,8 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Celery -----------------------------------------------------------------------------
 REDIS_URL = env_required("HADR_REDIS_URL")
+if urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
+    raise ImproperlyConfigured("HADR_REDIS_URL must be a redis://, rediss:// or unix:// URL")
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True

@@ -8,7 +8,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from hadr_portal.databases.selectors import clusters_overview
 
@@ -17,7 +17,7 @@ from .health import portal_health
 from .htmx import render_page
 from .models import AuditEntry, Operation
 from .operations import OperationError, client_address, operation_cancel, registered_kinds
-from .permissions import Action, Role, action_required, permission_matrix
+from .permissions import Role, permission_matrix
 
 
 @login_not_required
@@ -63,8 +63,9 @@ def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render_page(request, "core/operation_detail.html", context, partial="progress")
 
 
-@action_required(Action.CANCEL_OPERATION)
+@require_POST
 def operation_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cancel: people with `cancel_operation`, and whoever requested the operation (the service decides)."""
     try:
         operation_cancel(operation_id=pk, actor=request.user, address=client_address(request))
     except Operation.DoesNotExist:
@@ -84,7 +85,9 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     entries, errors = selectors.audit_entries(filters)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
     context = {"page": page, "filters": filters, "errors": errors, "outcomes": AuditEntry.Outcome.choices}
-    return render_page(request, "core/audit_log.html", context, partial="table", status=400 if errors else 200)
+    # htmx does not swap 4xx responses: the fragment carries the error message with a 200 instead.
+    status = 400 if errors and not request.htmx else 200
+    return render_page(request, "core/audit_log.html", context, partial="table", status=status)
 
 
 @require_GET
