@@ -14,3 +14,5 @@ class CoreConfig(AppConfig):
         # Importing the Celery app makes it the current app in every process (web included),
         # so `.apply_async()` reaches Redis rather than Celery's default broker.
         from hadr_portal import celery  # noqa: F401
+
+        from . import signals  # noqa: F401  (audit of sign-ins)

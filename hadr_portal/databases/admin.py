@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from hadr_portal.core.admin import AuditedAdminMixin
+
 from .models import Cluster, Node
 
 
@@ -12,6 +14,6 @@ class NodeInline(admin.TabularInline):
 
 
 @admin.register(Cluster)
-class ClusterAdmin(admin.ModelAdmin):
+class ClusterAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ("name", "description", "dbname", "user", "password_env")
     inlines = [NodeInline]
