@@ -378,9 +378,11 @@ def up() -> Environment:
         ensure_database(env.portal_db, "hadr_portal")
         ensure_pg(env.primary, "demo primary", started)
         ensure_database(env.primary, "onboarding", owner="onboarding", password=secret("demo-password"))
-        if not env.replica.exists():
+        cloned = RUN / "pg" / "demo-replica.cloned"
+        if not env.replica.exists() or not cloned.exists():  # never cloned, or a clone that was interrupted
             print("  cloning the demo replica (pg_basebackup, slot replica1)")
             make_replica(env.primary, env.replica, slot="replica1")
+            cloned.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
         ensure_pg(env.replica, "demo replica", started)
         print("==> Redis")
         if env.redis.pid() is None:

@@ -115,3 +115,22 @@ def test_a_bad_port_setting_is_refused_with_its_name(run_env):
     result = localenv(run_env, "up")
     assert result.returncode == 1
     assert "HADR_PORT='eighty' is not a port number" in result.stderr
+
+
+def test_a_missing_postgresql_is_named_with_the_fix(run_env):
+    run_env["HADR_PG_BIN"] = "/nonexistent/bin"
+    result = localenv(run_env, "up")
+    assert result.returncode == 1
+    assert "Missing programs: /nonexistent/bin/initdb" in result.stderr
+    assert "make install" in result.stderr
+
+
+def test_an_interrupted_replica_clone_is_redone(run_env):
+    run_dir = Path(run_env["HADR_RUN_DIR"])
+    assert localenv(run_env, "up").returncode == 0
+    assert localenv(run_env, "down").returncode == 0
+    (run_dir / "pg" / "demo-replica.cloned").unlink()  # as if pg_basebackup had been interrupted
+    result = localenv(run_env, "up")
+    assert result.returncode == 0, result.stderr
+    assert "cloning the demo replica" in result.stdout
+    assert localenv(run_env, "status").returncode == 0
