@@ -47,7 +47,7 @@ format: install-dev ## Apply ruff's fixes and formatting
 	@.venv/bin/ruff format .
 
 bench: install-dev ## Run the benchmarks in bench/
-	@$(PY) bench/run.py
+	@$(PY) bench/run.py $(BENCH)
 
 clean: down ## Stop everything and delete .run/ (all local data!)
 	@rm -rf .run

@@ -37,9 +37,6 @@ def percentile(samples: list[float], pct: float) -> float:
 
 
 def bench_operation_overhead(rounds: int = 30) -> dict[str, float]:
-    import django
-
-    django.setup()
     from hadr_portal.core.models import Operation
     from hadr_portal.databases.models import Cluster
     from hadr_portal.databases.services import connectivity_check_request
@@ -87,10 +84,7 @@ def bench_operation_overhead(rounds: int = 30) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    load_env()
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hadr_portal.settings")
-    os.environ["HADR_LOG_LEVEL"] = "WARNING"
+def report_operation_overhead() -> None:
     result = bench_operation_overhead()
     print("operation_overhead (connectivity check of primary + replica, 30 rounds)")
     print(
@@ -100,6 +94,69 @@ def main() -> None:
         f"  stock psql, one query per node:         p50 {result['psql_p50_ms']:.1f} ms, p95 {result['psql_p95_ms']:.1f} ms"
     )
     print(f"  ratio (p50): {result['ratio_p50']:.2f}x")
+
+
+def report_checks_round() -> None:
+    from bench.status_bench import checks_round
+
+    r = checks_round()
+    print(f"checks_round ({r['checks']} HTTP checks, {r['hanging']} hanging, timeout {r['timeout']:.0f} s)")
+    print(
+        f"  engine (one process):      {r['ours_s']:.2f} s  (goal <= timeout + 2 s = {r['timeout'] + 2:.0f} s); down: {r['down']}"
+    )
+    print(f"  stock curl, xargs -P 100:  {r['curl_s']:.2f} s")
+    print(f"  ratio: {r['ours_s'] / r['curl_s']:.2f}x")
+
+
+def report_dashboard_load() -> None:
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from bench.status_bench import dashboard_cleanup, dashboard_seed, wrk_latency
+
+    print("dashboard_load: seeding 200 services with 30 days of history...", flush=True)
+    started = time.perf_counter()
+    dashboard_seed()
+    print(f"  seeded in {time.perf_counter() - started:.0f} s")
+    user, _ = get_user_model().objects.get_or_create(username="bench-viewer")
+    session = SessionStore()
+    session["_auth_user_id"] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.create()
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+    base = os.environ["HADR_PORTAL_URL"]
+    try:
+        trivial = wrk_latency(f"{base}/roles/", cookie)
+        board = wrk_latency(f"{base}/", cookie)
+    finally:
+        dashboard_cleanup()
+        session.delete()
+    print("  20 concurrent users, 15 s each, gunicorn 2 workers x 4 threads")
+    print(
+        f"  trivial view (/roles/): p50 {trivial['p50']:.1f} ms  p95 {trivial['p95']:.1f} ms  {trivial['rps']:.0f} req/s"
+    )
+    print(f"  dashboard (/):          p50 {board['p50']:.1f} ms  p95 {board['p95']:.1f} ms  {board['rps']:.0f} req/s")
+    print(f"  ratio (p95): {board['p95'] / trivial['p95']:.2f}x  (goal <= 3x and <= 150 ms)")
+
+
+BENCHMARKS = {"operation": report_operation_overhead, "checks": report_checks_round, "dashboard": report_dashboard_load}
+
+
+def main() -> None:
+    load_env()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hadr_portal.settings")
+    os.environ["HADR_LOG_LEVEL"] = "WARNING"
+    import django
+
+    django.setup()
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    for name in chosen:
+        BENCHMARKS[name]()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,15 @@ app.conf.task_queues = (Queue("checks"), Queue("ops"), Queue("default"))
 app.autodiscover_tasks()
 
 
+def _install_worker_steps() -> None:
+    from hadr_portal.core.workers import AnnounceStep
+
+    app.steps["worker"].add(AnnounceStep)
+
+
+_install_worker_steps()
+
+
 @setup_logging.connect
 def use_django_logging(**_: object) -> None:
     """Keep Django's LOGGING (JSON lines) instead of Celery's own handlers."""
@@ -39,4 +48,21 @@ def schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         float(settings.OPERATION_REAPER_INTERVAL),
         sender.signature("hadr_portal.core.tasks.operations_reap", queue="default"),
         name="reap stale operations",
+    )
+    tick = float(settings.CHECK_TICK_SECONDS)
+    sender.add_periodic_task(
+        tick,
+        # A tick that waited longer than one period is useless: the next one claims the same checks.
+        sender.signature("hadr_portal.status.tasks.checks_tick", queue="checks", options={"expires": tick}),
+        name="run due health checks",
+    )
+    sender.add_periodic_task(
+        60.0,
+        sender.signature("hadr_portal.status.tasks.results_rollup", queue="default"),
+        name="roll up and prune check results",
+    )
+    sender.add_periodic_task(
+        60.0,
+        sender.signature("hadr_portal.status.tasks.beat_heartbeat", queue="default"),
+        name="beat heartbeat",
     )

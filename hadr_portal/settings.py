@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "template_partials",
     "hadr_portal.core",
     "hadr_portal.databases",
+    "hadr_portal.status",
 ]
 
 MIDDLEWARE = [
@@ -153,7 +154,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "core:dashboard"
+LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
@@ -203,8 +204,34 @@ if OPERATION_HEARTBEAT_TIMEOUT <= OPERATION_HEARTBEAT_INTERVAL:
         "HADR_OPERATION_HEARTBEAT_TIMEOUT must be greater than HADR_OPERATION_HEARTBEAT_INTERVAL"
     )
 
-# How the portal reaches the managed demo cluster when seeding the catalog (`manage.py seed_demo`).
-DEMO_CLUSTER_NODES = env_list("HADR_DEMO_NODES")  # "name=host:port" items
+# --- Health checks and alerts ---------------------------------------------------------------------
+CHECK_TICK_SECONDS = env_int("HADR_CHECK_TICK_SECONDS", 5, minimum=1)  # how often due checks are picked
+CHECK_CONCURRENCY = env_int("HADR_CHECK_CONCURRENCY", 100, minimum=1)  # checks probed at once per tick
+CHECK_RESULTS_DAYS = env_int("HADR_CHECK_RESULTS_DAYS", 7, minimum=1)  # raw results kept
+CHECK_ROLLUPS_DAYS = env_int("HADR_CHECK_ROLLUPS_DAYS", 400, minimum=1)  # hourly rollups kept
+ALERT_MAX_ATTEMPTS = env_int("HADR_ALERT_MAX_ATTEMPTS", 5, minimum=1)
+DASHBOARD_REFRESH_SECONDS = env_int("HADR_DASHBOARD_REFRESH_SECONDS", 10, minimum=1)
+PORTAL_URL = (env("HADR_PORTAL_URL", "http://127.0.0.1:8000") or "").rstrip("/")  # links in alerts
+
+# E-mail: "smtp" (HADR_EMAIL_HOST...), "console", or "file" (one file per message in HADR_EMAIL_FILE_DIR).
+EMAIL_MODE = env("HADR_EMAIL_BACKEND", "console") or "console"
+EMAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+}
+if EMAIL_MODE not in EMAIL_BACKENDS:
+    raise ImproperlyConfigured(f"HADR_EMAIL_BACKEND={EMAIL_MODE!r} must be one of {', '.join(EMAIL_BACKENDS)}")
+EMAIL_BACKEND = EMAIL_BACKENDS[EMAIL_MODE]
+EMAIL_FILE_PATH = env("HADR_EMAIL_FILE_DIR", str(BASE_DIR / ".run" / "mail"))
+EMAIL_HOST = env("HADR_EMAIL_HOST", "localhost") or "localhost"
+EMAIL_PORT = env_int("HADR_EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env("HADR_EMAIL_USER", "") or ""
+EMAIL_HOST_PASSWORD = env("HADR_EMAIL_PASSWORD", "") or ""
+EMAIL_USE_TLS = env_bool("HADR_EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("HADR_EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env("HADR_EMAIL_FROM", "hadr-portal@localhost") or "hadr-portal@localhost"
+
 
 # --- Logging: one JSON object a line ----------------------------------------------------------
 LOG_LEVEL = (env("HADR_LOG_LEVEL", "INFO") or "INFO").upper()

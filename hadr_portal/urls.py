@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from hadr_portal.core import views as core_views
+from hadr_portal.status import views as status_views
 
 admin.site.site_header = "HADR Portal administration"
 
@@ -16,5 +17,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("databases/", include("hadr_portal.databases.urls")),
+    path("", include("hadr_portal.status.urls")),
+    path("", status_views.dashboard, name="dashboard"),
     path("", include("hadr_portal.core.urls")),
 ]

@@ -25,6 +25,8 @@ command -v runuser >/dev/null || missing+=(util-linux)
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [[ $DEV -eq 1 ]]; then
   command -v chromium >/dev/null || missing+=(chromium)
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v curl >/dev/null || missing+=(curl)
 fi
 
 if ((${#missing[@]})); then

@@ -13,12 +13,16 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster
 from tests.infra import plugin
 
 ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("HADR_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session")
@@ -28,9 +32,7 @@ def infra() -> plugin.Infrastructure:
 
 
 def make_user(username: str = "alice", *roles: Role, superuser: bool = False) -> User:
-    user = User.objects.create_user(
-        username=username, password="correct horse battery", is_superuser=superuser, is_staff=superuser
-    )
+    user = User.objects.create_user(username=username, password=PASSWORD, is_superuser=superuser, is_staff=superuser)
     for role in roles:
         user.groups.add(Group.objects.get_or_create(name=role.value)[0])
     return user
@@ -165,3 +167,47 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+# --- Chromium (Playwright) ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make install-dev`")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    yield page
+    if getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"{request.node.name}.png", full_page=True)
+    context.close()
+
+
+def sign_in(page: Page, base: str, username: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base}/")
+    expect(page).to_have_url(f"{base}/login/?next=/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from .permissions import actions_for, user_roles
@@ -10,6 +11,7 @@ from .permissions import actions_for, user_roles
 def portal(request: HttpRequest) -> dict[str, Any]:
     """`can.<action>` and `my_roles` in every template, so buttons show only to those allowed."""
     user = getattr(request, "user", None)
+    refresh = {"refresh_seconds": settings.DASHBOARD_REFRESH_SECONDS}
     if user is None or not user.is_authenticated:
-        return {"can": {}, "my_roles": []}
-    return {"can": actions_for(user), "my_roles": user_roles(user)}
+        return {"can": {}, "my_roles": []} | refresh
+    return {"can": actions_for(user), "my_roles": user_roles(user)} | refresh

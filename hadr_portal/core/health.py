@@ -35,19 +35,14 @@ def portal_health(*, timeout: float = 1.5) -> dict[str, Any]:
 
 
 def _queue_workers(timeout: float) -> dict[str, Any]:
-    from hadr_portal.celery import app
+    from .workers import workers_by_queue
 
     try:
-        replies = app.control.inspect(timeout=timeout).active_queues() or {}
-    except Exception as exc:
+        by_queue = workers_by_queue(url=settings.REDIS_URL, queues=QUEUES)
+    except redis.RedisError as exc:
         return {q: {"ok": False, "workers": [], "error": str(exc)} for q in QUEUES}
-    workers: dict[str, list[str]] = {q: [] for q in QUEUES}
-    for worker, queues in replies.items():
-        for queue in queues:
-            if queue.get("name") in workers:
-                workers[queue["name"]].append(worker)
     return {
         q: {"ok": bool(names), "workers": sorted(names)}
         | ({} if names else {"error": "no worker consuming this queue"})
-        for q, names in workers.items()
+        for q, names in by_queue.items()
     }

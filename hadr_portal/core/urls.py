@@ -6,7 +6,6 @@ from . import views
 
 app_name = "core"
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
     path("operations/", views.operations, name="operations"),
     path("operations/<int:pk>/", views.operation_detail, name="operation"),
     path("operations/<int:pk>/cancel", views.operation_cancel_view, name="operation-cancel"),

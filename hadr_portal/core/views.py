@@ -10,8 +10,6 @@ from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from hadr_portal.databases.selectors import clusters_overview
-
 from . import selectors
 from .health import portal_health
 from .htmx import render_page
@@ -27,16 +25,6 @@ def healthz(request: HttpRequest) -> JsonResponse:
     """For load balancers and `make up`: 200 when everything works, 503 otherwise."""
     health = portal_health()
     return JsonResponse(health, status=200 if health["ok"] else 503)
-
-
-@require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
-    context = {
-        "clusters": clusters_overview(),
-        "recent_operations": Operation.objects.select_related("requested_by")[:8],
-        "active_count": Operation.objects.filter(status__in=Operation.ACTIVE).count(),
-    }
-    return render_page(request, "core/dashboard.html", context, partial="overview")
 
 
 @require_GET

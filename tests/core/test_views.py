@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 # (url name, whether it needs an operation's pk, id of the htmx fragment or None when the page has none)
 PAGES = [
-    ("core:dashboard", False, "overview"),
+    ("dashboard", False, "overview"),
     ("core:operations", False, "operations-table"),
     ("core:operation", True, None),  # id="operation-<pk>", checked with the pk
     ("core:audit", False, "audit-table"),
@@ -129,9 +129,7 @@ def test_htmx_requests_get_only_the_fragment(client_as, demo_cluster, operation,
 
 
 def test_boosted_htmx_requests_get_the_whole_page(client_as):
-    response = client_as(Role.VIEWER).get(
-        reverse("core:dashboard"), headers={"HX-Request": "true", "HX-Boosted": "true"}
-    )
+    response = client_as(Role.VIEWER).get(reverse("dashboard"), headers={"HX-Request": "true", "HX-Boosted": "true"})
     assert response.status_code == 200
     assert b"<html" in response.content
 
@@ -145,7 +143,7 @@ def test_missing_operation_is_404(client_as):
 
 def test_the_walk_finds_the_known_urls():
     names = {name for name, _, _ in _walk(get_resolver().url_patterns)}
-    assert {"databases:check", "core:operation-cancel", "core:dashboard", "databases:clusters", "healthz"} <= names
+    assert {"databases:check", "core:operation-cancel", "dashboard", "databases:clusters", "healthz"} <= names
     assert not any(name.startswith("admin:") for name in names)
 
 
@@ -286,7 +284,7 @@ def test_get_on_the_check_url_is_405_for_a_dba(client_as, demo_cluster):
 )
 def test_check_button_only_for_those_allowed(client_as, demo_cluster, role, shown):
     check_url = reverse("databases:check", kwargs={"name": demo_cluster.name})
-    for page in ("core:dashboard", "databases:clusters"):
+    for page in ("dashboard", "databases:clusters"):
         html = client_as(role).get(reverse(page)).content.decode()
         assert 'id="cluster-demo"' in html
         assert ("Run connectivity check" in html) is shown, (role, page)
@@ -297,7 +295,7 @@ def test_check_button_is_disabled_while_an_operation_runs_on_the_cluster(client_
     dba = client_as(Role.DBA)
     dba.post(reverse("databases:check", kwargs={"name": demo_cluster.name}))
     operation = Operation.objects.get()
-    html = dba.get(reverse("core:dashboard")).content.decode()
+    html = dba.get(reverse("dashboard")).content.decode()
     assert "disabled" in html.split("Run connectivity check")[0].rsplit("<button", 1)[1]
     assert f'href="{reverse("core:operation", kwargs={"pk": operation.pk})}"' in html
 

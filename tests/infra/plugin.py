@@ -94,6 +94,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
             "HADR_OPERATION_HEARTBEAT_INTERVAL": "1",
             "HADR_OPERATION_HEARTBEAT_TIMEOUT": "4",
             "HADR_OPERATION_REAPER_INTERVAL": "2",
+            "HADR_DASHBOARD_REFRESH_SECONDS": "1",
+            "HADR_EMAIL_BACKEND": "console",
             "HADR_STATIC_ROOT": str(INFRA.root / "static"),
             "HADR_DEBUG": "true",
             "DJANGO_ALLOW_ASYNC_UNSAFE": "true",

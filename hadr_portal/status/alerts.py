@@ -1,0 +1,114 @@
+"""Alerts: one per transition and channel, delivered by a task with retries, every attempt recorded.
+
+Which transitions alert: to `down`; to `degraded` for tier-1 services; and the recovery back to
+`up` from a state that alerted. A transition inside a maintenance window alerts nobody.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.dispatch import receiver
+from django.urls import reverse
+from django.utils import timezone
+
+from hadr_portal.adapters.notifiers import DeliveryFailed, webhook_post
+
+from .models import AlertChannel, AlertDelivery, State, Transition
+from .signals import transition_committed
+
+EMOJI = {State.DOWN: ":red_circle:", State.DEGRADED: ":large_orange_circle:", State.UP: ":large_green_circle:"}
+
+
+def transition_alerts(transition: Transition) -> bool:
+    """Whether this transition deserves an alert (before channels and maintenance)."""
+    tier1 = transition.service.tier == 1
+    alerting = {State.DOWN} | ({State.DEGRADED} if tier1 else set())
+    if transition.to_state in alerting:
+        return True
+    return transition.to_state == State.UP and transition.from_state in alerting
+
+
+def alerts_queue(transition: Transition) -> list[AlertDelivery]:
+    """Create one pending delivery per matching channel and enqueue each once committed."""
+    if transition.silenced or not transition_alerts(transition):
+        return []
+    from .tasks import alert_deliver_task
+
+    deliveries = []
+    for channel in AlertChannel.objects.filter(enabled=True, min_tier__gte=transition.service.tier):
+        delivery, created = AlertDelivery.objects.get_or_create(transition=transition, channel=channel)
+        if created:
+            deliveries.append(delivery)
+            transaction.on_commit(partial(alert_deliver_task.apply_async, args=[delivery.pk], queue="default"))
+    return deliveries
+
+
+@receiver(transition_committed)
+def on_transition(sender: Any, transition: Transition, **_: Any) -> None:
+    with transaction.atomic():
+        alerts_queue(transition)
+
+
+def alert_message(transition: Transition) -> tuple[str, str, dict[str, Any]]:
+    """Subject, text and webhook payload for a transition."""
+    service = transition.service
+    link = settings.PORTAL_URL + reverse("status:service", kwargs={"name": service.name})
+    verb = "recovered" if transition.to_state == State.UP else f"is {transition.to_state.upper()}"
+    subject = f"[{transition.to_state.upper()}] {service.display_name} {verb} (tier {service.tier})"
+    at = timezone.localtime(transition.at).strftime("%Y-%m-%d %H:%M:%S %Z")
+    text = (
+        f"{service.display_name} {verb}.\n\nWas: {transition.from_state} · Now: {transition.to_state} · Since: {at}\n"
+        f"Why: {transition.reason}\nTier {service.tier} · owner {service.owner_role} · RTO {service.rto_minutes} min\n"
+        f"{'Runbook: ' + service.runbook + chr(10) if service.runbook else ''}Details: {link}\n"
+    )
+    payload = {
+        "text": f"{EMOJI.get(State(transition.to_state), '')} {subject}\n{transition.reason}\n<{link}|Open in HADR Portal>",
+        "service": service.name,
+        "display_name": service.display_name,
+        "tier": service.tier,
+        "from_state": transition.from_state,
+        "to_state": transition.to_state,
+        "reason": transition.reason,
+        "at": transition.at.isoformat(),
+        "url": link,
+    }
+    return subject, text, payload
+
+
+def alert_deliver(*, delivery_id: int) -> AlertDelivery:
+    """One attempt. Raises DeliveryFailed (the task retries) until the attempts run out."""
+    delivery = AlertDelivery.objects.select_related("transition__service", "channel").get(pk=delivery_id)
+    if delivery.status != AlertDelivery.Status.PENDING:
+        return delivery
+    channel = delivery.channel
+    subject, text, payload = alert_message(delivery.transition)
+    delivery.attempts += 1
+    try:
+        if channel.kind == AlertChannel.Kind.EMAIL:
+            recipients = [a.strip() for a in channel.target.split(",") if a.strip()]
+            try:
+                send_mail(subject, text, None, recipients, fail_silently=False)
+            except Exception as exc:  # SMTP errors come in many classes
+                raise DeliveryFailed(f"{exc.__class__.__name__}: {exc}") from None
+        else:
+            url = os.environ.get(channel.target_env, "") if channel.target_env else channel.target
+            if not url:
+                raise DeliveryFailed(f"no webhook URL (is {channel.target_env or 'the target'} set?)")
+            webhook_post(url=url, payload=payload)
+    except DeliveryFailed as exc:
+        delivery.last_error = str(exc)[:500]
+        if delivery.attempts >= settings.ALERT_MAX_ATTEMPTS:
+            delivery.status = AlertDelivery.Status.FAILED
+        delivery.save(update_fields=["attempts", "last_error", "status"])
+        if delivery.status == AlertDelivery.Status.FAILED:
+            return delivery
+        raise
+    delivery.status, delivery.sent_at, delivery.last_error = AlertDelivery.Status.SENT, timezone.now(), ""
+    delivery.save(update_fields=["attempts", "status", "sent_at", "last_error"])
+    return delivery

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class StatusConfig(AppConfig):
+    """Service catalog, health checks and their history, the status dashboard, alerts."""
+
+    name = "hadr_portal.status"
+    label = "status"

@@ -1,0 +1,144 @@
+"""What each kind of check needs in its `config`, validated in one place (forms and TOML import).
+
+`config_validate(kind, raw)` returns the cleaned config or raises ValidationError with one
+message per bad field, in the operator's words.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+
+from .models import Check
+
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+HOST_LIMITS = ("cpu_warning", "cpu_critical", "memory_warning", "memory_critical", "disk_warning", "disk_critical")
+
+# field -> (kinds that use it, required?)
+FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "url": (("http",), True),
+    "expected_status": (("http",), False),
+    "keyword": (("http",), False),
+    "tls_warning_days": (("http",), False),
+    "verify_tls": (("http",), False),
+    "host": (("tcp",), True),
+    "port": (("tcp",), True),
+    "cluster": (("postgres",), False),
+    "node": (("postgres",), False),
+    "dsn_env": (("postgres",), False),
+    "expected_replicas": (("postgres",), False),
+    "lag_warning_bytes": (("postgres",), False),
+    "lag_critical_bytes": (("postgres",), False),
+    "connections_warning_pct": (("postgres",), False),
+    "connections_critical_pct": (("postgres",), False),
+    "url_env": (("redis",), False),
+    "queue": (("celery",), True),
+    "period_seconds": (("heartbeat",), True),
+    "grace_seconds": (("heartbeat",), False),
+    "source": (("heartbeat",), False),
+    "disk_paths": (("host", "host_push"), False),
+    **{limit: (("host", "host_push"), False) for limit in HOST_LIMITS},
+}
+
+
+def _int(errors: dict[str, str], name: str, value: Any, low: int, high: int) -> int | None:
+    try:
+        number = int(value)
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError
+    except (TypeError, ValueError):
+        errors[name] = f"{value!r} is not a whole number."
+        return None
+    if not low <= number <= high:
+        errors[name] = f"{number} is out of range ({low}–{high})."
+        return None
+    return number
+
+
+def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
+    if kind not in Check.Kind.values:
+        raise ValidationError({"kind": f"Unknown kind of check {kind!r}; one of {', '.join(Check.Kind.values)}."})
+    errors: dict[str, str] = {}
+    config: dict[str, Any] = {}
+    for name, value in raw.items():
+        if value in (None, "") or name not in FIELDS:
+            if name not in FIELDS:
+                errors[name] = f"Not a setting of a {kind} check."
+            continue
+        if kind not in FIELDS[name][0]:
+            errors[name] = f"Not a setting of a {kind} check."
+            continue
+        config[name] = value
+    for name, (kinds, required) in FIELDS.items():
+        if kind in kinds and required and name not in config:
+            errors[name] = "Required for this kind of check."
+
+    if "url" in config:
+        parts = urlsplit(str(config["url"]))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            errors["url"] = "Enter a full http:// or https:// URL, e.g. http://127.0.0.1:8001/health."
+    for name, low, high in (
+        ("expected_status", 100, 599),
+        ("tls_warning_days", 0, 365),
+        ("port", 1, 65535),
+        ("expected_replicas", 0, 32),
+        ("lag_warning_bytes", 0, 2**62),
+        ("lag_critical_bytes", 0, 2**62),
+        ("connections_warning_pct", 1, 100),
+        ("connections_critical_pct", 1, 100),
+        ("period_seconds", 10, 90 * 86400),
+        ("grace_seconds", 0, 7 * 86400),
+    ):
+        if name in config:
+            number = _int(errors, name, config[name], low, high)
+            if number is not None:
+                config[name] = number
+    for name in HOST_LIMITS:
+        if name in config:
+            try:
+                config[name] = float(config[name])
+                if not 0 <= config[name] <= 100:
+                    raise ValueError
+            except (TypeError, ValueError):
+                errors[name] = f"{raw[name]!r} is not a percentage (0–100)."
+    for low, high in (
+        ("cpu_warning", "cpu_critical"),
+        ("memory_warning", "memory_critical"),
+        ("disk_warning", "disk_critical"),
+        ("lag_warning_bytes", "lag_critical_bytes"),
+        ("connections_warning_pct", "connections_critical_pct"),
+    ):
+        if (
+            isinstance(config.get(low), int | float)
+            and isinstance(config.get(high), int | float)
+            and config[low] > config[high]
+        ):
+            errors[low] = f"The warning threshold must not exceed the critical one ({config[high]})."
+    if "verify_tls" in config:
+        config["verify_tls"] = config["verify_tls"] in (True, "true", "on", "1", 1)
+    if "disk_paths" in config:
+        paths = config["disk_paths"]
+        paths = [p.strip() for p in paths.split(",")] if isinstance(paths, str) else list(paths)
+        if not paths or not all(isinstance(p, str) and p.startswith("/") for p in paths):
+            errors["disk_paths"] = "Absolute paths, comma-separated, e.g. /, /var/lib/postgresql."
+        config["disk_paths"] = paths
+    for name in ("dsn_env", "url_env"):
+        if name in config and not ENV_NAME.match(str(config[name])):
+            errors[name] = "The name of an environment variable, e.g. HADR_DATABASE_URL (never the secret itself)."
+    if kind == "postgres":
+        by_node = "cluster" in config or "node" in config
+        if by_node == ("dsn_env" in config) or (by_node and not ("cluster" in config and "node" in config)):
+            errors["cluster"] = "Name a cluster and node from the catalog, or a dsn_env — exactly one of the two."
+        elif by_node:
+            from hadr_portal.databases.models import Node
+
+            if not Node.objects.filter(cluster__name=config["cluster"], name=config["node"]).exists():
+                errors["node"] = f"No node {config['node']!r} in cluster {config['cluster']!r}."
+    if kind == "celery" and config.get("queue") not in (None, "checks", "ops", "default"):
+        errors["queue"] = "One of the portal's queues: checks, ops, default."
+    if errors:
+        raise ValidationError(errors)
+    return config

@@ -1,0 +1,213 @@
+"""The demo catalog: everything `make run` starts, as catalog data (the same shape as the TOML file)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+
+def _nodes(spec: str) -> list[dict[str, Any]]:
+    nodes = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, address = item.partition("=")
+        host, _, port = address.rpartition(":")
+        if not (name and host and port.isdigit()):
+            raise ValueError(f"HADR_DEMO_NODES: {item!r} is not name=host:port")
+        nodes.append({"name": name, "host": host, "port": int(port)})
+    return nodes
+
+
+def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Built from the variables `make up` writes to .run/env (HADR_DEMO_NODES, HADR_*_URL)."""
+    env = dict(os.environ if environ is None else environ)
+    nodes = _nodes(env.get("HADR_DEMO_NODES", ""))
+    app_url = env.get("HADR_DEMO_APP_URL", "http://127.0.0.1:8001")
+    portal_url = env.get("HADR_PORTAL_URL", "http://127.0.0.1:8000")
+    app = urlsplit(app_url)
+
+    def check(
+        name: str, kind: str, config: dict[str, Any], interval: int = 15, timeout: float = 5.0, failures: int = 2
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "kind": kind,
+            "enabled": True,
+            "interval_seconds": interval,
+            "timeout_seconds": timeout,
+            "failures_before_down": failures,
+            "config": config,
+        }
+
+    def service(
+        name: str,
+        display: str,
+        kind: str,
+        tier: int,
+        owner: str,
+        rto: int,
+        rpo: int,
+        runbook: str,
+        checks: list[dict[str, Any]],
+        description: str = "",
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "display_name": display,
+            "kind": kind,
+            "description": description,
+            "tier": tier,
+            "owner_role": owner,
+            "rto_minutes": rto,
+            "rpo_minutes": rpo,
+            "runbook": runbook,
+            "restart": {},
+            "checks": checks,
+        }
+
+    services = [
+        service(
+            "onboarding-app",
+            "Onboarding application",
+            "web",
+            1,
+            "DevOps",
+            30,
+            1440,
+            "service-failure",
+            [
+                check("health", "http", {"url": f"{app_url}/health", "keyword": '"status": "ok"'}),
+                check("port", "tcp", {"host": app.hostname or "127.0.0.1", "port": app.port or 80}, interval=30),
+            ],
+            "Records sign-ups and onboarding steps; the product itself",
+        ),
+        service(
+            "portal-web",
+            "Portal web server",
+            "web",
+            2,
+            "DevOps",
+            60,
+            1440,
+            "portal-itself",
+            [
+                check("login-page", "http", {"url": f"{portal_url}/login/", "keyword": "Sign in"}, interval=30),
+            ],
+        ),
+        service(
+            "portal-db",
+            "Portal database",
+            "database",
+            2,
+            "DevOps",
+            120,
+            1440,
+            "portal-itself",
+            [
+                check("postgres", "postgres", {"dsn_env": "HADR_DATABASE_URL", "expected_replicas": 0}, interval=30),
+            ],
+            "The portal's own metadata (never on the managed cluster)",
+        ),
+        service(
+            "redis",
+            "Redis (task queue)",
+            "queue",
+            2,
+            "DevOps",
+            30,
+            1440,
+            "portal-itself",
+            [
+                check("ping", "redis", {"url_env": "HADR_REDIS_URL"}),
+            ],
+        ),
+        *[
+            service(
+                f"worker-{queue}",
+                f"Worker · {queue} queue",
+                "worker",
+                2,
+                "DevOps",
+                30,
+                1440,
+                "portal-itself",
+                [
+                    check("alive", "celery", {"queue": queue}),
+                ],
+            )
+            for queue in ("checks", "ops", "default")
+        ],
+        service(
+            "beat",
+            "Scheduler (Celery beat)",
+            "job",
+            3,
+            "DevOps",
+            60,
+            1440,
+            "portal-itself",
+            [
+                check(
+                    "heartbeat",
+                    "heartbeat",
+                    {"period_seconds": 60, "grace_seconds": 60, "source": "beat"},
+                    interval=30,
+                    failures=1,
+                ),
+            ],
+            "Pings its heartbeat every minute through the default queue",
+        ),
+        service(
+            "worker-host",
+            "Worker host resources",
+            "host",
+            3,
+            "DevOps",
+            240,
+            1440,
+            "portal-itself",
+            [
+                check("resources", "host", {"disk_paths": ["/"]}, interval=30, timeout=5.0),
+            ],
+        ),
+    ]
+    clusters = []
+    if nodes:
+        clusters.append(
+            {
+                "name": "demo",
+                "description": "Local demo cluster: the onboarding application's primary and streaming replica",
+                "dbname": "onboarding",
+                "user": "postgres",
+                "password_env": "HADR_DEMO_PASSWORD",
+                "max_failover_lag_bytes": 16 * 1024 * 1024,
+                "nodes": nodes,
+            }
+        )
+        for node in nodes:
+            tier = 1 if node["name"] == "primary" else 2
+            services.append(
+                service(
+                    f"demo-db-{node['name']}",
+                    f"Demo database · {node['name']}",
+                    "database",
+                    tier,
+                    "DBA",
+                    240,
+                    1440,
+                    "database-problem",
+                    [check("postgres", "postgres", {"cluster": "demo", "node": node["name"]})],
+                    f"PostgreSQL {node['host']}:{node['port']}",
+                )
+            )
+    channels = [
+        {
+            "name": "ops-mail",
+            "kind": "email",
+            "target": env.get("HADR_DEMO_ALERT_EMAIL", "ops@example.com"),
+            "target_env": "",
+            "enabled": True,
+            "min_tier": 4,
+        }
+    ]
+    return {"clusters": clusters, "services": services, "alert_channels": channels}

@@ -1,0 +1,170 @@
+"""The check engine: pick due checks, probe them concurrently, record results, move states.
+
+- `checks_claim_due()`   atomically takes the checks that are due (SKIP LOCKED: ticks never overlap)
+- `checks_run()`         probes in a thread pool; results are recorded as each probe finishes,
+                         so one hanging target delays nobody
+- `check_record()`       result row, consecutive-failure count, check state, service state,
+                         transition and alerts — one transaction, the service row locked
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import DurationField, ExpressionWrapper, F
+from django.utils import timezone
+
+from hadr_portal.adapters.probes import ProbeResult
+from hadr_portal.databases.models import Node
+
+from .models import SEVERITY, Check, CheckResult, Service, State, Transition
+from .probing import probe_for, push_evaluate
+from .signals import transition_committed
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    checked: int
+    seconds: float
+
+
+def checks_claim_due(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
+    """Take due checks and push their next run one interval ahead, atomically."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Check.objects.select_for_update(skip_locked=True)
+            .filter(enabled=True, next_run_at__lte=now)
+            .order_by("next_run_at")
+            .values_list("id", flat=True)[:limit]
+        )
+        Check.objects.filter(id__in=ids).update(
+            next_run_at=now
+            + ExpressionWrapper(F("interval_seconds") * timedelta(seconds=1), output_field=DurationField())
+        )
+    return ids
+
+
+def checks_run(check_ids: list[int]) -> RunSummary:
+    """Probe the given checks concurrently and record every result."""
+    started = time.monotonic()
+    checks = {c.pk: c for c in Check.objects.select_related("service").filter(pk__in=check_ids)}
+    pull: dict[int, object] = {}
+    for check in checks.values():
+        if check.is_push:
+            result = push_evaluate(check)
+            if result is not None:
+                check_record(check=check, result=result)
+            continue
+        try:
+            pull[check.pk] = probe_for(check)
+        except Exception as exc:  # a broken config (missing key, unknown node) is a failed check
+            check_record(check=check, result=ProbeResult("down", f"check misconfigured: {exc!r}"))
+    if pull:
+        with ThreadPoolExecutor(
+            max_workers=min(len(pull), settings.CHECK_CONCURRENCY), thread_name_prefix="probe"
+        ) as pool:
+            futures = {pool.submit(probe): pk for pk, probe in pull.items()}  # type: ignore[arg-type]
+            for future in as_completed(futures):
+                check = checks[futures[future]]
+                try:
+                    result = future.result()
+                except Exception as exc:  # probes should not raise; if one does, it is a failed check
+                    result = ProbeResult("down", f"probe crashed: {exc!r}")
+                check_record(check=check, result=result)
+    return RunSummary(checked=len(checks), seconds=time.monotonic() - started)
+
+
+def check_record(*, check: Check, result: ProbeResult, at: datetime | None = None) -> CheckResult:
+    """Store one result and apply it: failures count towards `failures_before_down`."""
+    at = at or timezone.now()
+    outcome = result.outcome if result.outcome in State.values else State.DOWN
+    with transaction.atomic():
+        service = Service.objects.select_for_update().get(pk=check.service_id)
+        check = Check.objects.select_for_update().get(pk=check.pk)
+        row = CheckResult.objects.create(
+            health_check=check,
+            at=at,
+            outcome=outcome,
+            latency_ms=result.latency_ms,
+            message=result.message[:500],
+            data=result.data,
+        )
+        check.last_result_at, check.last_outcome, check.last_message = at, outcome, result.message[:500]
+        check.last_latency_ms, check.last_data = result.latency_ms, result.data
+        if outcome in (State.UP, State.UNKNOWN):
+            check.consecutive_failures = 0
+            new_state = outcome
+        else:
+            check.consecutive_failures += 1
+            new_state = outcome if check.consecutive_failures >= check.failures_before_down else check.state
+        if new_state != check.state:
+            check.state, check.state_since = new_state, at
+        check.save()
+        _service_apply(service, reason_check=check, at=at)
+        if check.kind == Check.Kind.POSTGRES and check.config.get("cluster"):
+            _node_observe(check, result, outcome, at)
+    return row
+
+
+def _node_observe(check: Check, result: ProbeResult, outcome: str, at: datetime) -> None:
+    """Keep the cluster's node view (Databases page) as fresh as its health check."""
+    data = result.data
+    Node.objects.filter(cluster__name=check.config["cluster"], name=check.config.get("node")).update(
+        last_probe_at=at,
+        last_probe={
+            "reachable": bool(data.get("role")),
+            "role": data.get("role", "unknown"),
+            "lsn": data.get("lsn", ""),
+            "replay_lag_bytes": data.get("lag_bytes") if data.get("role") == "replica" else None,
+            "connections": data.get("connections"),
+            "max_connections": data.get("max_connections"),
+            "server_version": data.get("server_version", ""),
+            "error": "" if outcome == State.UP else result.message,
+        },
+    )
+
+
+def _service_apply(service: Service, *, reason_check: Check | None, at: datetime) -> Transition | None:
+    """The service is as bad as its worst known check; a change is a Transition."""
+    states = [c.state for c in service.checks.filter(enabled=True) if c.state != State.UNKNOWN]
+    new_state = max(states, key=lambda s: SEVERITY[State(s)]) if states else State.UNKNOWN
+    if new_state == service.state:
+        return None
+    worst = list(service.checks.filter(enabled=True, state=new_state))
+    culprit = reason_check if reason_check in worst or not worst else worst[0]
+    if new_state == State.UP:
+        reason = "all checks up"
+    elif culprit is None:
+        reason = "no enabled check has a result"
+    else:
+        reason = f"{culprit.name}: {culprit.last_message}"
+    transition = Transition.objects.create(
+        service=service,
+        health_check=culprit,
+        at=at,
+        from_state=service.state,
+        to_state=new_state,
+        reason=reason[:500],
+        silenced=service.in_maintenance(at) is not None,
+    )
+    service.state, service.state_since, service.state_reason = new_state, at, reason[:300]
+    service.save(update_fields=["state", "state_since", "state_reason"])
+    logger.info("service %s: %s -> %s (%s)", service.name, transition.from_state, new_state, reason)
+    transaction.on_commit(lambda: transition_committed.send(sender=Transition, transition=transition))
+    return transition
+
+
+def service_refresh(service: Service) -> Transition | None:
+    """Recompute a service's state after its checks changed (disabled, deleted)."""
+    with transaction.atomic():
+        service = Service.objects.select_for_update().get(pk=service.pk)
+        return _service_apply(service, reason_check=None, at=timezone.now())

@@ -1,0 +1,267 @@
+"""The service catalog, its health checks, their results, state transitions and alerts."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from hadr_portal.core.permissions import Role
+
+slug = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Lower-case letters, digits and dashes.")
+
+
+class State(models.TextChoices):
+    UP = "up", "Up"
+    DEGRADED = "degraded", "Degraded"
+    DOWN = "down", "Down"
+    UNKNOWN = "unknown", "Unknown"
+
+
+# How bad each state is, for "worst of" decisions.
+SEVERITY = {State.UP: 0, State.UNKNOWN: 1, State.DEGRADED: 2, State.DOWN: 3}
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Service(models.Model):
+    """Something the team runs and must recover: what it is, how much it matters, who owns it."""
+
+    class Kind(models.TextChoices):
+        WEB = "web", "Web"
+        WORKER = "worker", "Worker"
+        DATABASE = "database", "Database"
+        CACHE = "cache", "Cache"
+        QUEUE = "queue", "Queue"
+        JOB = "job", "Job"
+        HOST = "host", "Host"
+
+    TIERS = [
+        (1, "Tier 1 · critical"),
+        (2, "Tier 2 · important"),
+        (3, "Tier 3 · supporting"),
+        (4, "Tier 4 · best effort"),
+    ]
+
+    name = models.CharField(max_length=64, unique=True, validators=[slug])
+    display_name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    description = models.CharField(max_length=300, blank=True)
+    tier = models.PositiveSmallIntegerField(
+        choices=TIERS, default=2, help_text="Recovery priority: 1 is restored first"
+    )
+    owner_role = models.CharField(max_length=32, choices=[(r.value, r.value) for r in Role], default=Role.DEVOPS.value)
+    rto_minutes = models.PositiveIntegerField(
+        default=240, validators=[MinValueValidator(1)], help_text="Recovery time objective"
+    )
+    rpo_minutes = models.PositiveIntegerField(
+        default=1440, validators=[MinValueValidator(0)], help_text="Recovery point objective"
+    )
+    runbook = models.CharField(max_length=100, blank=True, help_text="Runbook file name in runbooks/, without .md")
+    restart = models.JSONField(default=dict, blank=True, help_text="How to restart it (controller and its settings)")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.UNKNOWN)
+    state_since = models.DateTimeField(default=timezone.now)
+    state_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["tier", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def target(self) -> str:
+        return f"service:{self.name}"
+
+    def in_maintenance(self, at: timezone.datetime | None = None) -> MaintenanceWindow | None:
+        at = at or timezone.now()
+        return self.maintenance_windows.filter(starts_at__lte=at, ends_at__gt=at).first()
+
+
+class Check(models.Model):
+    """One health check of a service, run every `interval_seconds` (push kinds: evaluated when due)."""
+
+    class Kind(models.TextChoices):
+        HTTP = "http", "HTTP(S)"
+        TCP = "tcp", "TCP connect"
+        POSTGRES = "postgres", "PostgreSQL node"
+        REDIS = "redis", "Redis ping"
+        CELERY = "celery", "Celery workers"
+        HEARTBEAT = "heartbeat", "Heartbeat (push)"
+        HOST = "host", "Host resources (this worker)"
+        HOST_PUSH = "host_push", "Host resources (pushed)"
+
+    PUSH_KINDS = (Kind.HEARTBEAT, Kind.HOST_PUSH)
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="checks")
+    name = models.CharField(max_length=64, validators=[slug])
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    config = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    interval_seconds = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(5), MaxValueValidator(86400)]
+    )
+    timeout_seconds = models.FloatField(default=5.0, validators=[MinValueValidator(0.5), MaxValueValidator(120)])
+    failures_before_down = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Consecutive failed results before the state changes",
+    )
+    token = models.CharField(
+        max_length=64, unique=True, default=new_token, help_text="Push URL key (heartbeat, host push)"
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.UNKNOWN)
+    state_since = models.DateTimeField(default=timezone.now)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_result_at = models.DateTimeField(null=True, blank=True)
+    last_outcome = models.CharField(max_length=16, blank=True)
+    last_message = models.CharField(max_length=500, blank=True)
+    last_latency_ms = models.FloatField(null=True, blank=True)
+    last_data = models.JSONField(default=dict, blank=True)
+    last_ping_at = models.DateTimeField(null=True, blank=True)
+    next_run_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["service", "name"]
+        constraints = [models.UniqueConstraint(fields=["service", "name"], name="check_name_unique_in_service")]
+
+    def __str__(self) -> str:
+        return f"{self.service.name}/{self.name}"
+
+    @property
+    def is_push(self) -> bool:
+        return self.kind in self.PUSH_KINDS
+
+    def stale_after_seconds(self) -> float:
+        """No result for this long means the data can no longer be trusted (shown as stale, never green)."""
+        return 2 * self.interval_seconds + self.timeout_seconds + 30
+
+
+class CheckResult(models.Model):
+    """One raw result, kept `HADR_CHECK_RESULTS_DAYS` days."""
+
+    health_check = models.ForeignKey(Check, on_delete=models.CASCADE, related_name="results")
+    at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=16, choices=State.choices)
+    latency_ms = models.FloatField(null=True, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["health_check", "-at"], name="status_result_check_at")]
+
+    def __str__(self) -> str:
+        return f"{self.health_check_id} {self.at:%H:%M:%S} {self.outcome}"
+
+
+class CheckRollup(models.Model):
+    """Results of one check summed per hour, kept `HADR_CHECK_ROLLUPS_DAYS` days (uptime, latency history)."""
+
+    health_check = models.ForeignKey(Check, on_delete=models.CASCADE, related_name="rollups")
+    hour = models.DateTimeField()
+    total = models.PositiveIntegerField(default=0)
+    up = models.PositiveIntegerField(default=0)
+    degraded = models.PositiveIntegerField(default=0)
+    down = models.PositiveIntegerField(default=0)
+    latency_avg_ms = models.FloatField(null=True, blank=True)
+    latency_max_ms = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [models.UniqueConstraint(fields=["health_check", "hour"], name="rollup_one_per_check_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.health_check_id} {self.hour:%Y-%m-%d %H}:00 {self.up}/{self.total}"
+
+
+class Transition(models.Model):
+    """A service's state changed: when, from, to, why (and which check caused it)."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="transitions")
+    health_check = models.ForeignKey(Check, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    from_state = models.CharField(max_length=16, choices=State.choices)
+    to_state = models.CharField(max_length=16, choices=State.choices)
+    reason = models.CharField(max_length=500, blank=True)
+    silenced = models.BooleanField(default=False, help_text="In a maintenance window: no alert sent")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.service.name}: {self.from_state} → {self.to_state}"
+
+
+class MaintenanceWindow(models.Model):
+    """While a window is open, the service's transitions are recorded but alert nobody."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="maintenance_windows")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-starts_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=models.F("starts_at")), name="window_ends_after_start")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.service.name} {self.starts_at:%Y-%m-%d %H:%M} – {self.ends_at:%H:%M}"
+
+
+class AlertChannel(models.Model):
+    """Where alerts go: e-mail addresses, or a JSON webhook (Slack-compatible) whose URL may come from the environment."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    name = models.CharField(max_length=64, unique=True, validators=[slug])
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    target = models.CharField(max_length=500, blank=True, help_text="E-mail addresses (comma-separated) or webhook URL")
+    target_env = models.CharField(max_length=100, blank=True, help_text="Or: environment variable holding the URL")
+    enabled = models.BooleanField(default=True)
+    min_tier = models.PositiveSmallIntegerField(
+        default=4, help_text="Alert only for services of this tier or more critical"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AlertDelivery(models.Model):
+    """One alert for one transition on one channel, with its attempts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Undelivered"
+
+    transition = models.ForeignKey(Transition, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(AlertChannel, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["transition", "channel"], name="one_delivery_per_transition_channel")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transition} via {self.channel.name}: {self.status}"

@@ -1,0 +1,123 @@
+"""Turning a Check from the catalog into a probe call (no database access inside the call).
+
+`probe_for(check)` is evaluated in the engine's main thread and returns a zero-argument
+callable that the thread pool runs; the callable touches only the network.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
+
+import redis
+from django.conf import settings
+from django.utils import timezone
+
+from hadr_portal.adapters import probes
+from hadr_portal.adapters.probes import ProbeResult
+from hadr_portal.core.workers import workers_by_queue
+from hadr_portal.databases.models import Cluster
+
+from .models import Check
+
+Probe = Callable[[], ProbeResult]
+
+HOST_THRESHOLDS = ("cpu_warning", "cpu_critical", "memory_warning", "memory_critical", "disk_warning", "disk_critical")
+
+
+def _conninfo(config: dict[str, Any]) -> tuple[str, int]:
+    """The node's conninfo and how many replicas its cluster should have."""
+    if config.get("dsn_env"):
+        return os.environ.get(config["dsn_env"], ""), int(config.get("expected_replicas", 0))
+    cluster = Cluster.objects.prefetch_related("nodes").get(name=config["cluster"])
+    node = next(n for n in cluster.nodes.all() if n.name == config["node"])
+    return node.address().conninfo(), int(config.get("expected_replicas", len(cluster.nodes.all()) - 1))
+
+
+def _celery_probe(queue: str) -> ProbeResult:
+    try:
+        workers = workers_by_queue(url=settings.REDIS_URL, queues=(queue,))[queue]
+    except redis.RedisError as exc:
+        return ProbeResult("down", f"cannot read worker heartbeats from Redis: {exc}")
+    if not workers:
+        return ProbeResult("down", f"no live worker consumes the {queue!r} queue")
+    return ProbeResult("up", f"{len(workers)} worker(s) on {queue!r}: {', '.join(workers)}", data={"workers": workers})
+
+
+def heartbeat_evaluate(check: Check, now: datetime) -> ProbeResult:
+    """Healthchecks' model: up until `period + grace` after the last ping, then down."""
+    period = int(check.config.get("period_seconds", 3600))
+    grace = int(check.config.get("grace_seconds", 300))
+    if check.last_ping_at is None:
+        return ProbeResult("unknown", "waiting for the first ping")
+    age = (now - check.last_ping_at).total_seconds()
+    data = {"last_ping_at": check.last_ping_at.isoformat(), "age_seconds": round(age)}
+    if age > period + grace:
+        return ProbeResult(
+            "down", f"no ping for {_duration(age)} (period {_duration(period)} + grace {_duration(grace)})", data=data
+        )
+    late = " (late, within grace)" if age > period else ""
+    return ProbeResult("up", f"last ping {_duration(age)} ago{late}", data=data)
+
+
+def host_push_evaluate(check: Check, now: datetime) -> ProbeResult | None:
+    """Pushed host reports are evaluated when they arrive; here only their absence matters."""
+    limit = timedelta(seconds=check.stale_after_seconds())
+    if check.last_ping_at is None:
+        return ProbeResult("unknown", "waiting for the first report")
+    if now - check.last_ping_at > limit:
+        return ProbeResult("down", f"no report for {_duration((now - check.last_ping_at).total_seconds())}")
+    return None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
+def probe_for(check: Check) -> Probe:
+    """The network call for a pull check. Raises KeyError/ValueError on a broken config."""
+    c, timeout = check.config, check.timeout_seconds
+    if check.kind == Check.Kind.HTTP:
+        return partial(
+            probes.probe_http,
+            url=c["url"],
+            timeout=timeout,
+            expected_status=int(c.get("expected_status", 200)),
+            keyword=c.get("keyword", ""),
+            tls_warning_days=int(c.get("tls_warning_days", 14)),
+            verify_tls=bool(c.get("verify_tls", True)),
+        )
+    if check.kind == Check.Kind.TCP:
+        return partial(probes.probe_tcp, host=c["host"], port=int(c["port"]), timeout=timeout)
+    if check.kind == Check.Kind.POSTGRES:
+        conninfo, expected = _conninfo(c)
+        limits = {
+            k: int(c[k])
+            for k in ("lag_warning_bytes", "lag_critical_bytes", "connections_warning_pct", "connections_critical_pct")
+            if k in c
+        }
+        return partial(probes.probe_postgres, conninfo=conninfo, timeout=timeout, expected_replicas=expected, **limits)
+    if check.kind == Check.Kind.REDIS:
+        url = os.environ.get(c.get("url_env", ""), "") if c.get("url_env") else c.get("url", settings.REDIS_URL)
+        return partial(probes.probe_redis, url=url, timeout=timeout)
+    if check.kind == Check.Kind.CELERY:
+        return partial(_celery_probe, c.get("queue", "default"))
+    if check.kind == Check.Kind.HOST:
+        limits = {k: float(c[k]) for k in HOST_THRESHOLDS if k in c}
+        return partial(probes.probe_host, disk_paths=tuple(c.get("disk_paths", ["/"])), **limits)
+    raise ValueError(f"{check.kind} is not a pull check")
+
+
+def push_evaluate(check: Check) -> ProbeResult | None:
+    now = timezone.now()
+    if check.kind == Check.Kind.HEARTBEAT:
+        return heartbeat_evaluate(check, now)
+    return host_push_evaluate(check, now)

@@ -1,0 +1,149 @@
+"""Status pages, catalog editing, and the push endpoints (no login; the token is the key)."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from hadr_portal.core.htmx import render_page
+from hadr_portal.core.operations import client_address
+from hadr_portal.core.permissions import Action, require, user_can
+from hadr_portal.databases.selectors import clusters_overview
+
+from . import push, selectors, services
+from .forms import CheckForm, MaintenanceForm, PriorityForm, ServiceForm
+from .models import Check, Service
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    context = selectors.dashboard() | {"clusters": clusters_overview()}
+    return render_page(request, "status/dashboard.html", context, partial="board")
+
+
+@require_GET
+def service_detail(request: HttpRequest, name: str) -> HttpResponse:
+    service = get_object_or_404(Service, name=name)
+    return render_page(request, "status/service_detail.html", selectors.service_detail(service), partial="live")
+
+
+@require_http_methods(["GET", "POST"])
+def service_edit(request: HttpRequest, name: str | None = None) -> HttpResponse:
+    service = get_object_or_404(Service, name=name) if name else Service()
+    full = user_can(request.user, Action.EDIT_CATALOG)
+    if not full:
+        require(request.user, Action.EDIT_PRIORITIES)
+        if service.pk is None:
+            raise PermissionDenied("Only DevOps may add services.")
+    form_class = ServiceForm if full else PriorityForm
+    form = form_class(request.POST or None, instance=service)
+    if request.method == "POST" and form.is_valid():
+        saved = services.service_save(
+            service=form.save(commit=False),
+            actor=request.user,
+            address=client_address(request),
+            changed=form.changed_data,
+            priorities_only=not full,
+        )
+        messages.success(request, f"{saved.display_name} saved.")
+        return redirect("status:service", name=saved.name)
+    return render_page(
+        request,
+        "status/service_form.html",
+        {"form": form, "service": service, "full": full},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def check_edit(request: HttpRequest, name: str, check_id: int | None = None) -> HttpResponse:
+    require(request.user, Action.EDIT_CATALOG)
+    service = get_object_or_404(Service, name=name)
+    check = get_object_or_404(Check, pk=check_id, service=service) if check_id else Check(service=service)
+    form = CheckForm(request.POST or None, instance=check)
+    if request.method == "POST" and form.is_valid():
+        saved = services.check_save(check=form.save(commit=False), actor=request.user, address=client_address(request))
+        messages.success(request, f"Check {saved.name} saved; it runs within a few seconds.")
+        return redirect("status:service", name=service.name)
+    return render_page(
+        request,
+        "status/check_form.html",
+        {"form": form, "service": service, "check": check},
+        status=400 if form.errors else 200,
+    )
+
+
+@require_POST
+def check_delete(request: HttpRequest, name: str, check_id: int) -> HttpResponse:
+    require(request.user, Action.EDIT_CATALOG)
+    check = get_object_or_404(Check, pk=check_id, service__name=name)
+    if request.POST.get("confirm") != check.name:
+        messages.error(request, f"Type the check's name ({check.name}) to delete it.")
+        return redirect("status:check-edit", name=name, check_id=check_id)
+    services.check_delete(check=check, actor=request.user, address=client_address(request))
+    messages.success(request, f"Check {check.name} deleted.")
+    return redirect("status:service", name=name)
+
+
+@require_POST
+def maintenance_open(request: HttpRequest, name: str) -> HttpResponse:
+    require(request.user, Action.EDIT_CATALOG)
+    service = get_object_or_404(Service, name=name)
+    form = MaintenanceForm(request.POST)
+    if form.is_valid():
+        window = services.maintenance_open(
+            window=form.window(service), actor=request.user, address=client_address(request)
+        )
+        messages.success(request, f"Alerts for {service.display_name} silenced until {window.ends_at:%H:%M}.")
+    else:
+        messages.error(
+            request,
+            "Maintenance window not opened: "
+            + "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()),
+        )
+    return redirect("status:service", name=name)
+
+
+@login_not_required
+@csrf_exempt
+@require_http_methods(["GET", "POST", "HEAD"])
+def heartbeat(request: HttpRequest, token: str) -> HttpResponse:
+    """A cron job's ping: `curl -fsS -m 10 --retry 3 https://portal/push/heartbeat/<token>`."""
+    try:
+        push.heartbeat_ping(
+            token=token, message=request.body[:200].decode(errors="replace") if request.method == "POST" else ""
+        )
+    except push.UnknownToken:
+        return HttpResponse("unknown heartbeat\n", status=404, content_type="text/plain")
+    return HttpResponse("OK\n", content_type="text/plain")
+
+
+@login_not_required
+@csrf_exempt
+@require_POST
+def host_report(request: HttpRequest) -> JsonResponse:
+    """Another host pushes its resources: `Authorization: Bearer <token>`, JSON {cpu, memory, disks}."""
+    auth = request.headers.get("Authorization", "")
+    token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+    try:
+        values = json.loads(request.body or b"null")
+        if not isinstance(values, dict):
+            return JsonResponse(
+                {"error": 'expected a JSON object like {"cpu": 12.5, "memory": 40, "disks": {"/": 71}}'}, status=400
+            )
+        check = push.host_report(token=token, values=values)
+    except push.UnknownToken:
+        return JsonResponse({"error": "unknown or missing token (Authorization: Bearer <token>)"}, status=401)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return JsonResponse({"error": "the body is not valid JSON"}, status=400)
+    except ValueError as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
+    check.refresh_from_db()
+    return JsonResponse({"state": check.state, "message": check.last_message})

@@ -1,0 +1,509 @@
+"""The catalog as code: TOML export and import, validation with paths, pruning, tokens, the command, the audit."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from hadr_portal.core.models import AuditEntry
+from hadr_portal.core.permissions import Role
+from hadr_portal.databases.models import Cluster, Node
+from hadr_portal.databases.services import cluster_upsert
+from hadr_portal.status.catalog import (
+    CatalogError,
+    catalog_dump_toml,
+    catalog_export,
+    catalog_import,
+    catalog_load_toml,
+)
+from hadr_portal.status.models import AlertChannel, Check, Service, State
+from tests.conftest import make_user
+from tests.status.factories import make_check, make_service
+
+EVERYTHING = [
+    "cluster demo",
+    "node demo/primary",
+    "node demo/replica",
+    "service beat",
+    "check beat/heartbeat",
+    "service demo-db-primary",
+    "check demo-db-primary/postgres",
+    "service onboarding-app",
+    "check onboarding-app/health",
+    "check onboarding-app/port",
+    "channel chat",
+    "channel ops-mail",
+]
+
+
+@pytest.fixture
+def catalog(db: None) -> None:
+    """A bit of everything: a cluster with two nodes, pull and push checks, a restart table, two channels."""
+    cluster_upsert(
+        name="demo",
+        nodes={"primary": ("127.0.0.1", 5441), "replica": ("127.0.0.1", 5442)},
+        description="Local demo cluster",
+        dbname="onboarding",
+        user="postgres",
+        password_env="HADR_DEMO_PASSWORD",
+    )
+    app = make_service(
+        "onboarding-app",
+        tier=1,
+        display_name="Onboarding application",
+        runbook="service-failure",
+        restart={"controller": "command", "argv": ["systemctl", "restart", "onboarding"], "timeout_seconds": 60},
+    )
+    make_check(app, "health", "http", {"url": "http://127.0.0.1:8001/health", "keyword": '"status": "ok"'})
+    make_check(app, "port", "tcp", {"host": "127.0.0.1", "port": 8001}, interval_seconds=30)
+    database = make_service("demo-db-primary", kind="database", owner_role=Role.DBA.value, description="PostgreSQL")
+    make_check(database, "postgres", "postgres", {"cluster": "demo", "node": "primary"})
+    beat = make_service("beat", kind="job", tier=3)
+    make_check(beat, "heartbeat", "heartbeat", {"period_seconds": 60, "grace_seconds": 60}, failures_before_down=1)
+    AlertChannel.objects.create(name="ops-mail", kind="email", target="ops@example.com")
+    AlertChannel.objects.create(name="chat", kind="webhook", target_env="HADR_CHAT_WEBHOOK", min_tier=2)
+
+
+def exported(*, include_tokens: bool = False) -> str:
+    return catalog_dump_toml(catalog_export(include_tokens=include_tokens))
+
+
+def counts() -> dict[str, int]:
+    return {model.__name__: model.objects.count() for model in (Cluster, Node, Service, Check, AlertChannel)}
+
+
+def catalog_empty() -> None:
+    Service.objects.all().delete()
+    Cluster.objects.all().delete()
+    AlertChannel.objects.all().delete()
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+# --- Round trip and idempotence --------------------------------------------------------------------
+
+
+def test_export_import_export_is_byte_identical(catalog):
+    text = exported()
+    assert "[[clusters.nodes]]" in text and "[[services.checks]]" in text and "[[alert_channels]]" in text
+    assert (
+        'restart = { argv = ["systemctl", "restart", "onboarding"], controller = "command", timeout_seconds = 60 }'
+        in text
+    )
+    assert 'password_env = "HADR_DEMO_PASSWORD"' in text
+    # tables' keys sorted (not in the database's order), strings escaped
+    assert 'config = { keyword = "\\"status\\": \\"ok\\"", url = "http://127.0.0.1:8001/health" }' in text
+    assert tomllib.loads(text) == catalog_export()  # the text says exactly what the data says
+    assert exported() == text  # stable between two exports
+
+    catalog_empty()
+    assert sum(counts().values()) == 0
+    report = catalog_import(catalog_load_toml(text))
+
+    # the postgres check names a node that only exists because the same file creates it
+    assert sorted(report.created) == sorted(EVERYTHING)
+    assert report.updated == report.unchanged == report.deleted == []
+    assert exported() == text
+
+
+def test_importing_the_same_file_twice_changes_nothing_the_second_time(catalog):
+    data = catalog_load_toml(exported())
+    catalog_empty()
+    catalog_import(data)
+    before = counts()
+
+    again = catalog_import(data)
+
+    assert again.created == again.updated == again.deleted == []
+    assert sorted(again.unchanged) == sorted(EVERYTHING)
+    assert counts() == before == {"Cluster": 1, "Node": 2, "Service": 3, "Check": 4, "AlertChannel": 2}
+
+
+def test_a_changed_interval_is_an_update_and_the_check_runs_soon(catalog):
+    later = timezone.now() + timedelta(days=1)
+    Check.objects.update(next_run_at=later)
+    data = catalog_load_toml(exported())
+    app = next(service for service in data["services"] if service["name"] == "onboarding-app")
+    next(check for check in app["checks"] if check["name"] == "health")["interval_seconds"] = 60
+
+    report = catalog_import(data)
+
+    assert report.updated == ["check onboarding-app/health"]
+    assert report.created == report.deleted == []
+    health = Check.objects.get(service__name="onboarding-app", name="health")
+    assert health.interval_seconds == 60
+    assert abs(health.next_run_at - timezone.now()) < timedelta(seconds=10)
+    assert set(Check.objects.exclude(pk=health.pk).values_list("next_run_at", flat=True)) == {later}
+
+
+def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
+    data = catalog_load_toml(exported())
+    data["services"] = [service for service in data["services"] if service["name"] != "beat"]
+    app = next(service for service in data["services"] if service["name"] == "onboarding-app")
+    app["checks"] = [check for check in app["checks"] if check["name"] != "port"]
+    data["clusters"][0]["nodes"] = [node for node in data["clusters"][0]["nodes"] if node["name"] != "replica"]
+    data["alert_channels"] = [channel for channel in data["alert_channels"] if channel["name"] != "chat"]
+    # the check about to go is the one keeping its service down
+    Check.objects.filter(name="port").update(state=State.DOWN)
+    Service.objects.filter(name="onboarding-app").update(state=State.DOWN)
+
+    kept = catalog_import(data)
+    assert kept.deleted == []
+    assert counts() == {"Cluster": 1, "Node": 2, "Service": 3, "Check": 4, "AlertChannel": 2}
+
+    pruned = catalog_import(data, prune=True)
+
+    assert sorted(pruned.deleted) == [
+        "channel chat",
+        "check beat/heartbeat",
+        "check onboarding-app/port",
+        "node demo/replica",
+        "service beat",
+    ]
+    assert pruned.created == pruned.updated == []
+    assert counts() == {"Cluster": 1, "Node": 1, "Service": 2, "Check": 2, "AlertChannel": 1}
+    assert not Service.objects.filter(name="beat").exists()
+    # the service's state was recomputed from the checks it has left
+    assert Service.objects.get(name="onboarding-app").state == State.UNKNOWN
+
+
+def test_prune_deletes_clusters_missing_from_the_file(catalog):
+    data = catalog_load_toml(exported())
+    data["clusters"] = []
+    data["services"] = [service for service in data["services"] if service["name"] != "demo-db-primary"]
+
+    report = catalog_import(data, prune=True)
+
+    assert "cluster demo" in report.deleted and "node demo/primary" in report.deleted
+    assert not Cluster.objects.exists() and not Node.objects.exists()
+
+
+def test_pruning_a_node_a_kept_check_still_names_is_refused(catalog):
+    data = catalog_load_toml(exported())
+    data["clusters"][0]["nodes"] = [node for node in data["clusters"][0]["nodes"] if node["name"] != "primary"]
+    before = counts()
+
+    with pytest.raises(CatalogError) as error:
+        catalog_import(data, prune=True)
+
+    assert error.value.problems == [
+        "services[1] (demo-db-primary).checks[0] (postgres).config.node: No node 'primary' in cluster 'demo'."
+    ]
+    assert counts() == before
+
+
+# --- Bad files -------------------------------------------------------------------------------------
+
+
+def minimal() -> dict[str, Any]:
+    return {
+        "clusters": [
+            {"name": "demo", "nodes": [{"name": "primary", "host": "127.0.0.1", "port": 5441}]},
+        ],
+        "services": [
+            {
+                "name": "web",
+                "display_name": "Web",
+                "kind": "web",
+                "checks": [
+                    {"name": "health", "kind": "http", "config": {"url": "http://127.0.0.1:8001/health"}},
+                    {"name": "db", "kind": "postgres", "config": {"cluster": "demo", "node": "primary"}},
+                ],
+            }
+        ],
+        "alert_channels": [],
+    }
+
+
+def test_the_minimal_file_is_valid(db):
+    report = catalog_import(minimal())
+    assert report.created == [
+        "cluster demo",
+        "node demo/primary",
+        "service web",
+        "check web/health",
+        "check web/db",
+    ]
+    check = Check.objects.get(name="health")
+    assert (check.interval_seconds, check.timeout_seconds, check.enabled) == (30, 5.0, True)  # the model's defaults
+
+
+def broken(change: Any) -> dict[str, Any]:
+    data = copy.deepcopy(minimal())
+    change(data)
+    return data
+
+
+def _set(path: list[Any], value: Any) -> Any:
+    def change(data: dict[str, Any]) -> None:
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return change
+
+
+BAD = {
+    "unknown service kind": (
+        _set(["services", 0, "kind"], "mainframe"),
+        "services[0] (web).kind: unknown kind 'mainframe'; one of web, worker, database, cache, queue, job, host.",
+    ),
+    "unknown check kind": (
+        _set(["services", 0, "checks", 0, "kind"], "ping"),
+        "services[0] (web).checks[0] (health).kind: unknown kind 'ping'; one of http, tcp, postgres",
+    ),
+    "bad check url": (
+        _set(["services", 0, "checks", 0, "config", "url"], "htp:/x"),
+        "services[0] (web).checks[0] (health).config.url: Enter a full http:// or https:// URL",
+    ),
+    "duplicate service": (
+        lambda data: data["services"].append(copy.deepcopy(data["services"][0])),
+        "services[1] (web).name: 'web' is already used by services[0] (web).",
+    ),
+    "port out of range": (
+        _set(["clusters", 0, "nodes", 0, "port"], 70000),
+        "clusters[0] (demo).nodes[0] (primary).port: Ensure this value is less than or equal to 65535.",
+    ),
+    "postgres check naming an unknown node": (
+        _set(["services", 0, "checks", 1, "config", "node"], "ghost"),
+        "services[0] (web).checks[1] (db).config.node: No node 'ghost' in cluster 'demo'.",
+    ),
+    "unknown key": (
+        _set(["services", 0, "colour"], "blue"),
+        "services[0] (web).colour: unknown key; expected one of name, display_name, kind,",
+    ),
+    "unknown section": (_set(["checks"], []), "checks: unknown section; expected clusters, services, alert_channels."),
+    "missing required key": (
+        lambda data: data["services"][0].pop("display_name"),
+        "services[0] (web).display_name: required, but missing.",
+    ),
+    "wrong type": (
+        _set(["clusters", 0, "nodes", 0, "port"], "5441"),
+        "clusters[0] (demo).nodes[0] (primary).port: expected a whole number, got a string '5441'.",
+    ),
+    "a boolean is no number": (
+        _set(["services", 0, "tier"], True),
+        "services[0] (web).tier: expected a whole number, got true or false True.",
+    ),
+    "unknown owner role": (
+        _set(["services", 0, "owner_role"], "Janitor"),
+        "services[0] (web).owner_role: unknown owner_role 'Janitor'; one of DevOps, DBA,",
+    ),
+    "tier out of range": (
+        _set(["services", 0, "tier"], 7),
+        "services[0] (web).tier: unknown tier 7; one of 1, 2, 3, 4.",
+    ),
+    "bad slug": (
+        _set(["services", 0, "name"], "Web App"),
+        "services[0] (Web App).name: Lower-case letters, digits and dashes.",
+    ),
+    "timeout not shorter than interval": (
+        _set(["services", 0, "checks", 0, "timeout_seconds"], 30),
+        "services[0] (web).checks[0] (health).timeout_seconds: the timeout must be shorter than the interval",
+    ),
+    "a date cannot be stored as JSON": (
+        _set(["services", 0, "restart"], {"after": timezone.now()}),
+        "services[0] (web).restart.after: ",
+    ),
+    "channel kind": (
+        _set(["alert_channels"], [{"name": "pager", "kind": "sms"}]),
+        "alert_channels[0] (pager).kind: unknown kind 'sms'; one of email, webhook.",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_bad_file_names_the_place_and_changes_nothing(catalog, case):
+    change, expected = BAD[case]
+    before, text = counts(), exported(include_tokens=True)
+
+    with pytest.raises(CatalogError) as error:
+        catalog_import(broken(change), prune=True)
+
+    assert len(error.value.problems) == 1, error.value.problems
+    assert error.value.problems[0].startswith(expected), error.value.problems
+    assert counts() == before and exported(include_tokens=True) == text
+
+
+def test_a_toml_syntax_error_names_the_line():
+    with pytest.raises(CatalogError, match=r"line 3, column 8"):
+        catalog_load_toml('[[services]]\nname = "web"\nkind = = "web"\n')
+
+
+def test_every_problem_is_reported_at_once(catalog):
+    def many(data: dict[str, Any]) -> None:
+        data["services"][0]["kind"] = "mainframe"
+        data["services"][0]["checks"][0]["config"]["url"] = "htp:/x"
+        data["services"][0]["checks"][1]["config"]["node"] = "ghost"
+        data["clusters"][0]["nodes"][0]["port"] = 70000
+        data["services"].append(copy.deepcopy(data["services"][0]))
+        data["alert_channels"] = [{"name": "pager"}]
+
+    before, text = counts(), exported()
+    with pytest.raises(CatalogError) as error:
+        catalog_import(broken(many))
+
+    url = "Enter a full http:// or https:// URL, e.g. http://127.0.0.1:8001/health."
+    kind = "unknown kind 'mainframe'; one of web, worker, database, cache, queue, job, host."
+    assert error.value.problems == [  # in the order of the file
+        "clusters[0] (demo).nodes[0] (primary).port: Ensure this value is less than or equal to 65535.",
+        f"services[0] (web).kind: {kind}",
+        f"services[0] (web).checks[0] (health).config.url: {url}",
+        # demo/ghost is neither in the file nor in the database: reported although its cluster is broken
+        "services[0] (web).checks[1] (db).config.node: No node 'ghost' in cluster 'demo'.",
+        f"services[1] (web).kind: {kind}",
+        "services[1] (web).name: 'web' is already used by services[0] (web).",
+        f"services[1] (web).checks[0] (health).config.url: {url}",
+        "services[1] (web).checks[1] (db).config.node: No node 'ghost' in cluster 'demo'.",
+        "alert_channels[0] (pager).kind: required, but missing.",
+    ]
+    assert str(error.value) == "\n".join(error.value.problems)
+    assert counts() == before and exported() == text
+
+
+def test_checks_naming_a_node_of_a_broken_cluster_are_not_blamed_for_it(db):
+    data = broken(_set(["clusters", 0, "max_failover_lag_bytes"], -1))
+    with pytest.raises(CatalogError) as error:
+        catalog_import(data)
+    assert error.value.problems == [
+        "clusters[0] (demo).max_failover_lag_bytes: Ensure this value is greater than or equal to 0."
+    ]
+    assert not Cluster.objects.exists()
+
+
+# --- Tokens ----------------------------------------------------------------------------------------
+
+
+def test_tokens_are_exported_only_on_request_and_kept_by_an_import_without_them(catalog):
+    heartbeat = Check.objects.get(name="heartbeat")
+    tokens = dict(Check.objects.values_list("name", "token"))
+
+    plain = exported()
+    assert "token" not in plain and heartbeat.token not in plain
+
+    data = catalog_export(include_tokens=True)
+    beat = next(service for service in data["services"] if service["name"] == "beat")
+    assert beat["checks"][0]["token"] == heartbeat.token
+    assert all("token" not in check for s in data["services"] if s["name"] != "beat" for check in s["checks"])
+    assert heartbeat.token in catalog_dump_toml(data)
+
+    report = catalog_import(catalog_load_toml(plain))
+    assert report.updated == []
+    assert dict(Check.objects.values_list("name", "token")) == tokens
+
+    beat["checks"][0]["token"] = "a-new-url-key-from-the-file"
+    assert catalog_import(data).updated == ["check beat/heartbeat"]
+    assert Check.objects.get(name="heartbeat").token == "a-new-url-key-from-the-file"
+
+
+def test_tokens_restore_push_urls_after_losing_the_environment(catalog):
+    text = exported(include_tokens=True)
+    token = Check.objects.get(name="heartbeat").token
+    catalog_empty()
+    catalog_import(catalog_load_toml(text))
+    assert Check.objects.get(name="heartbeat").token == token
+
+
+# --- Permissions and audit -------------------------------------------------------------------------
+
+
+def test_a_real_import_is_audited_and_a_dry_run_is_not(catalog):
+    devops = make_user("dev", Role.DEVOPS)
+    data = catalog_load_toml(exported())
+    Service.objects.filter(name="beat").delete()
+
+    dry = catalog_import(data, actor=devops, dry_run=True)
+    assert dry.created == ["service beat", "check beat/heartbeat"]
+    assert not Service.objects.filter(name="beat").exists()
+    assert not AuditEntry.objects.filter(action="catalog.import").exists()
+
+    real = catalog_import(data, actor=devops, address="10.0.0.7", prune=True)
+    assert real.created == ["service beat", "check beat/heartbeat"]
+    entry = AuditEntry.objects.get(action="catalog.import")
+    assert (entry.actor_name, entry.target, entry.outcome, entry.address) == ("dev", "catalog", "success", "10.0.0.7")
+    assert entry.parameters == {"created": 2, "updated": 0, "deleted": 0, "prune": True}
+
+
+def test_only_catalog_editors_may_import(catalog):
+    viewer = make_user("val", Role.VIEWER)
+    data = catalog_load_toml(exported())
+    with pytest.raises(PermissionDenied, match=r"Only DevOps may do this \(edit_catalog\)"):
+        catalog_import(data, actor=viewer, dry_run=True)
+    assert not AuditEntry.objects.exists()  # a dry run writes nothing, not even its refusal
+    with pytest.raises(PermissionDenied, match=r"Only DevOps may do this \(edit_catalog\)"):
+        catalog_import(data, actor=viewer)
+    assert AuditEntry.objects.get(action="catalog.import").outcome == "refused"
+
+
+# --- The command -----------------------------------------------------------------------------------
+
+
+def test_command_exports_and_dry_runs_an_import(catalog, tmp_path: Path):
+    file = tmp_path / "catalog.toml"
+    output = run("catalog", "export", str(file))
+    assert f"Catalog exported to {file}: 1 clusters, 3 services (4 checks), 2 alert channels." in output
+    assert file.read_text() == exported()
+    Service.objects.filter(name="beat").delete()
+    before = counts()
+
+    output = run("catalog", "import", str(file), "--dry-run")
+
+    assert "Dry run (nothing was changed): 2 created, 0 updated, 10 unchanged, 0 deleted." in output
+    assert "  created   service beat\n" in output and "  unchanged cluster demo\n" in output
+    assert counts() == before
+    assert not AuditEntry.objects.exists()
+
+    output = run("catalog", "import", str(file))
+    assert "Catalog imported: 2 created, 0 updated, 10 unchanged, 0 deleted." in output
+    assert Service.objects.filter(name="beat").exists()
+
+
+def test_command_export_to_stdout(catalog):
+    assert run("catalog", "export", "-") == exported()
+
+
+def test_command_reads_stdin(catalog, monkeypatch):
+    monkeypatch.setattr("sys.stdin", StringIO(exported()))
+    assert "Catalog imported: 0 created, 0 updated, 12 unchanged, 0 deleted." in run("catalog", "import", "-")
+
+
+def test_command_names_a_missing_file(db, tmp_path: Path):
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(CommandError, match=rf"Cannot read {missing}: No such file or directory"):
+        run("catalog", "import", str(missing))
+
+
+def test_command_lists_every_problem_on_its_own_line(catalog, tmp_path: Path):
+    file = tmp_path / "bad.toml"
+    file.write_text(catalog_dump_toml(broken(lambda d: d["services"][0].update(kind="mainframe", tier=9))))
+    before = counts()
+    with pytest.raises(CommandError) as error:
+        run("catalog", "import", str(file))
+    assert str(error.value).splitlines() == [
+        f"{file}: 2 problems, nothing was changed:",
+        "services[0] (web).kind: unknown kind 'mainframe'; one of web, worker, database, cache, queue, job, host.",
+        "services[0] (web).tier: unknown tier 9; one of 1, 2, 3, 4.",
+    ]
+    assert counts() == before
+
+
+def test_command_refuses_a_viewer_clearly(catalog, tmp_path: Path):
+    make_user("val", Role.VIEWER)
+    file = tmp_path / "catalog.toml"
+    run("catalog", "export", str(file))
+    with pytest.raises(CommandError, match=r"Only DevOps may do this \(edit_catalog\)"):
+        run("catalog", "import", str(file), "--user", "val")

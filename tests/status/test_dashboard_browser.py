@@ -1,0 +1,35 @@
+"""The live dashboard in Chromium: it changes under the reader's eyes, without a reload."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from hadr_portal.core.permissions import Role
+from hadr_portal.status import engine
+from tests.conftest import make_user, sign_in
+from tests.status.factories import http_target, make_check, make_service
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_dashboard_tile_turns_red_without_a_reload(live_server, page):
+    make_user("olga", Role.VIEWER)
+    with http_target() as target:
+        service = make_service("shop", tier=1, display_name="Shop front")
+        check = make_check(service, config={"url": target.url}, failures_before_down=1)
+        engine.checks_run([check.pk])
+        sign_in(page, live_server.url, "olga")
+        tile = page.locator("#service-shop")
+        expect(tile).to_have_class("tile state-up")
+        page.evaluate("window.__marker = 'same page'")
+
+        target.status = 503
+        engine.checks_run([check.pk])
+        expect(tile).to_have_class("tile state-down", timeout=10000)  # HADR_DASHBOARD_REFRESH_SECONDS=1 in tests
+        expect(tile).to_contain_text("HTTP 503")
+        assert page.evaluate("window.__marker") == "same page", "the page was reloaded"
+
+        page.get_by_text("Shop front").click()
+        expect(page.locator(".timeline .seg.state-down")).to_have_count(1)
+        expect(page.locator("#live")).to_contain_text("health: HTTP 503")
