@@ -27,7 +27,7 @@ BENCH_PREFIX = "bench-"
 
 def _target_server(hang_seconds: float) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path.startswith("/hang"):
                 time.sleep(hang_seconds)
             body = b"ok"
@@ -98,9 +98,9 @@ CROSS JOIN generate_series(1, %s) AS n
 """
 SEED_ROLLUPS = """
 INSERT INTO status_checkrollup (health_check_id, hour, total, up, degraded, down, latency_avg_ms, latency_max_ms)
-SELECT c.id, date_trunc('hour', now()) - (h * interval '1 hour'), 120, 120 - (h %% 50 = 0)::int, 0, (h %% 50 = 0)::int, 12, 40
+SELECT c.id, date_trunc('hour', now()) - (h * interval '1 hour'), 120, 120 - (h % 50 = 0)::int, 0, (h % 50 = 0)::int, 12, 40
 FROM status_check c
-JOIN status_service s ON s.id = c.service_id AND s.name LIKE 'bench-%%'
+JOIN status_service s ON s.id = c.service_id AND s.name LIKE 'bench-%'
 CROSS JOIN generate_series(0, 30 * 24 - 1) AS h
 ON CONFLICT DO NOTHING
 """

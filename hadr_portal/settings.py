@@ -181,6 +181,14 @@ WHITENOISE_USE_FINDERS = DEBUG
 REDIS_URL = env_required("HADR_REDIS_URL")
 if urlsplit(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
     raise ImproperlyConfigured("HADR_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "hadr",
+        "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+    }
+}
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -211,6 +219,9 @@ CHECK_RESULTS_DAYS = env_int("HADR_CHECK_RESULTS_DAYS", 7, minimum=1)  # raw res
 CHECK_ROLLUPS_DAYS = env_int("HADR_CHECK_ROLLUPS_DAYS", 400, minimum=1)  # hourly rollups kept
 ALERT_MAX_ATTEMPTS = env_int("HADR_ALERT_MAX_ATTEMPTS", 5, minimum=1)
 DASHBOARD_REFRESH_SECONDS = env_int("HADR_DASHBOARD_REFRESH_SECONDS", 10, minimum=1)
+# The service tiles are rendered once for everyone and kept this long (0: never cached); a state
+# transition or a catalog change replaces them at once.
+DASHBOARD_CACHE_SECONDS = env_int("HADR_DASHBOARD_CACHE_SECONDS", 15, minimum=0)
 PORTAL_URL = (env("HADR_PORTAL_URL", "http://127.0.0.1:8000") or "").rstrip("/")  # links in alerts
 
 # E-mail: "smtp" (HADR_EMAIL_HOST...), "console", or "file" (one file per message in HADR_EMAIL_FILE_DIR).

@@ -21,6 +21,7 @@ def test_dba_runs_a_connectivity_check_and_finds_it_in_the_audit_log(live_server
     page.click("button[type=submit]")
 
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page.get_by_role("link", name="Databases").click()
     expect(page.locator("#cluster-demo")).to_contain_text("primary")
     page.get_by_role("button", name="Run connectivity check").first.click()
 
@@ -30,7 +31,7 @@ def test_dba_runs_a_connectivity_check_and_finds_it_in_the_audit_log(live_server
     expect(progress.get_by_label("Operation log")).to_contain_text("is replica")
     expect(progress).not_to_have_attribute("hx-trigger", "every 1s")
 
-    page.get_by_role("link", name="Dashboard").click()
+    page.get_by_role("link", name="Databases").click()
     expect(page.locator("#cluster-demo")).to_contain_text("replica")
     expect(page.locator("#cluster-demo")).to_contain_text("succeeded")
 
@@ -49,6 +50,7 @@ def test_viewer_sees_no_action_buttons(live_server, page, demo_cluster):
     make_user("vic", Role.VIEWER)
     sign_in(page, live_server.url, "vic")
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    page.get_by_role("link", name="Databases").click()
     expect(page.locator("#cluster-demo")).to_be_visible()
     expect(page.get_by_role("button", name="Run connectivity check")).to_have_count(0)
     page.get_by_role("link", name="Roles").click()

@@ -6,6 +6,7 @@ dashboard banner, /healthz and the Celery check read these keys in a millisecond
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -20,7 +21,9 @@ INTERVAL_SECONDS = 5
 TTL_SECONDS = 20
 
 
+@functools.lru_cache(maxsize=8)
 def _client(url: str, timeout: float = 2.0) -> redis.Redis:
+    """One client (and connection pool) per URL and process: pages ask on every request."""
     return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 

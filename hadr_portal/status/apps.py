@@ -8,3 +8,6 @@ class StatusConfig(AppConfig):
 
     name = "hadr_portal.status"
     label = "status"
+
+    def ready(self) -> None:
+        from . import alerts, board  # noqa: F401  (signal receivers)

@@ -112,7 +112,7 @@ def dashboard() -> dict[str, Any]:
         state: sum(1 for r in rows if r.shown_state == state)
         for state in ("up", "degraded", "down", "unknown", "stale")
     }
-    return {"tiers": tiers, "counts": counts, "banners": portal_banners(), "tier_names": dict(Service.TIERS)}
+    return {"tiers": tiers, "counts": counts, "tier_names": dict(Service.TIERS), "banners": portal_banners()}
 
 
 def portal_banners() -> list[str]:

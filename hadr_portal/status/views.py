@@ -15,17 +15,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from hadr_portal.core.htmx import render_page
 from hadr_portal.core.operations import client_address
 from hadr_portal.core.permissions import Action, require, user_can
-from hadr_portal.databases.selectors import clusters_overview
 
 from . import push, selectors, services
+from .board import board_html
 from .forms import CheckForm, MaintenanceForm, PriorityForm, ServiceForm
 from .models import Check, Service
 
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    context = selectors.dashboard() | {"clusters": clusters_overview()}
-    return render_page(request, "status/dashboard.html", context, partial="board")
+    return render_page(request, "status/dashboard.html", {"board": board_html()}, partial="board")
 
 
 @require_GET
@@ -36,12 +35,12 @@ def service_detail(request: HttpRequest, name: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def service_edit(request: HttpRequest, name: str | None = None) -> HttpResponse:
-    service = get_object_or_404(Service, name=name) if name else Service()
     full = user_can(request.user, Action.EDIT_CATALOG)
     if not full:
         require(request.user, Action.EDIT_PRIORITIES)
-        if service.pk is None:
+        if name is None:
             raise PermissionDenied("Only DevOps may add services.")
+    service = get_object_or_404(Service, name=name) if name else Service()
     form_class = ServiceForm if full else PriorityForm
     form = form_class(request.POST or None, instance=service)
     if request.method == "POST" and form.is_valid():

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 
 # (url name, whether it needs an operation's pk, id of the htmx fragment or None when the page has none)
 PAGES = [
-    ("dashboard", False, "overview"),
+    ("dashboard", False, "board"),
     ("core:operations", False, "operations-table"),
     ("core:operation", True, None),  # id="operation-<pk>", checked with the pk
     ("core:audit", False, "audit-table"),
@@ -35,7 +35,8 @@ PAGES = [
 
 # URL names whose POST the walk below does not try: the admin has its own permission system,
 # and login/logout are meant to be posted by anyone.
-WALK_SKIP_NAMES = {"login", "logout"}
+# login/logout; and the token-authenticated machine endpoints (tested in tests/status/test_push_and_alerts.py)
+WALK_SKIP_NAMES = {"login", "logout", "status:heartbeat", "status:host-report"}
 WALK_SKIP_NAMESPACES = {"admin"}
 
 
@@ -164,15 +165,37 @@ def _not_refused(answers: dict[str, int]) -> dict[str, int]:
     return {name: status for name, status in answers.items() if status not in (403, 405)}
 
 
-def test_a_viewer_is_refused_on_every_state_changing_url(client_as, demo_cluster, operation):
+@pytest.fixture
+def walk_samples(demo_cluster, operation) -> dict[str, object]:
+    """A cluster and a service both named `demo`, a check, an operation: every URL kwarg has a real target."""
+    from tests.status.factories import make_check, make_service
+
+    check = make_check(make_service(demo_cluster.name), kind="tcp", config={"host": "127.0.0.1", "port": 1})
+    return {"pk": operation.pk, "name": demo_cluster.name, "check_id": check.pk}
+
+
+def test_a_viewer_is_refused_on_every_state_changing_url(client_as, walk_samples, operation):
     """Walks the whole URL configuration; a new view that forgets its permission check fails here."""
+    from hadr_portal.status.models import Check, Service
+
     operations_before = set(Operation.objects.values_list("pk", flat=True))
-    answers = _viewer_post_answers(client_as(Role.VIEWER), {"pk": operation.pk, "name": demo_cluster.name})
+    catalog_before = (list(Service.objects.values()), list(Check.objects.values()))
+    answers = _viewer_post_answers(client_as(Role.VIEWER), walk_samples)
     wrong = _not_refused(answers)
     assert not wrong, f"a Viewer's POST was not refused (want 403, or 405 for GET-only pages): {wrong}"
     refused = {name for name, status in answers.items() if status == 403}
-    assert {"databases:check", "core:operation-cancel"} <= refused, answers
+    assert {
+        "databases:check",
+        "core:operation-cancel",
+        "status:service-edit",
+        "status:check-new",
+        "status:check-edit",
+        "status:check-delete",
+        "status:maintenance",
+        "status:service-new",
+    } <= refused, answers
     assert set(Operation.objects.values_list("pk", flat=True)) == operations_before
+    assert (list(Service.objects.values()), list(Check.objects.values())) == catalog_before
     operation.refresh_from_db()
     assert operation.status == Operation.Status.QUEUED
     assert not operation.cancel_requested
@@ -196,8 +219,8 @@ urlpatterns = [
 
 
 @pytest.mark.urls(__name__)
-def test_the_walk_catches_a_view_without_a_permission_check(client_as, demo_cluster, operation):
-    answers = _viewer_post_answers(client_as(Role.VIEWER), {"pk": operation.pk, "name": demo_cluster.name})
+def test_the_walk_catches_a_view_without_a_permission_check(client_as, walk_samples):
+    answers = _viewer_post_answers(client_as(Role.VIEWER), walk_samples)
     assert _not_refused(answers) == {"rogue:cancel": 302}
     assert answers["databases:check"] == 403
 
@@ -284,7 +307,7 @@ def test_get_on_the_check_url_is_405_for_a_dba(client_as, demo_cluster):
 )
 def test_check_button_only_for_those_allowed(client_as, demo_cluster, role, shown):
     check_url = reverse("databases:check", kwargs={"name": demo_cluster.name})
-    for page in ("dashboard", "databases:clusters"):
+    for page in ("databases:clusters",):
         html = client_as(role).get(reverse(page)).content.decode()
         assert 'id="cluster-demo"' in html
         assert ("Run connectivity check" in html) is shown, (role, page)
@@ -295,7 +318,7 @@ def test_check_button_is_disabled_while_an_operation_runs_on_the_cluster(client_
     dba = client_as(Role.DBA)
     dba.post(reverse("databases:check", kwargs={"name": demo_cluster.name}))
     operation = Operation.objects.get()
-    html = dba.get(reverse("dashboard")).content.decode()
+    html = dba.get(reverse("databases:clusters")).content.decode()
     assert "disabled" in html.split("Run connectivity check")[0].rsplit("<button", 1)[1]
     assert f'href="{reverse("core:operation", kwargs={"pk": operation.pk})}"' in html
 

@@ -142,3 +142,22 @@ def test_maintenance_window_from_the_service_page(client_as, services):
     window = Service.objects.get(name="shop").maintenance_windows.get()
     assert timedelta(hours=1.9) < window.ends_at - window.starts_at <= timedelta(hours=2)
     assert Service.objects.get(name="shop").in_maintenance() == window
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cached_tiles_are_replaced_at_once_by_a_transition(client_as, settings):
+    from hadr_portal.status import engine
+    from tests.status.factories import http_target
+
+    settings.DASHBOARD_CACHE_SECONDS = 300
+    viewer = client_as(Role.VIEWER)
+    with http_target() as target:
+        check = make_check(make_service("cached", tier=1), config={"url": target.url}, failures_before_down=1)
+        engine.checks_run([check.pk])
+        assert 'class="tile state-up" href="/services/cached/"' in viewer.get(reverse("dashboard")).content.decode()
+        Service.objects.filter(name="cached").update(description="no signal, no invalidation")
+        assert "no signal" not in viewer.get(reverse("dashboard")).content.decode(), "served from the cache"
+        target.status = 500
+        engine.checks_run([check.pk])
+        html = viewer.get(reverse("dashboard")).content.decode()
+        assert 'class="tile state-down" href="/services/cached/"' in html
