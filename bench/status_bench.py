@@ -16,42 +16,31 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import threading
+import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 BENCH_PREFIX = "bench-"
 
 
-def _target_server(hang_seconds: float) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.startswith("/hang"):
-                time.sleep(hang_seconds)
-            body = b"ok"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 1024
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
+def _target_server(hang_seconds: float) -> tuple[subprocess.Popen[str], str]:
+    """The targets run in their own process, as real services would: not sharing our GIL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.targets", str(hang_seconds)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    base = process.stdout.readline().strip()
+    return process, base
 
 
 def checks_round(*, count: int = 500, hanging_share: float = 0.1, timeout: float = 3.0) -> dict[str, float]:
     from hadr_portal.status import engine
     from hadr_portal.status.models import Check, Service
 
-    server = _target_server(hang_seconds=timeout + 5)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    server, base = _target_server(hang_seconds=timeout + 5)
     hanging = int(count * hanging_share)
     urls = [f"{base}/hang/{i}" if i % (count // hanging) == 0 else f"{base}/ok/{i}" for i in range(count)]
     Service.objects.filter(name__startswith=BENCH_PREFIX).delete()
@@ -64,6 +53,7 @@ def checks_round(*, count: int = 500, hanging_share: float = 0.1, timeout: float
             config={"url": url},
             timeout_seconds=timeout,
             interval_seconds=3600,
+            enabled=False,  # the running environment's own engine must not probe them as well
         )
         for i, url in enumerate(urls)
     )
@@ -84,7 +74,8 @@ def checks_round(*, count: int = 500, hanging_share: float = 0.1, timeout: float
         down = Check.objects.filter(service=service, last_outcome="down").count()
     finally:
         service.delete()
-        server.shutdown()
+        server.terminate()
+        server.wait(timeout=10)
     return {"checks": count, "hanging": hanging, "timeout": timeout, "ours_s": ours, "curl_s": curl, "down": down}
 
 

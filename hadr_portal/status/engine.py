@@ -106,10 +106,12 @@ def check_record(*, check: Check, result: ProbeResult, at: datetime | None = Non
         else:
             check.consecutive_failures += 1
             new_state = outcome if check.consecutive_failures >= check.failures_before_down else check.state
-        if new_state != check.state:
+        changed = new_state != check.state
+        if changed:
             check.state, check.state_since = new_state, at
         check.save()
-        _service_apply(service, reason_check=check, at=at)
+        if changed:  # the service can only change when one of its checks did
+            _service_apply(service, reason_check=check, at=at)
         if check.kind == Check.Kind.POSTGRES and check.config.get("cluster"):
             _node_observe(check, result, outcome, at)
     return row
@@ -135,12 +137,13 @@ def _node_observe(check: Check, result: ProbeResult, outcome: str, at: datetime)
 
 def _service_apply(service: Service, *, reason_check: Check | None, at: datetime) -> Transition | None:
     """The service is as bad as its worst known check; a change is a Transition."""
-    states = [c.state for c in service.checks.filter(enabled=True) if c.state != State.UNKNOWN]
+    states = set(service.checks.filter(enabled=True).exclude(state=State.UNKNOWN).values_list("state", flat=True).distinct())
     new_state = max(states, key=lambda s: SEVERITY[State(s)]) if states else State.UNKNOWN
     if new_state == service.state:
         return None
-    worst = list(service.checks.filter(enabled=True, state=new_state))
-    culprit = reason_check if reason_check in worst or not worst else worst[0]
+    culprit = reason_check
+    if culprit is None or culprit.state != new_state:
+        culprit = service.checks.filter(enabled=True, state=new_state).first() or culprit
     if new_state == State.UP:
         reason = "all checks up"
     elif culprit is None:
