@@ -8,8 +8,8 @@ above a critical one is down (so a percentage threshold of 100 never trips).
 
 from __future__ import annotations
 
-import math
 import functools
+import math
 import socket
 import ssl
 import threading
