@@ -71,7 +71,9 @@ def probe_http(
         # Ask for the body as sent, so the byte cap counts what crosses the wire.
         headers = {"User-Agent": "hadr-portal-probe", "Accept-Encoding": "identity"}
         body, out_of_time = bytearray(), False
-        with httpx.Client(timeout=timeout, follow_redirects=False, verify=_tls_context(verify_tls), headers=headers) as client:
+        with httpx.Client(
+            timeout=timeout, follow_redirects=False, verify=_tls_context(verify_tls), headers=headers
+        ) as client:
             started = time.monotonic()
             with client.stream("GET", parsed) as response:
                 latency_ms = _ms_since(started)

@@ -486,12 +486,7 @@ def _checks_read(service: _Row, tables: list[Any], tokens: dict[str, str], probl
             row.take("token", values["token"])
         # config is config_validate's; the service may not be saved yet
         _fill(row, values, bad, CHECK_FIELDS, problems, exclude=["service", "config"])
-        if not {"interval_seconds", "timeout_seconds"} & bad and check.timeout_seconds >= check.interval_seconds:
-            # the same rule as CheckForm: a probe must end before the next one is due
-            problems.append(
-                f"{path}.timeout_seconds: the timeout must be shorter than the interval ({check.interval_seconds} s)."
-            )
-            row.valid = False
+        # "timeout shorter than interval" comes from Check.clean(), through full_clean in _fill
         if {"kind", "config"} & bad or not _json_problems(row.config, f"{path}.config", problems):
             row.config = None  # nothing more to say about it
         rows.append(row)

@@ -45,6 +45,9 @@ FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
 
 
 def _int(errors: dict[str, str], name: str, value: Any, low: int, high: int) -> int | None:
+    if isinstance(value, bool):
+        errors[name] = f"{value!r} is not a whole number."
+        return None
     try:
         number = int(value)
         if isinstance(value, float) and not value.is_integer():
@@ -76,7 +79,10 @@ def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
         if kind in kinds and required and name not in config:
             errors[name] = "Required for this kind of check."
 
-    if "url" in config:
+    for name in ("url", "keyword", "host", "source", "cluster", "node", "dsn_env", "url_env", "queue"):
+        if name in config and not isinstance(config[name], str):
+            errors[name] = f"{config[name]!r} is not text."
+    if "url" in config and isinstance(config["url"], str):
         parts = urlsplit(str(config["url"]))
         if parts.scheme not in ("http", "https") or not parts.hostname:
             errors["url"] = "Enter a full http:// or https:// URL, e.g. http://127.0.0.1:8001/health."
@@ -126,9 +132,9 @@ def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
             errors["disk_paths"] = "Absolute paths, comma-separated, e.g. /, /var/lib/postgresql."
         config["disk_paths"] = paths
     for name in ("dsn_env", "url_env"):
-        if name in config and not ENV_NAME.match(str(config[name])):
+        if name in config and name not in errors and not ENV_NAME.match(str(config[name])):
             errors[name] = "The name of an environment variable, e.g. HADR_DATABASE_URL (never the secret itself)."
-    if kind == "postgres":
+    if kind == "postgres" and not {"cluster", "node", "dsn_env"} & set(errors):
         by_node = "cluster" in config or "node" in config
         if by_node == ("dsn_env" in config) or (by_node and not ("cluster" in config and "node" in config)):
             errors["cluster"] = "Name a cluster and node from the catalog, or a dsn_env — exactly one of the two."

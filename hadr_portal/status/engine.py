@@ -137,7 +137,9 @@ def _node_observe(check: Check, result: ProbeResult, outcome: str, at: datetime)
 
 def _service_apply(service: Service, *, reason_check: Check | None, at: datetime) -> Transition | None:
     """The service is as bad as its worst known check; a change is a Transition."""
-    states = set(service.checks.filter(enabled=True).exclude(state=State.UNKNOWN).values_list("state", flat=True).distinct())
+    states = set(
+        service.checks.filter(enabled=True).exclude(state=State.UNKNOWN).values_list("state", flat=True).distinct()
+    )
     new_state = max(states, key=lambda s: SEVERITY[State(s)]) if states else State.UNKNOWN
     if new_state == service.state:
         return None

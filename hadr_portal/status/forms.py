@@ -90,9 +90,6 @@ class CheckForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         kind = cleaned.get("kind")
-        if kind and cleaned.get("timeout_seconds") and cleaned.get("interval_seconds"):
-            if cleaned["timeout_seconds"] >= cleaned["interval_seconds"]:
-                self.add_error("timeout_seconds", "The timeout must be shorter than the interval.")
         if kind:
             raw = {name: cleaned.get(name) for name in CONFIG_WIDGETS if kind in FIELDS[name][0]}
             if kind == "http" and not self.data.get("verify_tls") and "verify_tls" in raw:

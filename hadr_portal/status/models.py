@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import secrets
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, validate_email
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -138,6 +141,17 @@ class Check(models.Model):
     def is_push(self) -> bool:
         return self.kind in self.PUSH_KINDS
 
+    def clean(self) -> None:
+        """A probe must end before the next one is due (forms and the TOML import both rely on this)."""
+        if (
+            self.timeout_seconds is not None
+            and self.interval_seconds is not None
+            and self.timeout_seconds >= self.interval_seconds
+        ):
+            raise ValidationError(
+                {"timeout_seconds": f"The timeout must be shorter than the interval ({self.interval_seconds} s)."}
+            )
+
     def stale_after_seconds(self) -> float:
         """No result for this long means the data can no longer be trusted (shown as stale, never green)."""
         return 2 * self.interval_seconds + self.timeout_seconds + 30
@@ -231,7 +245,7 @@ class AlertChannel(models.Model):
     target_env = models.CharField(max_length=100, blank=True, help_text="Or: environment variable holding the URL")
     enabled = models.BooleanField(default=True)
     min_tier = models.PositiveSmallIntegerField(
-        default=4, help_text="Alert only for services of this tier or more critical"
+        default=4, choices=Service.TIERS, help_text="Alert only for services of this tier or more critical"
     )
 
     class Meta:
@@ -239,6 +253,29 @@ class AlertChannel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """E-mail channels need addresses; webhooks an http(s) URL, given here or by variable name."""
+        if self.kind == self.Kind.EMAIL:
+            addresses = [a.strip() for a in self.target.split(",") if a.strip()]
+            if not addresses:
+                raise ValidationError({"target": "Give at least one e-mail address."})
+            for address in addresses:
+                try:
+                    validate_email(address)
+                except ValidationError:
+                    raise ValidationError({"target": f"{address!r} is not an e-mail address."}) from None
+        elif self.kind != self.Kind.WEBHOOK:
+            return  # an unknown kind is reported by the field's own validation
+        elif self.target_env:
+            if not re.match(r"^[A-Z_][A-Z0-9_]*$", self.target_env):
+                raise ValidationError(
+                    {"target_env": "The name of an environment variable, e.g. HADR_SLACK_WEBHOOK_URL."}
+                )
+        elif urlsplit(self.target).scheme not in ("http", "https"):
+            raise ValidationError(
+                {"target": "Give the webhook's http(s) URL, or the variable that holds it in target_env."}
+            )
 
 
 class AlertDelivery(models.Model):

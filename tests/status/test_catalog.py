@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from datetime import timedelta
 from io import StringIO
@@ -313,7 +314,7 @@ BAD = {
     ),
     "timeout not shorter than interval": (
         _set(["services", 0, "checks", 0, "timeout_seconds"], 30),
-        "services[0] (web).checks[0] (health).timeout_seconds: the timeout must be shorter than the interval",
+        "services[0] (web).checks[0] (health).timeout_seconds: The timeout must be shorter than the interval",
     ),
     "a date cannot be stored as JSON": (
         _set(["services", 0, "restart"], {"after": timezone.now()}),
@@ -507,3 +508,21 @@ def test_command_refuses_a_viewer_clearly(catalog, tmp_path: Path):
     run("catalog", "export", str(file))
     with pytest.raises(CommandError, match=r"Only DevOps may do this \(edit_catalog\)"):
         run("catalog", "import", str(file), "--user", "val")
+
+
+@pytest.mark.parametrize(
+    ("channel", "message"),
+    [
+        ({"name": "m", "kind": "email", "target": "not-an-address"}, "alert_channels[0] (m).target"),
+        ({"name": "m", "kind": "email", "target": ""}, "Give at least one e-mail address"),
+        ({"name": "h", "kind": "webhook", "target": "ftp://x"}, "Give the webhook's http(s) URL"),
+        ({"name": "h", "kind": "webhook", "target_env": "lower-case"}, "The name of an environment variable"),
+    ],
+)
+def test_alert_channels_are_validated(db, channel, message):
+    from hadr_portal.status.catalog import CatalogError, catalog_import
+    from hadr_portal.status.models import AlertChannel
+
+    with pytest.raises(CatalogError, match=re.escape(message)):
+        catalog_import({"alert_channels": [channel]})
+    assert not AlertChannel.objects.exists()

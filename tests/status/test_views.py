@@ -78,7 +78,7 @@ def test_devops_adds_a_check_with_validation_and_audit(client_as, services):
     assert bad.status_code == 400
     assert "Enter a full http:// or https:// URL" in bad.content.decode()
     bad_timeout = devops.post(url, base | {"url": "http://127.0.0.1:9/", "timeout_seconds": "60"})
-    assert "The timeout must be shorter than the interval." in bad_timeout.content.decode()
+    assert "The timeout must be shorter than the interval (30 s)." in bad_timeout.content.decode()
     bad_port = devops.post(url, base | {"kind": "tcp", "host": "x", "port": "70000"})
     assert "70000 is out of range (1–65535)." in bad_port.content.decode()
     assert not Check.objects.filter(name="api").exists()
