@@ -214,7 +214,7 @@ if OPERATION_HEARTBEAT_TIMEOUT <= OPERATION_HEARTBEAT_INTERVAL:
 
 # --- Health checks and alerts ---------------------------------------------------------------------
 CHECK_TICK_SECONDS = env_int("HADR_CHECK_TICK_SECONDS", 5, minimum=1)  # how often due checks are picked
-CHECK_CONCURRENCY = env_int("HADR_CHECK_CONCURRENCY", 100, minimum=1)  # checks probed at once per tick
+CHECK_CONCURRENCY = env_int("HADR_CHECK_CONCURRENCY", 200, minimum=1)  # checks probed at once per tick
 CHECK_RESULTS_DAYS = env_int("HADR_CHECK_RESULTS_DAYS", 7, minimum=1)  # raw results kept
 CHECK_ROLLUPS_DAYS = env_int("HADR_CHECK_ROLLUPS_DAYS", 400, minimum=1)  # hourly rollups kept
 ALERT_MAX_ATTEMPTS = env_int("HADR_ALERT_MAX_ATTEMPTS", 5, minimum=1)

@@ -9,14 +9,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import DurationField, ExpressionWrapper, F
 from django.utils import timezone
 
@@ -72,49 +73,115 @@ def checks_run(check_ids: list[int]) -> RunSummary:
         with ThreadPoolExecutor(
             max_workers=min(len(pull), settings.CHECK_CONCURRENCY), thread_name_prefix="probe"
         ) as pool:
-            futures = {pool.submit(probe): pk for pk, probe in pull.items()}  # type: ignore[arg-type]
-            for future in as_completed(futures):
-                check = checks[futures[future]]
-                try:
-                    result = future.result()
-                except Exception as exc:  # probes should not raise; if one does, it is a failed check
-                    result = ProbeResult("down", f"probe crashed: {exc!r}")
-                check_record(check=check, result=result)
+            waiting = {pool.submit(probe): pk for pk, probe in pull.items()}  # type: ignore[arg-type]
+            while waiting:
+                # Record what has finished in small batches, about every RECORD_EVERY seconds: results
+                # appear quickly, and 500 fast checks cost a few transactions rather than 500.
+                done, _ = wait(waiting, timeout=RECORD_EVERY, return_when=FIRST_COMPLETED)
+                time.sleep(RECORD_EVERY / 4)  # let near-simultaneous probes join this batch
+                done = {f for f in waiting if f.done()}
+                checks_record([(checks[waiting.pop(f)], _outcome(f)) for f in done])
     return RunSummary(checked=len(checks), seconds=time.monotonic() - started)
 
 
+RECORD_EVERY = 0.2  # seconds between batches of recorded results
+RESULT_FIELDS = [
+    "last_result_at",
+    "last_outcome",
+    "last_message",
+    "last_latency_ms",
+    "last_data",
+    "consecutive_failures",
+]
+
+
+def _outcome(future: Future[ProbeResult]) -> ProbeResult:
+    try:
+        return future.result()
+    except Exception as exc:  # probes should not raise; if one does, it is a failed check
+        return ProbeResult("down", f"probe crashed: {exc!r}")
+
+
 def check_record(*, check: Check, result: ProbeResult, at: datetime | None = None) -> CheckResult:
-    """Store one result and apply it: failures count towards `failures_before_down`."""
+    """Store one result and apply it (see `checks_record`)."""
+    return checks_record([(check, result)], at=at)[0]
+
+
+def checks_record(results: list[tuple[Check, ProbeResult]], *, at: datetime | None = None) -> list[CheckResult]:
+    """Store results and apply them, in one transaction: failures count towards `failures_before_down`;
+    a check whose state changes moves its service's state (the service row locked only then)."""
+    if not results:
+        return []
     at = at or timezone.now()
-    outcome = result.outcome if result.outcome in State.values else State.DOWN
     with transaction.atomic():
-        service = Service.objects.select_for_update().get(pk=check.service_id)
-        check = Check.objects.select_for_update().get(pk=check.pk)
-        row = CheckResult.objects.create(
-            health_check=check,
-            at=at,
-            outcome=outcome,
-            latency_ms=result.latency_ms,
-            message=result.message[:500],
-            data=result.data,
-        )
-        check.last_result_at, check.last_outcome, check.last_message = at, outcome, result.message[:500]
-        check.last_latency_ms, check.last_data = result.latency_ms, result.data
-        if outcome in (State.UP, State.UNKNOWN):
-            check.consecutive_failures = 0
-            new_state = outcome
-        else:
-            check.consecutive_failures += 1
-            new_state = outcome if check.consecutive_failures >= check.failures_before_down else check.state
-        changed = new_state != check.state
-        if changed:
-            check.state, check.state_since = new_state, at
-        check.save()
-        if changed:  # the service can only change when one of its checks did
+        locked = Check.objects.select_for_update().in_bulk([check.pk for check, _ in results])
+        rows, changed = [], []
+        for stale, result in results:
+            check = locked[stale.pk]
+            outcome = result.outcome if result.outcome in State.values else State.DOWN
+            rows.append(
+                CheckResult(
+                    health_check=check,
+                    at=at,
+                    outcome=outcome,
+                    latency_ms=result.latency_ms,
+                    message=result.message[:500],
+                    data=result.data,
+                )
+            )
+            check.last_result_at, check.last_outcome, check.last_message = at, outcome, result.message[:500]
+            check.last_latency_ms, check.last_data = result.latency_ms, result.data
+            if outcome in (State.UP, State.UNKNOWN):
+                check.consecutive_failures = 0
+                new_state = outcome
+            else:
+                check.consecutive_failures += 1
+                new_state = outcome if check.consecutive_failures >= check.failures_before_down else check.state
+            if new_state != check.state:
+                check.state, check.state_since = new_state, at
+                changed.append(check)
+            if check.kind == Check.Kind.POSTGRES and check.config.get("cluster"):
+                _node_observe(check, result, outcome, at)
+        CheckResult.objects.bulk_create(rows)
+        _checks_update([locked[c.pk] for c, _ in results])
+        for check in changed:  # the service can only change when one of its checks did
+            service = Service.objects.select_for_update().get(pk=check.service_id)
             _service_apply(service, reason_check=check, at=at)
-        if check.kind == Check.Kind.POSTGRES and check.config.get("cluster"):
-            _node_observe(check, result, outcome, at)
-    return row
+    return rows
+
+
+CHECKS_UPDATE = """
+UPDATE status_check AS c SET
+    last_result_at = v.last_result_at, last_outcome = v.last_outcome, last_message = v.last_message,
+    last_latency_ms = v.last_latency_ms, last_data = v.last_data::jsonb,
+    consecutive_failures = v.consecutive_failures, state = v.state, state_since = v.state_since
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::int[], %s::text[],
+            %s::timestamptz[])
+    AS v(id, last_result_at, last_outcome, last_message, last_latency_ms, last_data, consecutive_failures, state,
+         state_since)
+WHERE c.id = v.id
+"""
+
+
+def _checks_update(checks: list[Check]) -> None:
+    """One statement for the whole batch (Django's bulk_update builds a CASE per field and row: far slower)."""
+    columns = [
+        [getattr(c, name) for c in checks]
+        for name in (
+            "pk",
+            "last_result_at",
+            "last_outcome",
+            "last_message",
+            "last_latency_ms",
+            "last_data",
+            "consecutive_failures",
+            "state",
+            "state_since",
+        )
+    ]
+    columns[5] = [json.dumps(data) for data in columns[5]]
+    with connection.cursor() as cursor:
+        cursor.execute(CHECKS_UPDATE, columns)
 
 
 def _node_observe(check: Check, result: ProbeResult, outcome: str, at: datetime) -> None:

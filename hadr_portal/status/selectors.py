@@ -140,7 +140,7 @@ def service_detail(service: Service) -> dict[str, Any]:
     row = service_rows([service])[0]
     since = timezone.now() - timedelta(hours=24)
     checks = row.checks
-    results = CheckResult.objects.filter(health_check__service=service).select_related("health_check")[:50]
+    results = CheckResult.objects.filter(health_check__service=service).select_related("health_check")[:20]
     latency = {
         c: list(
             CheckResult.objects.filter(health_check=c, at__gte=since, latency_ms__isnull=False)
