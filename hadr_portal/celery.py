@@ -66,3 +66,13 @@ def schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("hadr_portal.status.tasks.beat_heartbeat", queue="default"),
         name="beat heartbeat",
     )
+    sender.add_periodic_task(
+        30.0,
+        sender.signature("hadr_portal.backups.tasks.backups_schedule", queue="default", options={"expires": 30}),
+        name="queue scheduled backups",
+    )
+    sender.add_periodic_task(
+        3600.0,
+        sender.signature("hadr_portal.backups.tasks.backups_prune", queue="default"),
+        name="prune backups by retention",
+    )

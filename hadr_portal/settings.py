@@ -100,6 +100,7 @@ INSTALLED_APPS = [
     "hadr_portal.core",
     "hadr_portal.databases",
     "hadr_portal.status",
+    "hadr_portal.backups",
 ]
 
 MIDDLEWARE = [

@@ -17,6 +17,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("databases/", include("hadr_portal.databases.urls")),
+    path("backups/", include("hadr_portal.backups.urls")),
     path("", include("hadr_portal.status.urls")),
     path("", status_views.dashboard, name="dashboard"),
     path("", include("hadr_portal.core.urls")),

@@ -211,6 +211,7 @@ class Environment:
             "HADR_ALLOWED_HOSTS": os.environ.get("HADR_ALLOWED_HOSTS", "127.0.0.1,localhost"),
             "HADR_RUN_DIR": str(RUN),
             "HADR_EMAIL_BACKEND": os.environ.get("HADR_EMAIL_BACKEND", "file"),
+            "HADR_BACKUP_DIR": os.environ.get("HADR_BACKUP_DIR", str(RUN / "backups")),
             "HADR_EMAIL_FILE_DIR": os.environ.get("HADR_EMAIL_FILE_DIR", str(RUN / "mail")),
         }
 

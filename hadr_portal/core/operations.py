@@ -272,12 +272,12 @@ def operation_execute(*, operation_id: int) -> Operation | None:
         result = _run_with_retries(spec, context)
     except OperationCancelled:
         context.log("Cancelled at a safe point.", level=OperationLogLine.Level.WARNING)
-        _cleanup(spec, operation)
         _finish(operation.pk, Status.CANCELLED, error="Cancelled by request")
+        _cleanup(spec, operation)
     except Exception as exc:
         logger.exception("operation failed")
-        _cleanup(spec, operation)
         _finish(operation.pk, Status.FAILED, error=_describe(exc))
+        _cleanup(spec, operation)
     else:
         if not _finish(operation.pk, Status.SUCCEEDED, result=result or {}):
             logger.warning("operation finished after it had been ended by someone else (reaper?)")
@@ -319,8 +319,10 @@ def _describe(exc: BaseException | None) -> str:
 
 
 def _cleanup(spec: OperationKind, operation: Operation) -> None:
+    """Run the kind's clean-up once the operation has its final state and error (it may record them)."""
     if spec.cleanup is None:
         return
+    operation.refresh_from_db()
     try:
         spec.cleanup(operation)
         OperationLogLine.objects.create(operation=operation, message="Clean-up done.")

@@ -34,6 +34,8 @@ class Action(enum.StrEnum):
     RESTART_SERVICE = "restart_service"
     RUN_BACKUP = "run_backup"
     PIN_BACKUP = "pin_backup"
+    PRUNE_BACKUPS = "prune_backups"
+    DOWNLOAD_BACKUP = "download_backup"
     RESTORE = "restore"
     FAILOVER = "failover"
     REBUILD_REPLICA = "rebuild_replica"
@@ -50,6 +52,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.RESTART_SERVICE: frozenset({R.DEVOPS}),
     Action.RUN_BACKUP: frozenset({R.DEVOPS, R.DBA}),
     Action.PIN_BACKUP: frozenset({R.DBA}),
+    Action.PRUNE_BACKUPS: frozenset({R.DBA}),
+    Action.DOWNLOAD_BACKUP: frozenset({R.DBA}),  # the people allowed to restore
     Action.RESTORE: frozenset({R.DBA}),
     Action.FAILOVER: frozenset({R.DBA}),
     Action.REBUILD_REPLICA: frozenset({R.DBA}),

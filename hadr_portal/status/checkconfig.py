@@ -39,6 +39,7 @@ FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
     "period_seconds": (("heartbeat",), True),
     "grace_seconds": (("heartbeat",), False),
     "source": (("heartbeat",), False),
+    "policy": (("backup",), True),
     "disk_paths": (("host", "host_push"), False),
     **{limit: (("host", "host_push"), False) for limit in HOST_LIMITS},
 }
@@ -79,7 +80,7 @@ def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
         if kind in kinds and required and name not in config:
             errors[name] = "Required for this kind of check."
 
-    for name in ("url", "keyword", "host", "source", "cluster", "node", "dsn_env", "url_env", "queue"):
+    for name in ("url", "keyword", "host", "source", "cluster", "node", "dsn_env", "url_env", "queue", "policy"):
         if name in config and not isinstance(config[name], str):
             errors[name] = f"{config[name]!r} is not text."
     if "url" in config and isinstance(config["url"], str):
@@ -143,6 +144,11 @@ def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
 
             if not Node.objects.filter(cluster__name=config["cluster"], name=config["node"]).exists():
                 errors["node"] = f"No node {config['node']!r} in cluster {config['cluster']!r}."
+    if kind == "backup" and isinstance(config.get("policy"), str):
+        from hadr_portal.backups.models import BackupPolicy
+
+        if not BackupPolicy.objects.filter(name=config["policy"]).exists():
+            errors["policy"] = f"No backup policy named {config['policy']!r}."
     if kind == "celery" and config.get("queue") not in (None, "checks", "ops", "default"):
         errors["queue"] = "One of the portal's queues: checks, ops, default."
     if errors:

@@ -59,6 +59,7 @@ CONFIG_WIDGETS: dict[str, forms.Field] = {
     "period_seconds": forms.CharField(label="Period (seconds)", required=False),
     "grace_seconds": forms.CharField(label="Grace (seconds)", required=False),
     "disk_paths": forms.CharField(label="Disk paths", required=False),
+    "policy": forms.CharField(label="Backup policy", required=False),
     "cpu_warning": forms.CharField(label="CPU warning %", required=False),
     "cpu_critical": forms.CharField(label="CPU critical %", required=False),
     "memory_warning": forms.CharField(label="Memory warning %", required=False),

@@ -99,8 +99,9 @@ class Check(models.Model):
         HEARTBEAT = "heartbeat", "Heartbeat (push)"
         HOST = "host", "Host resources (this worker)"
         HOST_PUSH = "host_push", "Host resources (pushed)"
+        BACKUP = "backup", "Backup freshness (RPO)"
 
-    PUSH_KINDS = (Kind.HEARTBEAT, Kind.HOST_PUSH)
+    PUSH_KINDS = (Kind.HEARTBEAT, Kind.HOST_PUSH, Kind.BACKUP)  # evaluated from stored facts, no network
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="checks")
     name = models.CharField(max_length=64, validators=[slug])

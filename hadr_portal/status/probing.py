@@ -57,10 +57,12 @@ def heartbeat_evaluate(check: Check, now: datetime) -> ProbeResult:
     data = {"last_ping_at": check.last_ping_at.isoformat(), "age_seconds": round(age)}
     if age > period + grace:
         return ProbeResult(
-            "down", f"no ping for {_duration(age)} (period {_duration(period)} + grace {_duration(grace)})", data=data
+            "down",
+            f"no ping for {duration_text(age)} (period {duration_text(period)} + grace {duration_text(grace)})",
+            data=data,
         )
     late = " (late, within grace)" if age > period else ""
-    return ProbeResult("up", f"last ping {_duration(age)} ago{late}", data=data)
+    return ProbeResult("up", f"last ping {duration_text(age)} ago{late}", data=data)
 
 
 def host_push_evaluate(check: Check, now: datetime) -> ProbeResult | None:
@@ -69,11 +71,11 @@ def host_push_evaluate(check: Check, now: datetime) -> ProbeResult | None:
     if check.last_ping_at is None:
         return ProbeResult("unknown", "waiting for the first report")
     if now - check.last_ping_at > limit:
-        return ProbeResult("down", f"no report for {_duration((now - check.last_ping_at).total_seconds())}")
+        return ProbeResult("down", f"no report for {duration_text((now - check.last_ping_at).total_seconds())}")
     return None
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     seconds = int(seconds)
     if seconds < 120:
         return f"{seconds} s"
@@ -116,8 +118,20 @@ def probe_for(check: Check) -> Probe:
     raise ValueError(f"{check.kind} is not a pull check")
 
 
+def backup_evaluate(check: Check, now: datetime) -> ProbeResult:
+    """The last good backup's age against the RPO objective and the schedule (missed backups)."""
+    from hadr_portal.backups.selectors import backup_freshness
+
+    fresh = backup_freshness(check.config.get("policy", ""), now=now)
+    if fresh is None:
+        return ProbeResult("down", f"no backup policy named {check.config.get('policy')!r}")
+    return ProbeResult(fresh.state, fresh.message, data=fresh.as_data())
+
+
 def push_evaluate(check: Check) -> ProbeResult | None:
     now = timezone.now()
     if check.kind == Check.Kind.HEARTBEAT:
         return heartbeat_evaluate(check, now)
+    if check.kind == Check.Kind.BACKUP:
+        return backup_evaluate(check, now)
     return host_push_evaluate(check, now)

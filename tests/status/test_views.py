@@ -166,8 +166,13 @@ def test_cached_tiles_are_replaced_at_once_by_a_transition(client_as, settings):
 def test_dashboard_still_renders_when_redis_is_down(client_as, services, settings):
     dead = "redis://127.0.0.1:1/0"
     settings.REDIS_URL = dead
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": dead,
-                                   "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": dead,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
     response = client_as(Role.VIEWER).get(reverse("dashboard"))
     assert response.status_code == 200
     html = response.content.decode()

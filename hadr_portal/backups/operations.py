@@ -1,0 +1,156 @@
+"""The backup operation: pre-checks, stream to storage, re-read and verify, manifest, mark good."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from django.utils import timezone
+
+from hadr_portal.adapters.pgbackup import PgTarget, TransientBackupError, backup_stream, server_facts
+from hadr_portal.adapters.storage import TransientStorageError
+from hadr_portal.core.models import Operation
+from hadr_portal.core.operations import OperationContext, OperationKind, register
+from hadr_portal.core.permissions import Action
+
+from .models import Backup, BackupPolicy
+from .storage import storage_for
+
+EXTENSIONS = {"pg_dump": "dump", "pg_dump_dir": "dir.tar", "pg_basebackup": "tar"}
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+def pg_target(policy: BackupPolicy) -> PgTarget:
+    """The node to back up: the cluster's current primary as its checks last saw it."""
+    nodes = list(policy.cluster.nodes.all())
+    primary = next((n for n in nodes if n.role == "primary"), None) or nodes[0]
+    address = primary.address()
+    return PgTarget(
+        host=address.host, port=address.port, user=address.user, password=address.password, dbname=policy.dbname
+    )
+
+
+def backup_run(context: OperationContext) -> Mapping[str, Any]:
+    operation = context.operation
+    policy = BackupPolicy.objects.select_related("cluster", "storage").get(name=context.parameters["policy"])
+    backup, _ = Backup.objects.get_or_create(
+        operation=operation,
+        defaults={
+            "policy": policy,
+            "kind": context.parameters.get("kind", Backup.Kind.MANUAL),
+            "engine": policy.engine,
+            "storage": policy.storage,
+            "requested_by_id": operation.requested_by_id,
+        },
+    )
+    if context.attempt > 1:
+        _remove_objects(backup)  # a retried attempt starts clean
+    storage = storage_for(policy.storage)
+    target = pg_target(policy)
+
+    context.progress(2, "Pre-checks")
+    storage.check()
+    facts = server_facts(target)
+    context.log(
+        f"{target.host}:{target.port}/{policy.dbname}: PostgreSQL {facts.server_version}, "
+        f"{_mb(facts.database_size)} MB, LSN {facts.lsn}; storage {storage.description}"
+    )
+    started = timezone.now()
+    key = f"{policy.name}/{started:%Y%m%dT%H%M%SZ}-{backup.kind}-{backup.pk}.{EXTENSIONS[policy.engine]}"
+    Backup.objects.filter(pk=backup.pk).update(
+        key=key,
+        started_at=started,
+        server_version=facts.server_version,
+        database_size=facts.database_size,
+        lsn=facts.lsn,
+    )
+    expected = max(facts.database_size or 1, 1)
+
+    def on_progress(done: int) -> None:
+        context.progress(5 + min(80, int(done / expected * 80)), f"{_mb(done)} MB written")
+
+    context.log(f"Streaming {policy.get_engine_display()} to {key}")
+    jobs = policy.jobs if policy.engine == BackupPolicy.Engine.PG_DUMP_DIR else 1
+    with backup_stream(target, engine=policy.engine, compress=policy.compress or None, jobs=jobs) as stream:
+        stored = storage.put_stream(key, stream, on_progress=on_progress)
+    context.log(f"Stored {_mb(stored.size)} MB, SHA-256 {stored.sha256}")
+
+    context.progress(88, "Verifying the stored object")
+    reread = storage.sha256(key)
+    if reread.size != stored.size or reread.sha256 != stored.sha256:
+        raise RuntimeError(
+            f"verification failed: stored {reread.size} B / {reread.sha256}, written {stored.size} B / {stored.sha256}"
+        )
+    context.log("Verified: the stored object's size and SHA-256 match what was written.")
+    finished = timezone.now()
+    manifest = {
+        "format": "hadr-portal-backup/1",
+        "policy": policy.name,
+        "cluster": policy.cluster.name,
+        "database": policy.dbname,
+        "host": f"{target.host}:{target.port}",
+        "engine": policy.engine,
+        "options": {"compress": policy.compress, "jobs": policy.jobs},
+        "kind": backup.kind,
+        "server_version": facts.server_version,
+        "database_size": facts.database_size,
+        "lsn": facts.lsn,
+        "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(),
+        "key": key,
+        "size": stored.size,
+        "sha256": stored.sha256,
+        "restore": _restore_hint(policy.engine, key),
+    }
+    storage.put_bytes(key + MANIFEST_SUFFIX, json.dumps(manifest, indent=2).encode())
+    Backup.objects.filter(pk=backup.pk).update(
+        status=Backup.Status.GOOD, size=stored.size, sha256=stored.sha256, finished_at=finished, manifest=manifest
+    )
+    context.progress(100, "Good")
+    return {"backup": backup.pk, "key": key, "size": stored.size, "sha256": stored.sha256}
+
+
+def _restore_hint(engine: str, key: str) -> str:
+    name = key.rsplit("/", 1)[-1]
+    if engine == "pg_dump":
+        return f"sha256sum {name}; pg_restore --list {name}; createdb NEW && pg_restore -d NEW -j 2 {name}"
+    if engine == "pg_dump_dir":
+        return f"sha256sum {name}; mkdir dump && tar -xf {name} -C dump; pg_restore -d NEW -j 2 dump"
+    return f"sha256sum {name}; mkdir -p DATA && tar -xf {name} -C DATA; chmod 700 DATA; pg_ctl -D DATA start"
+
+
+def _mb(size: int | None) -> str:
+    return "?" if size is None else f"{size / 1e6:.1f}"
+
+
+def _remove_objects(backup: Backup) -> None:
+    if backup.key:
+        storage = storage_for(backup.storage)
+        storage.delete(backup.key)
+        storage.delete(backup.key + MANIFEST_SUFFIX)
+
+
+def backup_cleanup(operation: Operation) -> None:
+    """A failed or killed backup leaves no object that could be taken for a good one."""
+    for backup in Backup.objects.filter(operation=operation).exclude(status=Backup.Status.GOOD):
+        _remove_objects(backup)
+        Backup.objects.filter(pk=backup.pk).update(
+            status=Backup.Status.FAILED, finished_at=timezone.now(), error=operation.error or "failed"
+        )
+
+
+BACKUP = register(
+    OperationKind(
+        name="backup",
+        label="Backup",
+        action=Action.RUN_BACKUP,
+        run=backup_run,
+        queue="ops",
+        transient_errors=(TransientBackupError, TransientStorageError),
+        max_attempts=3,
+        backoff_initial=2.0,
+        backoff_max=30.0,
+        cleanup=backup_cleanup,
+    )
+)
