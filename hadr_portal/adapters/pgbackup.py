@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import Any, BinaryIO, Protocol, cast
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -164,16 +164,16 @@ def server_facts(target: PgTarget, *, timeout: float = 10) -> ServerFacts:
     )
 
 
-def _one(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> tuple[object, ...]:
-    row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
-    assert row is not None
-    return row
+def _one(conn: psycopg.Connection[Any], sql: str) -> tuple[Any, ...]:
+    row = conn.execute(sql).fetchone()
+    assert row is not None  # these queries always return one row
+    return tuple(row)
 
 
-def _optional(conn: psycopg.Connection[tuple[object, ...]], sql: str) -> object:
+def _optional(conn: psycopg.Connection[Any], sql: str) -> Any:
     """The first value of the first row, or None if there is none or we may not ask."""
     try:
-        row = conn.execute(sql).fetchone()  # type: ignore[arg-type]
+        row = conn.execute(sql).fetchone()
     except (psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectNotInPrerequisiteState):
         return None
     return row[0] if row else None
@@ -288,9 +288,12 @@ def _dump_directory(
 ) -> Iterator[Path]:
     """Run `pg_dump -Fd -j jobs` to completion into a fresh directory under `workdir`; remove it
     again when the block ends."""
-    if workdir is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
-    parent = Path(tempfile.mkdtemp(prefix="hadr-pgdump-", dir=workdir))
+    try:
+        if workdir is not None:
+            workdir.mkdir(parents=True, exist_ok=True)
+        parent = Path(tempfile.mkdtemp(prefix="hadr-pgdump-", dir=workdir))
+    except OSError as exc:
+        raise BackupFailed(f"cannot create a working directory for pg_dump under {workdir}: {exc.strerror}") from exc
     try:
         directory = parent / "dump"  # pg_dump wants to create the directory itself
         argv = [

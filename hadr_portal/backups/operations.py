@@ -91,7 +91,7 @@ def backup_run(context: OperationContext) -> Mapping[str, Any]:
         "database": policy.dbname,
         "host": f"{target.host}:{target.port}",
         "engine": policy.engine,
-        "options": {"compress": policy.compress, "jobs": policy.jobs},
+        "options": {"compress": policy.compress or "default", "jobs": jobs},
         "kind": backup.kind,
         "server_version": facts.server_version,
         "database_size": facts.database_size,

@@ -112,7 +112,15 @@ def dashboard() -> dict[str, Any]:
         state: sum(1 for r in rows if r.shown_state == state)
         for state in ("up", "degraded", "down", "unknown", "stale")
     }
-    return {"tiers": tiers, "counts": counts, "tier_names": dict(Service.TIERS), "banners": portal_banners()}
+    from hadr_portal.backups.selectors import policies_overview
+
+    return {
+        "tiers": tiers,
+        "counts": counts,
+        "tier_names": dict(Service.TIERS),
+        "banners": portal_banners(),
+        "backups": policies_overview(),
+    }
 
 
 def portal_banners() -> list[str]:

@@ -349,6 +349,25 @@ def test_s3_failed_upload_leaves_no_object_and_no_multipart_upload(
     assert s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def test_s3_upload_whose_reply_was_lost_is_removed(
+    bucket: str, make_s3: Callable[..., S3Storage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upload completed but we never heard so: an error means "not stored", so the object goes."""
+    from botocore.exceptions import ConnectionClosedError
+
+    store = make_s3(bucket, multipart_chunk_mb=8)
+    upload = store._client.upload_fileobj
+
+    def upload_then_lose_the_reply(*args: Any, **kwargs: Any) -> None:
+        upload(*args, **kwargs)
+        raise ConnectionClosedError(endpoint_url="http://s3.test")
+
+    monkeypatch.setattr(store._client, "upload_fileobj", upload_then_lose_the_reply)
+    with pytest.raises(TransientStorageError, match="cannot reach S3"):
+        store.put_stream("lost.bin", io.BytesIO(os.urandom(10 * MiB)))
+    assert store.stat("lost.bin") is None
+
+
 def test_s3_server_side_encryption(bucket: str, s3_client: Any, make_s3: Callable[..., S3Storage]) -> None:
     store = make_s3(bucket, sse="AES256", multipart_chunk_mb=5)
     store.check()
@@ -518,20 +537,25 @@ def test_pg_restore_list_rejects_what_is_not_a_dump(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "kind", "message"),
+    ("engine", "changes", "kind", "message"),
     [
-        ({"dbname": "hadr_no_such_db"}, BackupFailed, 'database "hadr_no_such_db" does not exist'),
-        ({"password": "wrong"}, BackupFailed, 'password authentication failed for user "postgres"'),
-        ({"port": "dead"}, TransientBackupError, "Connection refused"),
+        ("pg_dump", {"dbname": "hadr_no_such_db"}, BackupFailed, 'database "hadr_no_such_db" does not exist'),
+        ("pg_dump", {"password": "wrong"}, BackupFailed, 'password authentication failed for user "postgres"'),
+        ("pg_dump", {"port": "dead"}, TransientBackupError, "Connection refused"),
+        ("pg_basebackup", {"password": "wrong"}, BackupFailed, "password authentication failed"),
+        ("pg_basebackup", {"port": "dead"}, TransientBackupError, "Connection refused"),
     ],
-    ids=["no-database", "wrong-password", "dead-port"],
+    ids=[
+        "pg_dump-no-database",
+        "pg_dump-wrong-password",
+        "pg_dump-dead-port",
+        "basebackup-wrong-password",
+        "basebackup-dead-port",
+    ],
 )
-@pytest.mark.parametrize("engine", ["pg_dump", "pg_basebackup"])
 def test_failed_backups_store_nothing(
     infra: Infrastructure, tmp_path: Path, engine: str, changes: dict[str, Any], kind: type[Exception], message: str
 ) -> None:
-    if engine == "pg_basebackup" and "dbname" in changes:
-        pytest.skip("pg_basebackup connects to no database")
     if changes.get("port") == "dead":
         changes = {"port": free_port()}
     store = LocalStorage(tmp_path)
@@ -615,6 +639,10 @@ def test_pg_dump_dir_runs_in_parallel_and_streams_a_tar(infra: Infrastructure, d
         with backup_stream(primary_target(infra, dbname="hadr_no_such_db"), engine="pg_dump_dir", workdir=workdir):
             pytest.fail("a failed directory dump must raise on entering the block")
     assert list(workdir.iterdir()) == []
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(BackupFailed, match="cannot create a working directory for pg_dump"):
+        with backup_stream(primary_target(infra), engine="pg_dump_dir", workdir=tmp_path / "file" / "work"):
+            pass
     assert backup_children() == []
 
 

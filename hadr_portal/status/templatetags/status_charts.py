@@ -79,3 +79,10 @@ def bytes_or_dash(value: int | None) -> str:
 @register.filter
 def get_item(mapping: dict, key: object) -> object:  # type: ignore[type-arg]
     return mapping.get(key)
+
+
+@register.filter
+def pretty_json(value: object) -> str:
+    import json
+
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
