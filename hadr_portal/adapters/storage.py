@@ -160,8 +160,9 @@ class LocalStorage:
         partial = final.with_name(final.name + PARTIAL_SUFFIX)
         reader = HashingReader(stream, on_progress)
         with _os_errors(final):
-            final.parent.mkdir(parents=True, exist_ok=True)
-            out = open(partial, "wb")  # closed by the with below, on every path
+            final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # A backup holds all the data: readable by its owner only, from the first byte.
+            out = os.fdopen(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         try:
             with out:
                 # Whatever each read gives: a file has no use for full chunks, and this holds one only.

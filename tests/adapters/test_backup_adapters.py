@@ -802,3 +802,16 @@ def test_put_stream_memory_does_not_grow_with_size(tmp_path: Path, bucket: str, 
     # Parts of a non-seekable stream are held in memory: about (2 + 4) × 5 MiB here. With
     # s3transfer's default of 10 parts in memory this measured 73 MiB.
     assert s3["growth_kib"] < 50 * 1024
+
+
+def test_local_backups_are_readable_by_their_owner_only(tmp_path):
+    import io
+    import stat as stat_module
+
+    from hadr_portal.adapters.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path / "backups")
+    storage.put_stream("policy/secret.dump", io.BytesIO(b"all the data"))
+    stored = tmp_path / "backups" / "policy" / "secret.dump"
+    assert stat_module.S_IMODE(stored.stat().st_mode) == 0o600
+    assert stat_module.S_IMODE(stored.parent.stat().st_mode) == 0o700
