@@ -40,6 +40,21 @@ def policy(demo_cluster, backup_dir) -> BackupPolicy:
     )
 
 
+def make_backup(policy: BackupPolicy, *, key: str, kind: str = "scheduled", size: int = 1, **fields) -> Backup:
+    """A good backup record (no bytes behind it: for retention, freshness and permission tests)."""
+    return Backup.objects.create(
+        policy=policy,
+        kind=kind,
+        engine="pg_dump",
+        storage=policy.storage,
+        key=key,
+        status="good",
+        size=size,
+        sha256="a" * 64,
+        **fields,
+    )
+
+
 def sha256_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -91,16 +106,7 @@ def test_two_clicks_make_one_backup(policy):
 def test_a_viewer_cannot_start_or_download(client_as, policy, backup_dir):
     viewer = client_as(Role.VIEWER)
     assert viewer.post(reverse("backups:backup-now", kwargs={"name": policy.name})).status_code == 403
-    backup = Backup.objects.create(
-        policy=policy,
-        kind="manual",
-        engine="pg_dump",
-        storage=policy.storage,
-        key="x.dump",
-        status="good",
-        size=1,
-        sha256="0" * 64,
-    )
+    backup = make_backup(policy, key="x.dump", kind="manual", size=1)
     assert viewer.get(reverse("backups:download", kwargs={"pk": backup.pk})).status_code == 403
     assert not Operation.objects.exists()
 
@@ -141,15 +147,11 @@ def test_retention_age_rules_newest_and_pinned(policy):
     now = timezone.now()
 
     def make(days: float, kind: str = "scheduled", pinned: bool = False) -> Backup:
-        return Backup.objects.create(
-            policy=policy,
-            kind=kind,
-            engine="pg_dump",
-            storage=policy.storage,
+        return make_backup(
+            policy,
             key=f"k{days}{kind}",
-            status="good",
+            kind=kind,
             size=1,
-            sha256="a" * 64,
             pinned=pinned,
             started_at=now - timedelta(days=days),
         )
@@ -183,15 +185,11 @@ def test_retention_age_rules_newest_and_pinned(policy):
 
 
 def test_retention_never_deletes_the_only_good_backup(policy):
-    only = Backup.objects.create(
-        policy=policy,
-        kind="scheduled",
-        engine="pg_dump",
-        storage=policy.storage,
+    only = make_backup(
+        policy,
         key="k",
-        status="good",
+        kind="scheduled",
         size=1,
-        sha256="a" * 64,
         started_at=timezone.now() - timedelta(days=365),
     )
     assert services.backups_prune(policy=policy, dry_run=False) == []
@@ -207,17 +205,7 @@ def test_calendar_retention_keeps_the_newest_of_each_day_week_month(policy):
     for days in range(0, 70):
         for hour in (2, 14):
             when = now - timedelta(days=days) + timedelta(hours=hour - 12)
-            made[(days, hour)] = Backup.objects.create(
-                policy=policy,
-                kind="scheduled",
-                engine="pg_dump",
-                storage=policy.storage,
-                key=f"{days}-{hour}",
-                status="good",
-                size=1,
-                sha256="a" * 64,
-                started_at=when,
-            )
+            made[(days, hour)] = make_backup(policy, key=f"{days}-{hour}", kind="scheduled", size=1, started_at=when)
     plan = retention.retention_plan(policy, now=now)
     kept = [d for d in plan if not d.delete]
     assert len(kept) <= 3 + 2 + 2 + 1
@@ -240,15 +228,11 @@ def test_freshness_check_goes_amber_then_red(policy):
     from hadr_portal.backups.selectors import freshness_of
 
     assert freshness_of(policy).state == "down"
-    Backup.objects.create(
-        policy=policy,
-        kind="scheduled",
-        engine="pg_dump",
-        storage=policy.storage,
+    make_backup(
+        policy,
         key="k",
-        status="good",
+        kind="scheduled",
         size=1,
-        sha256="a" * 64,
         started_at=timezone.now() - timedelta(hours=1),
     )
     assert freshness_of(policy).state == "up"
@@ -259,16 +243,7 @@ def test_freshness_check_goes_amber_then_red(policy):
 
 
 def test_cli_lists_and_prunes(policy, capsys):
-    Backup.objects.create(
-        policy=policy,
-        kind="scheduled",
-        engine="pg_dump",
-        storage=policy.storage,
-        key="k1",
-        status="good",
-        size=10,
-        sha256="a" * 64,
-    )
+    make_backup(policy, key="k1", kind="scheduled", size=10)
     call_command("backups", "--json")
     document = json.loads(capsys.readouterr().out)
     assert document["backups"][0]["key"] == "k1" and document["policies"]["demo-onboarding"]["state"] == "up"
