@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -102,6 +103,7 @@ class OperationContext:
 
     operation: Operation
     attempt: int = 1
+    pending_progress: tuple[int, str] | None = field(default=None, repr=False)
     _last_progress: int = field(default=-1, repr=False)
 
     @property
@@ -113,11 +115,24 @@ class OperationContext:
         logger.log(logging.WARNING if level != "info" else logging.INFO, message)
 
     def progress(self, percent: int, message: str = "") -> None:
+        """Record progress. From another thread (a streaming callback), it is only noted here and
+        written by the heartbeat thread: Django connections opened in passing threads are never closed."""
         percent = max(0, min(100, int(percent)))
+        if threading.current_thread() is not threading.main_thread():
+            self.pending_progress = (percent, message[:300])
+            return
+        self._write_progress(percent, message[:300])
+
+    def _write_progress(self, percent: int, message: str) -> None:
         Operation.objects.filter(pk=self.operation.pk, status=Status.RUNNING).update(
-            progress=percent, progress_message=message[:300], heartbeat_at=timezone.now()
+            progress=percent, progress_message=message, heartbeat_at=timezone.now()
         )
         self._last_progress = percent
+
+    def flush_pending_progress(self) -> None:
+        pending, self.pending_progress = self.pending_progress, None
+        if pending is not None:
+            self._write_progress(*pending)
 
     def checkpoint(self) -> None:
         """Stop here if someone asked to cancel (only for kinds cancellable while running)."""
@@ -225,19 +240,25 @@ def _finish(
 
 
 class _Heartbeat(threading.Thread):
-    """Touches `heartbeat_at` while the runner works, even inside a long blocking call."""
+    """Touches `heartbeat_at` while the runner works, even inside a long blocking call, and writes
+    the progress that other threads noted (at most a second late)."""
 
-    def __init__(self, operation_id: int) -> None:
-        super().__init__(name=f"heartbeat-{operation_id}", daemon=True)
-        self.operation_id = operation_id
+    def __init__(self, context: OperationContext) -> None:
+        super().__init__(name=f"heartbeat-{context.operation.pk}", daemon=True)
+        self.context = context
+        self.operation_id = context.operation.pk
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        last_beat = 0.0
         try:
-            while not self.stopped.wait(settings.OPERATION_HEARTBEAT_INTERVAL):
-                Operation.objects.filter(pk=self.operation_id, status=Status.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
+            while not self.stopped.wait(min(1.0, settings.OPERATION_HEARTBEAT_INTERVAL)):
+                self.context.flush_pending_progress()
+                if time.monotonic() - last_beat >= settings.OPERATION_HEARTBEAT_INTERVAL:
+                    Operation.objects.filter(pk=self.operation_id, status=Status.RUNNING).update(
+                        heartbeat_at=timezone.now()
+                    )
+                    last_beat = time.monotonic()
         except Exception:
             logger.exception("heartbeat failed", extra={"operation_id": self.operation_id})
         finally:
@@ -264,9 +285,9 @@ def operation_execute(*, operation_id: int) -> Operation | None:
     operation = Operation.objects.get(pk=operation_id)
     spec = get_kind(operation.kind)
     token = current_operation_id.set(operation.pk)
-    heartbeat = _Heartbeat(operation.pk)
-    heartbeat.start()
     context = OperationContext(operation=operation)
+    heartbeat = _Heartbeat(context)
+    heartbeat.start()
     context.log(f"{spec.label} started on {operation.worker}.")
     try:
         result = _run_with_retries(spec, context)

@@ -1,15 +1,19 @@
-"""The catalog as code: clusters with their nodes, services with their checks, and alert channels as one TOML file.
+"""The catalog as code: clusters with their nodes, backup storage targets and policies, services with their
+checks, and alert channels as one TOML file.
 
-Kept in git, the file re-creates the whole setup after the environment is lost:
+Kept in git, the file re-creates the whole setup, backups included, after the environment is lost:
 
 - `catalog_export()` / `catalog_dump_toml()`  the catalog as data / as TOML, ordered by name, so two
                                               exports of the same catalog are byte-identical
 - `catalog_load_toml()`                       TOML text to data; syntax errors name the line and column
 - `catalog_import()`                          validate everything, then upsert by name in one transaction
 
-Secrets never appear in the file: clusters and webhook channels name environment variables
-(`password_env`, `target_env`). Push-check tokens (the heartbeat / host-push URL keys) are written
-only on request, and an import without them keeps the existing ones.
+Secrets never appear in the file: clusters, S3 storage targets and webhook channels name environment
+variables (`password_env`, `access_key_env` / `secret_key_env`, `target_env`). Push-check tokens (the
+heartbeat / host-push URL keys) are written only on request, and an import without them keeps the existing ones.
+
+A backup policy's `next_run_at` is not in the file: the scheduler sets it (a new policy's on its next tick),
+and an import keeps it.
 """
 
 from __future__ import annotations
@@ -25,25 +29,29 @@ from typing import TYPE_CHECKING, Any
 import tomli_w
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import models, transaction
+from django.db.models import Count
 from django.utils import timezone
 
+from hadr_portal.backups.models import BackupPolicy, StorageTarget
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Action, Role, require
 from hadr_portal.databases.models import Cluster, Node
 
-from .checkconfig import config_validate
+from .checkconfig import ENV_NAME, config_validate
 from .engine import service_refresh
 from .models import AlertChannel, Check, Service
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-SECTIONS = ("clusters", "services", "alert_channels")
+# In the order they are imported (a backup policy names a cluster and a storage target, a backup check a policy).
+SECTIONS = ("clusters", "storage_targets", "backup_policies", "services", "alert_channels")
 HEADER = (
-    "# HADR Portal catalog: clusters with their nodes, services with their checks, alert channels.\n"
+    "# HADR Portal catalog: clusters with their nodes, backup storage targets and policies,\n"
+    "# services with their checks, alert channels.\n"
     "# Re-create them with `manage.py catalog import FILE`. Secrets are never written here:\n"
-    "# password_env and target_env name environment variables.\n"
+    "# password_env, access_key_env, secret_key_env and target_env name environment variables.\n"
 )
 PRIVATE_NOTE = "# This file contains push-check tokens (URL keys): keep it private.\n"
 
@@ -142,16 +150,58 @@ CHANNEL_KEYS = {
     "enabled": Key(FLAG),
     "min_tier": Key(WHOLE),
 }
+STORAGE_KEYS = {"name": Key(TEXT, required=True), "kind": Key(TEXT, required=True), "config": Key(TABLE)}
+# A storage target's config, by kind (what `storage_from_config` reads). The *_env keys hold variable NAMES.
+STORAGE_CONFIG_KEYS = {
+    "local": {"path": Key(TEXT, required=True)},
+    "s3": {
+        "bucket": Key(TEXT, required=True),
+        "prefix": Key(TEXT),
+        "endpoint_url": Key(TEXT),
+        "region": Key(TEXT),
+        "sse": Key(TEXT),
+        "access_key_env": Key(TEXT),
+        "secret_key_env": Key(TEXT),
+        "multipart_chunk_mb": Key(WHOLE),
+        "max_concurrency": Key(WHOLE),
+    },
+}
+STORAGE_CONFIG_MINIMUM = {"multipart_chunk_mb": 5, "max_concurrency": 1}  # S3 rejects smaller parts
+CREDENTIAL_KEYS = ("access_key_env", "secret_key_env")
+POLICY_KEYS = {
+    "name": Key(TEXT, required=True),
+    "cluster": Key(TEXT, required=True),
+    "dbname": Key(TEXT, required=True),
+    "engine": Key(TEXT),
+    "compress": Key(TEXT),
+    "jobs": Key(WHOLE),
+    "storage": Key(TEXT, required=True),
+    "schedule": Key(TEXT),
+    "enabled": Key(FLAG),
+    "retention": Key(TEXT),
+    "keep_scheduled_days": Key(WHOLE),
+    "keep_manual_days": Key(WHOLE),
+    "keep_daily": Key(WHOLE),
+    "keep_weekly": Key(WHOLE),
+    "keep_monthly": Key(WHOLE),
+    "rpo_minutes": Key(WHOLE),
+    "grace_minutes": Key(WHOLE),
+}
 
-# The model fields each table sets (names identify rows; nested arrays, config and token are handled apart).
-NOT_FIELDS = {"name", "nodes", "checks", "config", "token"}
+# The model fields each table sets (names identify rows; nested arrays, config, token and the rows a policy
+# names are handled apart).
+NOT_FIELDS = {"name", "nodes", "checks", "config", "token", "cluster", "storage"}
 CLUSTER_FIELDS = tuple(k for k in CLUSTER_KEYS if k not in NOT_FIELDS)
 NODE_FIELDS = tuple(k for k in NODE_KEYS if k not in NOT_FIELDS)
 SERVICE_FIELDS = tuple(k for k in SERVICE_KEYS if k not in NOT_FIELDS)
 CHECK_FIELDS = tuple(k for k in CHECK_KEYS if k not in NOT_FIELDS)
 CHANNEL_FIELDS = tuple(k for k in CHANNEL_KEYS if k not in NOT_FIELDS)
+STORAGE_FIELDS = tuple(k for k in STORAGE_KEYS if k not in NOT_FIELDS)
+POLICY_FIELDS = tuple(k for k in POLICY_KEYS if k not in NOT_FIELDS)
+POLICY_REFERENCES = {"cluster": "cluster", "storage": "storage target"}  # key: what it names
 
 TIERS = [tier for tier, _ in Service.TIERS]
+URL_KEY_KINDS = (Check.Kind.HEARTBEAT, Check.Kind.HOST_PUSH)  # push checks whose token is in a URL (backup's is not)
 
 
 # --- Export ----------------------------------------------------------------------------------------
@@ -160,13 +210,19 @@ TIERS = [tier for tier, _ in Service.TIERS]
 def catalog_export(*, include_tokens: bool = False) -> dict[str, Any]:
     """The whole catalog as plain data in the file's shape, every list ordered by name.
 
-    Tokens are included only with `include_tokens`, and only for push checks (the only ones whose
-    token is a URL key anybody uses).
+    Tokens are included only with `include_tokens`, and only for heartbeat and host-push checks (the
+    only ones whose token is a URL key anybody uses).
     """
     clusters = Cluster.objects.prefetch_related("nodes").order_by("name")
+    policies = BackupPolicy.objects.select_related("cluster", "storage").order_by("name")
     services = Service.objects.prefetch_related("checks").order_by("name")
     return {
         "clusters": [_cluster_export(cluster) for cluster in clusters],
+        "storage_targets": [
+            _values(target, STORAGE_KEYS) | {"config": _sorted(target.config)}
+            for target in StorageTarget.objects.order_by("name")
+        ],
+        "backup_policies": [_policy_export(policy) for policy in policies],
         "services": [_service_export(service, include_tokens) for service in services],
         "alert_channels": [_values(channel, CHANNEL_KEYS) for channel in AlertChannel.objects.order_by("name")],
     }
@@ -181,6 +237,11 @@ def _cluster_export(cluster: Cluster) -> dict[str, Any]:
     return _values(cluster, CLUSTER_KEYS) | {"nodes": [_values(node, NODE_KEYS) for node in nodes]}
 
 
+def _policy_export(policy: BackupPolicy) -> dict[str, Any]:
+    names = {"cluster": policy.cluster.name, "storage": policy.storage.name}
+    return {key: names[key] if key in names else getattr(policy, key) for key in POLICY_KEYS}
+
+
 def _service_export(service: Service, include_tokens: bool) -> dict[str, Any]:
     data = _values(service, SERVICE_KEYS)
     if data["restart"]:
@@ -193,7 +254,7 @@ def _service_export(service: Service, include_tokens: bool) -> dict[str, Any]:
 
 def _check_export(check: Check, include_tokens: bool) -> dict[str, Any]:
     data = _values(check, CHECK_KEYS) | {"config": _sorted(check.config)}
-    if include_tokens and check.is_push:
+    if include_tokens and check.kind in URL_KEY_KINDS:
         data["token"] = check.token
     return data
 
@@ -222,9 +283,9 @@ def catalog_load_toml(text: str) -> dict[str, Any]:
 
 
 def catalog_dump_toml(data: Mapping[str, Any]) -> str:
-    """Catalog data as TOML: `[[clusters]]` / `[[clusters.nodes]]`, `[[services]]` / `[[services.checks]]`,
-    `[[alert_channels]]`, with nested tables (config, restart) inline. Keeps the data's order
-    (`catalog_export()` sorts), so the same data always gives the same text.
+    """Catalog data as TOML: `[[clusters]]` / `[[clusters.nodes]]`, `[[storage_targets]]`, `[[backup_policies]]`,
+    `[[services]]` / `[[services.checks]]`, `[[alert_channels]]`, with nested tables (config, restart) inline.
+    Keeps the data's order (`catalog_export()` sorts), so the same data always gives the same text.
     """
     unknown = set(data) - set(SECTIONS)
     if unknown:
@@ -276,6 +337,7 @@ class _Row:
     changed: set[str] = field(default_factory=set)  # the fields the file changes
     children: list[_Row] = field(default_factory=list)
     config: dict[str, Any] | None = None  # a check's raw config, validated once the clusters are in place
+    names: dict[str, str] = field(default_factory=dict)  # a policy's cluster and storage, resolved once saved
 
     @property
     def label(self) -> str:
@@ -507,9 +569,102 @@ def _channels_read(tables: list[tuple[str, Any]], problems: list[str]) -> list[_
     return rows
 
 
-def _configs_validate(services: list[_Row], unsaved_nodes: set[tuple[str, str]], problems: list[str]) -> None:
-    """Each check's config through `config_validate` — run once this file's clusters are in the database,
-    since a postgres check may name one of their nodes."""
+def _storage_read(tables: list[tuple[str, Any]], problems: list[str]) -> list[_Row]:
+    existing = {target.name: target for target in StorageTarget.objects.all()}
+    rows, seen = [], {}
+    for path, raw in tables:
+        values, bad = _read_table(raw, path, STORAGE_KEYS, problems)
+        _choose(values, bad, "kind", StorageTarget.Kind.values, path, problems)
+        name = _name(values, bad, path, seen, problems)
+        row = _Row("storage", name, existing.get(name) or StorageTarget(name=name), path)
+        if "kind" in values and "config" not in bad:
+            config = _storage_config(values["kind"], values.get("config", {}), f"{path}.config", problems)
+            if config is None:
+                bad.add("config")
+            else:
+                row.take("config", config)
+        # config is _storage_config's (the model's own field refuses an empty one)
+        _fill(row, values, bad, STORAGE_FIELDS, problems, exclude=["config"])
+        rows.append(row)
+    return rows
+
+
+def _storage_config(kind: str, raw: Mapping[str, Any], path: str, problems: list[str]) -> dict[str, Any] | None:
+    """A storage target's config as `storage_from_config` reads it, or None (and problems): the keys its kind
+    knows, the place (path or bucket) given, credentials as environment variable NAMES, both or neither."""
+    found = len(problems)
+    config, bad = _read_table(raw, path, STORAGE_CONFIG_KEYS[kind], problems)
+    for key in ("path", "bucket"):
+        if config.get(key) == "":
+            problems.append(f"{path}.{key}: required for {kind} storage, but empty.")
+    for key in CREDENTIAL_KEYS:
+        if config.get(key) and not ENV_NAME.match(config[key]):
+            problems.append(
+                f"{path}.{key}: The name of an environment variable, e.g. HADR_S3_ACCESS_KEY (never the secret itself)."
+            )
+    if kind == "s3" and not bad & set(CREDENTIAL_KEYS):
+        if bool(config.get("access_key_env")) != bool(config.get("secret_key_env")):
+            problems.append(f"{path}: set both access_key_env and secret_key_env, or neither (boto3's default chain).")
+    for key, minimum in STORAGE_CONFIG_MINIMUM.items():
+        if key in config and config[key] < minimum:
+            problems.append(f"{path}.{key}: Ensure this value is greater than or equal to {minimum}.")
+    return None if len(problems) > found else config
+
+
+def _policies_read(
+    tables: list[tuple[str, Any]], clusters: list[_Row], storage: list[_Row], prune: bool, problems: list[str]
+) -> list[_Row]:
+    """Policies' fields, and the cluster and storage target each names: in this file or in the database.
+
+    With `prune`, only this file's count: the others are about to be deleted.
+    """
+    existing = {policy.name: policy for policy in BackupPolicy.objects.select_related("cluster", "storage")}
+    in_file = {
+        # name: whether that table will be saved (if not, its own problems are reported)
+        "cluster": {row.name: row.valid and all(node.valid for node in row.children) for row in clusters},
+        "storage": {row.name: row.valid for row in storage},
+    }
+    in_database = {
+        "cluster": set(Cluster.objects.values_list("name", flat=True)),
+        "storage": set(StorageTarget.objects.values_list("name", flat=True)),
+    }
+    rows, seen = [], {}
+    for path, raw in tables:
+        values, bad = _read_table(raw, path, POLICY_KEYS, problems)
+        _choose(values, bad, "engine", BackupPolicy.Engine.values, path, problems)
+        _choose(values, bad, "retention", BackupPolicy.Retention.values, path, problems)
+        name = _name(values, bad, path, seen, problems)
+        row = _Row("policy", name, existing.get(name) or BackupPolicy(name=name), path)
+        for key, what in POLICY_REFERENCES.items():
+            named = values.get(key)
+            if named is None:
+                continue  # missing or mistyped: reported
+            if named in in_file[key]:
+                row.valid = row.valid and in_file[key][named]
+            elif named not in in_database[key]:
+                problems.append(f"{path}.{key}: No {what} {named!r} in the file or the database.")
+                bad.add(key)
+                continue
+            elif prune:
+                problems.append(
+                    f"{path}.{key}: No {what} {named!r} in the file, and --prune deletes the one in the database."
+                )
+                bad.add(key)
+                continue
+            row.names[key] = named
+            if row.instance.pk is not None and getattr(row.instance, key).name != named:
+                row.changed.add(key)
+        # the cluster and the storage target may not be saved yet: their names were checked above
+        _fill(row, values, bad, POLICY_FIELDS, problems, exclude=list(POLICY_REFERENCES))
+        rows.append(row)
+    return rows
+
+
+def _configs_validate(
+    services: list[_Row], unsaved_nodes: set[tuple[str, str]], unsaved_policies: set[str], problems: list[str]
+) -> None:
+    """Each check's config through `config_validate` — run once this file's clusters and backup policies are
+    in the database, since a postgres check may name one of their nodes, and a backup check a policy."""
     for check_row in (check for service in services for check in service.children):
         if check_row.config is None:
             check_row.valid = False
@@ -523,6 +678,8 @@ def _configs_validate(services: list[_Row], unsaved_nodes: set[tuple[str, str]],
                 named = (check_row.config.get("cluster"), check_row.config.get("node"))
                 if name == "node" and all(isinstance(part, str) for part in named) and named in unsaved_nodes:
                     continue  # the node's cluster has problems of its own, already reported
+                if name == "policy" and check_row.config.get("policy") in unsaved_policies:
+                    continue  # so has the policy
                 problems.append(f"{check_row.path}.config.{name}: {' '.join(messages)}")
             continue
         check_row.take("config", config)
@@ -545,7 +702,8 @@ def _save(row: _Row, report: ImportReport, **relation: models.Model) -> None:
 
 
 def _clusters_apply(rows: list[_Row], report: ImportReport, prune: bool) -> set[tuple[str, str]]:
-    """Save the clusters (with their nodes) that validated, and prune.
+    """Save the clusters (with their nodes) that validated, and prune their nodes (clusters go in
+    `_clusters_prune`, once the backup policies naming them are gone).
 
     Returns the (cluster, node) pairs the file describes but that could not be saved, so that
     checks naming them are not blamed for their cluster's problems.
@@ -562,10 +720,70 @@ def _clusters_apply(rows: list[_Row], report: ImportReport, prune: bool) -> set[
             stale = row.instance.nodes.exclude(name__in=[node.instance.name for node in row.children])
             for node in stale.order_by("name"):
                 _delete(node, report, "node")
-    if prune:
-        for cluster in Cluster.objects.exclude(name__in=[row.name for row in rows]).order_by("name"):
-            _delete(cluster, report, "cluster", [f"node {node}" for node in cluster.nodes.order_by("name")])
     return unsaved
+
+
+def _clusters_prune(rows: list[_Row], report: ImportReport) -> None:
+    clusters = Cluster.objects.exclude(name__in=[row.name for row in rows]).annotate(policies=Count("backup_policies"))
+    for cluster in clusters.order_by("name"):
+        # Still named by a policy: one this file names it in (reported by _policies_read) or one that could not
+        # be deleted (reported by _policies_apply). Either way the import fails; deleting would only raise.
+        if not cluster.policies:
+            _delete(cluster, report, "cluster", [f"node {node}" for node in cluster.nodes.order_by("name")])
+
+
+def _storage_apply(rows: list[_Row], report: ImportReport) -> None:
+    for row in rows:
+        if row.valid:
+            _save(row, report)
+
+
+def _storage_prune(rows: list[_Row], report: ImportReport, problems: list[str]) -> None:
+    """Delete the storage targets the file does not have, except those backups on record are in (a problem:
+    their history would go with them)."""
+    targets = StorageTarget.objects.exclude(name__in=[row.name for row in rows])
+    counted = targets.annotate(held=Count("backups", distinct=True), used=Count("policies", distinct=True))
+    for target in counted.order_by("name"):
+        if target.held:
+            problems.append(
+                f"storage_targets: storage {target.name} is not in the file, but it holds {_backups(target.held)}: "
+                "keep it in the file."
+            )
+        elif not target.used:  # a policy still naming it is reported elsewhere (see _clusters_prune)
+            _delete(target, report, "storage")
+
+
+def _policies_apply(rows: list[_Row], report: ImportReport, prune: bool, problems: list[str]) -> set[str]:
+    """Save the policies that validated (the clusters and storage targets they name are saved by now) and
+    prune, except policies with backups on record: deleting them would delete the backups' history.
+
+    Returns the names of the policies the file describes but that could not be saved (like `_clusters_apply`).
+    """
+    clusters = Cluster.objects.in_bulk(field_name="name")
+    storage = StorageTarget.objects.in_bulk(field_name="name")
+    unsaved = set()
+    for row in rows:
+        if not row.valid:
+            unsaved.add(row.name)
+            continue
+        # next_run_at is never the file's: the scheduler sets it for new policies, and keeps it going
+        _save(row, report, cluster=clusters[row.names["cluster"]], storage=storage[row.names["storage"]])
+    if not prune:
+        return unsaved
+    stale = BackupPolicy.objects.exclude(name__in=[row.name for row in rows]).annotate(held=Count("backups"))
+    for policy in stale.order_by("name"):
+        if policy.held:
+            problems.append(
+                f"backup_policies: policy {policy.name} is not in the file, but it has {_backups(policy.held)}: "
+                "keep it in the file (enabled = false stops its schedule)."
+            )
+        else:
+            _delete(policy, report, "policy")
+    return unsaved
+
+
+def _backups(count: int) -> str:
+    return f"{count} backup{'s' if count != 1 else ''} on record"
 
 
 def _services_apply(rows: list[_Row], report: ImportReport, prune: bool) -> list[Service]:
@@ -631,12 +849,20 @@ def catalog_import(
     with transaction.atomic():
         sections = _sections(data, problems)
         clusters = _clusters_read(sections["clusters"], problems)
+        storage = _storage_read(sections["storage_targets"], problems)
+        policies = _policies_read(sections["backup_policies"], clusters, storage, prune, problems)
         services = _services_read(sections["services"], problems)
         channels = _channels_read(sections["alert_channels"], problems)
-        # Clusters go in first, inside this transaction, so that postgres checks naming their nodes
-        # validate against what the catalog will hold; any problem below rolls them back.
+        # Clusters, storage targets and backup policies go in first, inside this transaction, so that the
+        # checks naming a node (postgres) or a policy (backup) validate against what the catalog will hold;
+        # any problem below rolls them back. Pruning goes the other way: policies, then what they name.
         unsaved_nodes = _clusters_apply(clusters, report, prune)
-        _configs_validate(services, unsaved_nodes, problems)
+        _storage_apply(storage, report)
+        unsaved_policies = _policies_apply(policies, report, prune, problems)
+        if prune:
+            _storage_prune(storage, report, problems)
+            _clusters_prune(clusters, report)
+        _configs_validate(services, unsaved_nodes, unsaved_policies, problems)
         if problems:
             raise CatalogError(_in_file_order(problems))
         refresh = _services_apply(services, report, prune)

@@ -1,10 +1,14 @@
-"""The demo catalog: everything `make run` starts, as catalog data (the same shape as the TOML file)."""
+"""The demo catalog: everything `make run` starts, its backups included, as catalog data (the same shape as
+the TOML file)."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from django.conf import settings
 
 
 def _nodes(spec: str) -> list[dict[str, Any]]:
@@ -19,7 +23,12 @@ def _nodes(spec: str) -> list[dict[str, Any]]:
 
 
 def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """Built from the variables `make up` writes to .run/env (HADR_DEMO_NODES, HADR_*_URL)."""
+    """Built from the variables `make up` writes to .run/env (HADR_DEMO_NODES, HADR_*_URL, HADR_BACKUP_DIR).
+
+    With a demo cluster come its backups: a local directory (HADR_BACKUP_DIR, default .run/backups) and
+    a daily policy for the onboarding database (HADR_DEMO_BACKUP_SCHEDULE, default 02:00). The scheduler
+    sets the policy's first run on its next tick.
+    """
     env = dict(os.environ if environ is None else environ)
     nodes = _nodes(env.get("HADR_DEMO_NODES", ""))
     app_url = env.get("HADR_DEMO_APP_URL", "http://127.0.0.1:8001")
@@ -171,7 +180,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
             ],
         ),
     ]
-    clusters = []
+    clusters, storage_targets, backup_policies = [], [], []
     if nodes:
         clusters.append(
             {
@@ -182,6 +191,22 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                 "password_env": "HADR_DEMO_PASSWORD",
                 "max_failover_lag_bytes": 16 * 1024 * 1024,
                 "nodes": nodes,
+            }
+        )
+        backup_dir = env.get("HADR_BACKUP_DIR") or str(Path(settings.BASE_DIR) / ".run" / "backups")
+        storage_targets.append({"name": "local", "kind": "local", "config": {"path": backup_dir}})
+        backup_policies.append(
+            {
+                "name": "demo-onboarding",
+                "cluster": "demo",
+                "dbname": "onboarding",
+                "engine": "pg_dump",
+                "storage": "local",
+                "schedule": env.get("HADR_DEMO_BACKUP_SCHEDULE") or "0 2 * * *",
+                "keep_scheduled_days": 7,
+                "keep_manual_days": 30,
+                "rpo_minutes": 1440,
+                "grace_minutes": 60,
             }
         )
         for node in nodes:
@@ -196,7 +221,9 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                     240,
                     1440,
                     "database-problem",
-                    [check("postgres", "postgres", {"cluster": "demo", "node": node["name"]})],
+                    [check("postgres", "postgres", {"cluster": "demo", "node": node["name"]})]
+                    # the RPO of the onboarding data: a missed backup alerts like a failed check
+                    + ([check("backup", "backup", {"policy": "demo-onboarding"}, interval=60)] if tier == 1 else []),
                     f"PostgreSQL {node['host']}:{node['port']}",
                 )
             )
@@ -210,4 +237,10 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
             "min_tier": 4,
         }
     ]
-    return {"clusters": clusters, "services": services, "alert_channels": channels}
+    return {
+        "clusters": clusters,
+        "storage_targets": storage_targets,
+        "backup_policies": backup_policies,
+        "services": services,
+        "alert_channels": channels,
+    }

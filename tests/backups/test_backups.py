@@ -308,3 +308,13 @@ def test_a_downloaded_backup_is_read_by_plain_pg_restore(client_as, policy, tmp_
     assert any("onboarding" in line or "TABLE" in line for line in toc)
     runbook = (Path(__file__).resolve().parents[2] / "runbooks" / "restore-by-hand.md").read_text()
     assert "pg_restore --list" in runbook and "sha256sum" in runbook
+
+
+def test_backup_command_if_missing_is_idempotent(policy, capsys):
+    call_command("backup", policy.name, "--if-missing")
+    call_command("backup", policy.name, "--if-missing")  # the first is still queued: no error, no second one
+    assert Operation.objects.filter(kind="backup").count() == 1
+    make_backup(policy, key="k")
+    call_command("backup", policy.name, "--if-missing")
+    assert "already has a good backup" in capsys.readouterr().out
+    assert Operation.objects.filter(kind="backup").count() == 1

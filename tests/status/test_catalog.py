@@ -1,4 +1,5 @@
-"""The catalog as code: TOML export and import, validation with paths, pruning, tokens, the command, the audit."""
+"""The catalog as code: TOML export and import, validation with paths, pruning, tokens, the command, the audit,
+the demo seeding."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from hadr_portal.backups.models import Backup, BackupPolicy, StorageTarget
+from hadr_portal.backups.services import backups_schedule_due
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster, Node
@@ -26,6 +30,7 @@ from hadr_portal.status.catalog import (
     catalog_import,
     catalog_load_toml,
 )
+from hadr_portal.status.demo import demo_catalog
 from hadr_portal.status.models import AlertChannel, Check, Service, State
 from tests.conftest import make_user
 from tests.status.factories import make_check, make_service
@@ -34,9 +39,14 @@ EVERYTHING = [
     "cluster demo",
     "node demo/primary",
     "node demo/replica",
+    "storage local",
+    "storage offsite",
+    "policy demo-offsite",
+    "policy demo-onboarding",
     "service beat",
     "check beat/heartbeat",
     "service demo-db-primary",
+    "check demo-db-primary/backup",
     "check demo-db-primary/postgres",
     "service onboarding-app",
     "check onboarding-app/health",
@@ -46,10 +56,22 @@ EVERYTHING = [
 ]
 
 
+S3_CONFIG = {
+    "bucket": "hadr-backups",
+    "prefix": "demo",
+    "endpoint_url": "https://s3.example.com",
+    "region": "eu-west-1",
+    "sse": "AES256",
+    "access_key_env": "HADR_S3_ACCESS_KEY",
+    "secret_key_env": "HADR_S3_SECRET_KEY",
+}
+
+
 @pytest.fixture
 def catalog(db: None) -> None:
-    """A bit of everything: a cluster with two nodes, pull and push checks, a restart table, two channels."""
-    cluster_upsert(
+    """A bit of everything: a cluster with two nodes, local and S3 backup storage, two backup policies,
+    pull and push checks (one naming a policy), a restart table, two channels."""
+    demo = cluster_upsert(
         name="demo",
         nodes={"primary": ("127.0.0.1", 5441), "replica": ("127.0.0.1", 5442)},
         description="Local demo cluster",
@@ -68,6 +90,22 @@ def catalog(db: None) -> None:
     make_check(app, "port", "tcp", {"host": "127.0.0.1", "port": 8001}, interval_seconds=30)
     database = make_service("demo-db-primary", kind="database", owner_role=Role.DBA.value, description="PostgreSQL")
     make_check(database, "postgres", "postgres", {"cluster": "demo", "node": "primary"})
+    local = StorageTarget.objects.create(name="local", kind="local", config={"path": "/var/backups/hadr"})
+    offsite = StorageTarget.objects.create(name="offsite", kind="s3", config=S3_CONFIG)
+    BackupPolicy.objects.create(name="demo-onboarding", cluster=demo, dbname="onboarding", storage=local)
+    BackupPolicy.objects.create(
+        name="demo-offsite",
+        cluster=demo,
+        dbname="postgres",
+        engine="pg_basebackup",
+        storage=offsite,
+        schedule="30 3 * * 0",
+        enabled=False,
+        retention="calendar",
+        keep_monthly=12,
+        rpo_minutes=7 * 1440,
+    )
+    make_check(database, "backup", "backup", {"policy": "demo-onboarding"}, interval_seconds=60, failures_before_down=1)
     beat = make_service("beat", kind="job", tier=3)
     make_check(beat, "heartbeat", "heartbeat", {"period_seconds": 60, "grace_seconds": 60}, failures_before_down=1)
     AlertChannel.objects.create(name="ops-mail", kind="email", target="ops@example.com")
@@ -78,12 +116,26 @@ def exported(*, include_tokens: bool = False) -> str:
     return catalog_dump_toml(catalog_export(include_tokens=include_tokens))
 
 
+MODELS = (Cluster, Node, StorageTarget, BackupPolicy, Service, Check, AlertChannel)
+EVERY_COUNT = {
+    "Cluster": 1,
+    "Node": 2,
+    "StorageTarget": 2,
+    "BackupPolicy": 2,
+    "Service": 3,
+    "Check": 5,
+    "AlertChannel": 2,
+}
+
+
 def counts() -> dict[str, int]:
-    return {model.__name__: model.objects.count() for model in (Cluster, Node, Service, Check, AlertChannel)}
+    return {model.__name__: model.objects.count() for model in MODELS}
 
 
 def catalog_empty() -> None:
     Service.objects.all().delete()
+    BackupPolicy.objects.all().delete()
+    StorageTarget.objects.all().delete()
     Cluster.objects.all().delete()
     AlertChannel.objects.all().delete()
 
@@ -107,6 +159,32 @@ def test_export_import_export_is_byte_identical(catalog):
     assert 'password_env = "HADR_DEMO_PASSWORD"' in text
     # tables' keys sorted (not in the database's order), strings escaped
     assert 'config = { keyword = "\\"status\\": \\"ok\\"", url = "http://127.0.0.1:8001/health" }' in text
+    assert '[[storage_targets]]\nname = "local"\nkind = "local"\nconfig = { path = "/var/backups/hadr" }\n' in text
+    assert (
+        'config = { access_key_env = "HADR_S3_ACCESS_KEY", bucket = "hadr-backups", endpoint_url = '
+        '"https://s3.example.com", prefix = "demo", region = "eu-west-1", secret_key_env = "HADR_S3_SECRET_KEY", '
+        'sse = "AES256" }\n'
+    ) in text
+    assert (
+        '[[backup_policies]]\nname = "demo-onboarding"\ncluster = "demo"\ndbname = "onboarding"\n'
+        'engine = "pg_dump"\ncompress = ""\njobs = 2\nstorage = "local"\nschedule = "0 2 * * *"\nenabled = true\n'
+        'retention = "age"\nkeep_scheduled_days = 7\nkeep_manual_days = 30\nkeep_daily = 7\nkeep_weekly = 4\n'
+        "keep_monthly = 6\nrpo_minutes = 1440\ngrace_minutes = 60\n"
+    ) in text
+    # sections in the order they are imported, each sorted by name
+    headers = re.findall(r"^\[\[(\w+)\]\]\nname = \"(.*)\"", text, re.MULTILINE)
+    assert headers == [
+        ("clusters", "demo"),
+        ("storage_targets", "local"),
+        ("storage_targets", "offsite"),
+        ("backup_policies", "demo-offsite"),
+        ("backup_policies", "demo-onboarding"),
+        ("services", "beat"),
+        ("services", "demo-db-primary"),
+        ("services", "onboarding-app"),
+        ("alert_channels", "chat"),
+        ("alert_channels", "ops-mail"),
+    ]
     assert tomllib.loads(text) == catalog_export()  # the text says exactly what the data says
     assert exported() == text  # stable between two exports
 
@@ -114,10 +192,13 @@ def test_export_import_export_is_byte_identical(catalog):
     assert sum(counts().values()) == 0
     report = catalog_import(catalog_load_toml(text))
 
-    # the postgres check names a node that only exists because the same file creates it
+    # the postgres check names a node, the backup check a policy, that only exist because the same file creates them
     assert sorted(report.created) == sorted(EVERYTHING)
     assert report.updated == report.unchanged == report.deleted == []
     assert exported() == text
+    assert counts() == EVERY_COUNT
+    # the scheduler sets a new policy's first run (on its next tick)
+    assert set(BackupPolicy.objects.values_list("next_run_at", flat=True)) == {None}
 
 
 def test_importing_the_same_file_twice_changes_nothing_the_second_time(catalog):
@@ -130,7 +211,7 @@ def test_importing_the_same_file_twice_changes_nothing_the_second_time(catalog):
 
     assert again.created == again.updated == again.deleted == []
     assert sorted(again.unchanged) == sorted(EVERYTHING)
-    assert counts() == before == {"Cluster": 1, "Node": 2, "Service": 3, "Check": 4, "AlertChannel": 2}
+    assert counts() == before == EVERY_COUNT
 
 
 def test_a_changed_interval_is_an_update_and_the_check_runs_soon(catalog):
@@ -157,13 +238,15 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
     app["checks"] = [check for check in app["checks"] if check["name"] != "port"]
     data["clusters"][0]["nodes"] = [node for node in data["clusters"][0]["nodes"] if node["name"] != "replica"]
     data["alert_channels"] = [channel for channel in data["alert_channels"] if channel["name"] != "chat"]
+    data["backup_policies"] = [policy for policy in data["backup_policies"] if policy["name"] != "demo-offsite"]
+    data["storage_targets"] = [target for target in data["storage_targets"] if target["name"] != "offsite"]
     # the check about to go is the one keeping its service down
     Check.objects.filter(name="port").update(state=State.DOWN)
     Service.objects.filter(name="onboarding-app").update(state=State.DOWN)
 
     kept = catalog_import(data)
     assert kept.deleted == []
-    assert counts() == {"Cluster": 1, "Node": 2, "Service": 3, "Check": 4, "AlertChannel": 2}
+    assert counts() == EVERY_COUNT
 
     pruned = catalog_import(data, prune=True)
 
@@ -172,10 +255,20 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
         "check beat/heartbeat",
         "check onboarding-app/port",
         "node demo/replica",
+        "policy demo-offsite",
         "service beat",
+        "storage offsite",
     ]
     assert pruned.created == pruned.updated == []
-    assert counts() == {"Cluster": 1, "Node": 1, "Service": 2, "Check": 2, "AlertChannel": 1}
+    assert counts() == {
+        "Cluster": 1,
+        "Node": 1,
+        "StorageTarget": 1,
+        "BackupPolicy": 1,
+        "Service": 2,
+        "Check": 3,
+        "AlertChannel": 1,
+    }
     assert not Service.objects.filter(name="beat").exists()
     # the service's state was recomputed from the checks it has left
     assert Service.objects.get(name="onboarding-app").state == State.UNKNOWN
@@ -183,13 +276,89 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
 
 def test_prune_deletes_clusters_missing_from_the_file(catalog):
     data = catalog_load_toml(exported())
-    data["clusters"] = []
+    data["clusters"] = data["backup_policies"] = []
     data["services"] = [service for service in data["services"] if service["name"] != "demo-db-primary"]
 
     report = catalog_import(data, prune=True)
 
+    # the policies (which protect their cluster) go first
+    assert report.deleted[:2] == ["policy demo-offsite", "policy demo-onboarding"]
     assert "cluster demo" in report.deleted and "node demo/primary" in report.deleted
-    assert not Cluster.objects.exists() and not Node.objects.exists()
+    assert not Cluster.objects.exists() and not Node.objects.exists() and not BackupPolicy.objects.exists()
+    assert StorageTarget.objects.count() == 2  # still in the file
+
+
+def test_pruning_a_cluster_a_kept_policy_names_is_refused(catalog):
+    data = catalog_load_toml(exported())
+    data["clusters"] = []
+    data["services"] = [service for service in data["services"] if service["name"] != "demo-db-primary"]
+    before, text = counts(), exported()
+
+    with pytest.raises(CatalogError) as error:
+        catalog_import(data, prune=True)
+
+    message = "No cluster 'demo' in the file, and --prune deletes the one in the database."
+    assert error.value.problems == [
+        f"backup_policies[0] (demo-offsite).cluster: {message}",
+        f"backup_policies[1] (demo-onboarding).cluster: {message}",
+    ]
+    assert counts() == before and exported() == text
+    # without --prune, a policy may name what only the database has
+    data["storage_targets"] = []
+    assert catalog_import(data).deleted == []
+
+
+def test_a_policy_or_storage_target_with_backups_is_not_pruned(catalog):
+    policy = BackupPolicy.objects.get(name="demo-onboarding")
+    for status in ("good", "failed", "deleted"):
+        Backup.objects.create(
+            policy=policy, storage=policy.storage, kind="scheduled", engine="pg_dump", status=status,
+            key=f"demo-onboarding/{status}.dump", size=1, sha256="0" * 64,
+        )  # fmt: skip
+    data = catalog_load_toml(exported())
+    data["backup_policies"] = [policy for policy in data["backup_policies"] if policy["name"] != "demo-onboarding"]
+    demo_db = next(service for service in data["services"] if service["name"] == "demo-db-primary")
+    demo_db["checks"] = [check for check in demo_db["checks"] if check["kind"] != "backup"]
+    before, text = counts(), exported()
+
+    with pytest.raises(CatalogError) as error:
+        catalog_import(data, prune=True)
+
+    # deleting the policy would delete its backups' history (a deleted backup's record included)
+    assert error.value.problems == [
+        "backup_policies: policy demo-onboarding is not in the file, but it has 3 backups on record: "
+        "keep it in the file (enabled = false stops its schedule)."
+    ]
+    assert counts() == before and exported() == text
+
+    # the storage target the backups are in is kept for them too, whichever policy took them
+    data["storage_targets"] = [target for target in data["storage_targets"] if target["name"] != "local"]
+    Backup.objects.update(policy=BackupPolicy.objects.get(name="demo-offsite"))
+    with pytest.raises(CatalogError) as error:
+        catalog_import(data, prune=True)
+    assert error.value.problems == [
+        "storage_targets: storage local is not in the file, but it holds 3 backups on record: keep it in the file."
+    ]
+    assert counts() == before and exported() == text
+
+
+def test_a_policy_keeps_its_next_run_and_a_new_one_leaves_it_to_the_scheduler(catalog):
+    next_run = timezone.now() + timedelta(hours=3)
+    BackupPolicy.objects.update(next_run_at=next_run)
+    data = catalog_load_toml(exported())
+    onboarding = next(policy for policy in data["backup_policies"] if policy["name"] == "demo-onboarding")
+    onboarding.update(storage="offsite", keep_daily=14, schedule="0 1 * * *")
+    data["backup_policies"].append(onboarding | {"name": "demo-nightly", "storage": "local"})
+
+    report = catalog_import(data)
+
+    assert (report.created, report.updated) == (["policy demo-nightly"], ["policy demo-onboarding"])
+    changed = BackupPolicy.objects.get(name="demo-onboarding")
+    assert (changed.storage.name, changed.keep_daily, changed.schedule) == ("offsite", 14, "0 1 * * *")
+    assert changed.next_run_at == next_run
+    assert BackupPolicy.objects.get(name="demo-nightly").next_run_at is None
+    backups_schedule_due()
+    assert BackupPolicy.objects.get(name="demo-nightly").next_run_at is not None
 
 
 def test_pruning_a_node_a_kept_check_still_names_is_refused(catalog):
@@ -201,7 +370,7 @@ def test_pruning_a_node_a_kept_check_still_names_is_refused(catalog):
         catalog_import(data, prune=True)
 
     assert error.value.problems == [
-        "services[1] (demo-db-primary).checks[0] (postgres).config.node: No node 'primary' in cluster 'demo'."
+        "services[1] (demo-db-primary).checks[1] (postgres).config.node: No node 'primary' in cluster 'demo'."
     ]
     assert counts() == before
 
@@ -214,6 +383,15 @@ def minimal() -> dict[str, Any]:
         "clusters": [
             {"name": "demo", "nodes": [{"name": "primary", "host": "127.0.0.1", "port": 5441}]},
         ],
+        "storage_targets": [
+            {"name": "local", "kind": "local", "config": {"path": "/var/backups/hadr"}},
+            {
+                "name": "offsite",
+                "kind": "s3",
+                "config": {"bucket": "b", "access_key_env": "HADR_S3_KEY", "secret_key_env": "HADR_S3_SECRET"},
+            },
+        ],
+        "backup_policies": [{"name": "nightly", "cluster": "demo", "dbname": "onboarding", "storage": "local"}],
         "services": [
             {
                 "name": "web",
@@ -222,6 +400,7 @@ def minimal() -> dict[str, Any]:
                 "checks": [
                     {"name": "health", "kind": "http", "config": {"url": "http://127.0.0.1:8001/health"}},
                     {"name": "db", "kind": "postgres", "config": {"cluster": "demo", "node": "primary"}},
+                    {"name": "backup", "kind": "backup", "config": {"policy": "nightly"}},
                 ],
             }
         ],
@@ -234,12 +413,24 @@ def test_the_minimal_file_is_valid(db):
     assert report.created == [
         "cluster demo",
         "node demo/primary",
+        "storage local",
+        "storage offsite",
+        "policy nightly",
         "service web",
         "check web/health",
         "check web/db",
+        "check web/backup",
     ]
     check = Check.objects.get(name="health")
     assert (check.interval_seconds, check.timeout_seconds, check.enabled) == (30, 5.0, True)  # the model's defaults
+    policy = BackupPolicy.objects.get()
+    assert (policy.engine, policy.schedule, policy.jobs, policy.retention, policy.enabled) == (
+        "pg_dump",
+        "0 2 * * *",
+        2,
+        "age",
+        True,
+    )
 
 
 def broken(change: Any) -> dict[str, Any]:
@@ -287,7 +478,10 @@ BAD = {
         _set(["services", 0, "colour"], "blue"),
         "services[0] (web).colour: unknown key; expected one of name, display_name, kind,",
     ),
-    "unknown section": (_set(["checks"], []), "checks: unknown section; expected clusters, services, alert_channels."),
+    "unknown section": (
+        _set(["checks"], []),
+        "checks: unknown section; expected clusters, storage_targets, backup_policies, services, alert_channels.",
+    ),
     "missing required key": (
         lambda data: data["services"][0].pop("display_name"),
         "services[0] (web).display_name: required, but missing.",
@@ -324,6 +518,66 @@ BAD = {
         _set(["alert_channels"], [{"name": "pager", "kind": "sms"}]),
         "alert_channels[0] (pager).kind: unknown kind 'sms'; one of email, webhook.",
     ),
+    "unknown storage kind": (
+        _set(["storage_targets", 0, "kind"], "ftp"),
+        "storage_targets[0] (local).kind: unknown kind 'ftp'; one of local, s3.",
+    ),
+    "local storage without a path": (
+        lambda data: data["storage_targets"][0].pop("config"),
+        "storage_targets[0] (local).config.path: required, but missing.",
+    ),
+    "s3 storage with an empty bucket": (
+        _set(["storage_targets", 1, "config", "bucket"], ""),
+        "storage_targets[1] (offsite).config.bucket: required for s3 storage, but empty.",
+    ),
+    "unknown storage config key": (
+        _set(["storage_targets", 0, "config", "bucket"], "b"),
+        "storage_targets[0] (local).config.bucket: unknown key; expected one of path.",
+    ),
+    "credential that is not a variable name": (
+        _set(["storage_targets", 1, "config", "secret_key_env"], "wJalrXUtnFEMI/K7MDENG/bPxRfiCY"),
+        "storage_targets[1] (offsite).config.secret_key_env: The name of an environment variable, e.g. HADR_S3_",
+    ),
+    "one credential without the other": (
+        lambda data: data["storage_targets"][1]["config"].pop("secret_key_env"),
+        "storage_targets[1] (offsite).config: set both access_key_env and secret_key_env, or neither",
+    ),
+    "parts too small for S3": (
+        _set(["storage_targets", 1, "config", "multipart_chunk_mb"], 1),
+        "storage_targets[1] (offsite).config.multipart_chunk_mb: Ensure this value is greater than or equal to 5.",
+    ),
+    "bad cron": (
+        _set(["backup_policies", 0, "schedule"], "every night"),
+        "backup_policies[0] (nightly).schedule: 'every night' is not a cron expression (e.g. '0 2 * * *'",
+    ),
+    "unknown engine": (
+        _set(["backup_policies", 0, "engine"], "mysqldump"),
+        "backup_policies[0] (nightly).engine: unknown engine 'mysqldump'; one of pg_dump, pg_dump_dir, pg_basebackup.",
+    ),
+    "unknown retention": (
+        _set(["backup_policies", 0, "retention"], "forever"),
+        "backup_policies[0] (nightly).retention: unknown retention 'forever'; one of age, calendar.",
+    ),
+    "jobs out of range": (
+        _set(["backup_policies", 0, "jobs"], 17),
+        "backup_policies[0] (nightly).jobs: Ensure this value is less than or equal to 16.",
+    ),
+    "missing storage": (
+        _set(["backup_policies", 0, "storage"], "nas"),
+        "backup_policies[0] (nightly).storage: No storage target 'nas' in the file or the database.",
+    ),
+    "unknown cluster": (
+        _set(["backup_policies", 0, "cluster"], "prod"),
+        "backup_policies[0] (nightly).cluster: No cluster 'prod' in the file or the database.",
+    ),
+    "policy without a database": (
+        lambda data: data["backup_policies"][0].pop("dbname"),
+        "backup_policies[0] (nightly).dbname: required, but missing.",
+    ),
+    "backup check naming an unknown policy": (
+        _set(["services", 0, "checks", 2, "config", "policy"], "weekly"),
+        "services[0] (web).checks[2] (backup).config.policy: No backup policy named 'weekly'.",
+    ),
 }
 
 
@@ -353,6 +607,8 @@ def test_every_problem_is_reported_at_once(catalog):
         data["clusters"][0]["nodes"][0]["port"] = 70000
         data["services"].append(copy.deepcopy(data["services"][0]))
         data["alert_channels"] = [{"name": "pager"}]
+        data["storage_targets"][1]["config"].update(access_key_env="AKIA/123", colour="blue")
+        data["backup_policies"][0].update(schedule="nightly", storage="nas")
 
     before, text = counts(), exported()
     with pytest.raises(CatalogError) as error:
@@ -362,6 +618,13 @@ def test_every_problem_is_reported_at_once(catalog):
     kind = "unknown kind 'mainframe'; one of web, worker, database, cache, queue, job, host."
     assert error.value.problems == [  # in the order of the file
         "clusters[0] (demo).nodes[0] (primary).port: Ensure this value is less than or equal to 65535.",
+        "storage_targets[1] (offsite).config.colour: unknown key; expected one of bucket, prefix, endpoint_url, "
+        "region, sse, access_key_env, secret_key_env, multipart_chunk_mb, max_concurrency.",
+        "storage_targets[1] (offsite).config.access_key_env: The name of an environment variable, e.g. "
+        "HADR_S3_ACCESS_KEY (never the secret itself).",
+        "backup_policies[0] (nightly).storage: No storage target 'nas' in the file or the database.",
+        "backup_policies[0] (nightly).schedule: 'nightly' is not a cron expression (e.g. '0 2 * * *' for 02:00 "
+        "every day).",
         f"services[0] (web).kind: {kind}",
         f"services[0] (web).checks[0] (health).config.url: {url}",
         # demo/ghost is neither in the file nor in the database: reported although its cluster is broken
@@ -456,20 +719,20 @@ def test_only_catalog_editors_may_import(catalog):
 def test_command_exports_and_dry_runs_an_import(catalog, tmp_path: Path):
     file = tmp_path / "catalog.toml"
     output = run("catalog", "export", str(file))
-    assert f"Catalog exported to {file}: 1 clusters, 3 services (4 checks), 2 alert channels." in output
+    assert f"Catalog exported to {file}: 1 clusters, 3 services (5 checks), 2 alert channels." in output
     assert file.read_text() == exported()
     Service.objects.filter(name="beat").delete()
     before = counts()
 
     output = run("catalog", "import", str(file), "--dry-run")
 
-    assert "Dry run (nothing was changed): 2 created, 0 updated, 10 unchanged, 0 deleted." in output
+    assert "Dry run (nothing was changed): 2 created, 0 updated, 15 unchanged, 0 deleted." in output
     assert "  created   service beat\n" in output and "  unchanged cluster demo\n" in output
     assert counts() == before
     assert not AuditEntry.objects.exists()
 
     output = run("catalog", "import", str(file))
-    assert "Catalog imported: 2 created, 0 updated, 10 unchanged, 0 deleted." in output
+    assert "Catalog imported: 2 created, 0 updated, 15 unchanged, 0 deleted." in output
     assert Service.objects.filter(name="beat").exists()
 
 
@@ -479,7 +742,7 @@ def test_command_export_to_stdout(catalog):
 
 def test_command_reads_stdin(catalog, monkeypatch):
     monkeypatch.setattr("sys.stdin", StringIO(exported()))
-    assert "Catalog imported: 0 created, 0 updated, 12 unchanged, 0 deleted." in run("catalog", "import", "-")
+    assert "Catalog imported: 0 created, 0 updated, 17 unchanged, 0 deleted." in run("catalog", "import", "-")
 
 
 def test_command_names_a_missing_file(db, tmp_path: Path):
@@ -526,3 +789,53 @@ def test_alert_channels_are_validated(db, channel, message):
     with pytest.raises(CatalogError, match=re.escape(message)):
         catalog_import({"alert_channels": [channel]})
     assert not AlertChannel.objects.exists()
+
+
+# --- Seeding the demo ------------------------------------------------------------------------------
+
+
+def test_seed_demo_imports_the_demo_backups_and_a_second_run_changes_nothing(db, infra, monkeypatch, tmp_path):
+    nodes = f"primary=127.0.0.1:{infra.primary.port},replica=127.0.0.1:{infra.replica.port}"
+    monkeypatch.setenv("HADR_DEMO_NODES", nodes)
+    monkeypatch.setenv("HADR_BACKUP_DIR", str(tmp_path / "backups"))
+    monkeypatch.setenv("HADR_DEMO_BACKUP_SCHEDULE", "*/5 * * * *")
+
+    first = re.fullmatch(r"Roles ready\. Demo catalog: (\d+) created, 0 updated, 0 unchanged\.\n", run("seed_demo"))
+    assert first, "the first run creates everything"
+    assert set(Group.objects.values_list("name", flat=True)) == {role.value for role in Role}
+    policy = BackupPolicy.objects.select_related("cluster", "storage").get()
+    assert (policy.name, policy.cluster.name, policy.dbname, policy.schedule) == (
+        "demo-onboarding",
+        "demo",
+        "onboarding",
+        "*/5 * * * *",
+    )
+    assert (policy.storage.name, policy.storage.kind, policy.storage.config) == (
+        "local",
+        "local",
+        {"path": str(tmp_path / "backups")},
+    )
+    assert policy.next_run_at is None  # the scheduler's first tick sets it
+    backups_schedule_due()
+    next_run = BackupPolicy.objects.get().next_run_at
+    assert next_run is not None
+    text = exported()
+
+    second = run("seed_demo")
+
+    assert second == f"Roles ready. Demo catalog: 0 created, 0 updated, {first.group(1)} unchanged.\n"
+    assert exported() == text
+    assert BackupPolicy.objects.get().next_run_at == next_run
+
+
+def test_the_demo_catalog_has_backups_only_with_a_demo_cluster(settings):
+    bare = demo_catalog({})
+    assert bare["clusters"] == bare["storage_targets"] == bare["backup_policies"] == []
+    demo = demo_catalog({"HADR_DEMO_NODES": "primary=127.0.0.1:5441"})
+    assert demo["storage_targets"] == [
+        {"name": "local", "kind": "local", "config": {"path": str(settings.BASE_DIR / ".run" / "backups")}}
+    ]
+    assert [(p["name"], p["cluster"], p["storage"], p["schedule"]) for p in demo["backup_policies"]] == [
+        ("demo-onboarding", "demo", "local", "0 2 * * *")
+    ]
+    assert list(demo) == ["clusters", "storage_targets", "backup_policies", "services", "alert_channels"]

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from hadr_portal.backups.models import Backup, BackupPolicy
 from hadr_portal.backups.services import backup_request
 from hadr_portal.core.cli import cli_actor, operation_wait
-from hadr_portal.core.operations import OperationError
+from hadr_portal.core.operations import OperationConflict, OperationError
 
 
 class Command(BaseCommand):
@@ -22,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="Act as this account (its roles apply); default: the portal itself")
         parser.add_argument("--wait", action="store_true", help="Show the log until the backup ends")
         parser.add_argument("--timeout", type=float, default=6 * 3600)
+        parser.add_argument("--if-missing", action="store_true", help="Only if the policy has no good backup yet")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -29,8 +30,16 @@ class Command(BaseCommand):
         except BackupPolicy.DoesNotExist:
             known = ", ".join(BackupPolicy.objects.values_list("name", flat=True)) or "none"
             raise CommandError(f"No backup policy named {options['policy']!r} (known: {known}).") from None
+        if options["if_missing"] and policy.backups.filter(status=Backup.Status.GOOD).exists():
+            self.stdout.write(f"{policy.name} already has a good backup: nothing to do.")
+            return
         try:
             operation = backup_request(policy=policy, actor=cli_actor(options["user"]), kind=options["kind"])
+        except OperationConflict as exc:
+            if options["if_missing"]:
+                self.stdout.write(f"{policy.name}: {exc}")
+                return
+            raise CommandError(str(exc)) from None
         except (OperationError, PermissionDenied) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
