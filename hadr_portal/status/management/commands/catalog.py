@@ -26,7 +26,10 @@ STDIO = "-"
 
 
 class Command(BaseCommand):
-    help = "Export the catalog (clusters, services with checks, alert channels) to TOML, or import such a file."
+    help = (
+        "Export the catalog (clusters, storage targets, backup policies, services with checks, alert channels) "
+        "to TOML, or import such a file."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -59,7 +62,8 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot write {file}: {exc.strerror or exc}.") from None
         checks = sum(len(service["checks"]) for service in data["services"])
         self.stdout.write(
-            f"Catalog exported to {file}: {len(data['clusters'])} clusters, {len(data['services'])} services "
+            f"Catalog exported to {file}: {len(data['clusters'])} clusters, {len(data['storage_targets'])} storage "
+            f"targets, {len(data['backup_policies'])} backup policies, {len(data['services'])} services "
             f"({checks} checks), {len(data['alert_channels'])} alert channels."
         )
         if with_tokens:
