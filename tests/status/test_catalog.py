@@ -719,7 +719,10 @@ def test_only_catalog_editors_may_import(catalog):
 def test_command_exports_and_dry_runs_an_import(catalog, tmp_path: Path):
     file = tmp_path / "catalog.toml"
     output = run("catalog", "export", str(file))
-    assert f"Catalog exported to {file}: 1 clusters, 3 services (5 checks), 2 alert channels." in output
+    assert (
+        f"Catalog exported to {file}: 1 clusters, 2 storage targets, 2 backup policies, 3 services (5 checks), 2 alert channels."
+        in output
+    )
     assert file.read_text() == exported()
     Service.objects.filter(name="beat").delete()
     before = counts()
