@@ -141,7 +141,86 @@ def report_dashboard_load() -> None:
     print(f"  ratio (p95): {board['p95'] / trivial['p95']:.2f}x  (goal <= 3x and <= 150 ms)")
 
 
-BENCHMARKS = {"operation": report_operation_overhead, "checks": report_checks_round, "dashboard": report_dashboard_load}
+def report_backups() -> None:
+    from bench.backup_bench import BIG_DB, BIG_ROWS, SMALL_DB, backups_bench
+
+    print("backups: preparing (data is generated once, then reused)...", flush=True)
+    r = backups_bench()
+    print(
+        f"backups (our backup operation in a worker-like child process vs stock tools, same run, "
+        f"median of {r['rounds']} runs each)"
+    )
+    print(
+        f"  data: {BIG_DB} {r['big'] / 1e6:.0f} MB ({BIG_ROWS:,} events rows), {SMALL_DB} {r['small'] / 1e6:.0f} MB; "
+        f"whole cluster {r['cluster'] / 1e6:.0f} MB. MB/s = that size / seconds; out = bytes written."
+    )
+    print(
+        "  ours: request -> claim -> pre-checks -> stream + SHA-256 -> re-read verification -> manifest -> good, "
+        "timed inside the child (not its start-up); every run after a sync, ours and stock alternating."
+    )
+    print(
+        f"    {'':46} {'s':>7} {'MB/s':>7} {'out MB':>8} {'out MB/s':>8}  {'ours/stock':<16} {'peak RSS MB (base)':>18}"
+    )
+
+    def row(label: str, seconds: float, size: int, out: float | None = None, ratio: str = "", rss: str = "") -> None:
+        out_mb = f"{out / 1e6:8.1f} {out / 1e6 / seconds:8.1f}" if out else f"{'':8} {'':8}"
+        print(f"    {label:46} {seconds:7.2f} {size / 1e6 / seconds:7.1f} {out_mb}  {ratio:<16} {rss:>18}")
+
+    def pair(title: str, key: str, size: int, stock_label: str, goal: float | None = 1.10) -> None:
+        ours, stock = r[key]["ours"], r[key]["stock"]
+        print(f"  {title}")
+
+        def ratio(seconds: float) -> str:
+            value = seconds / stock["seconds"]
+            verdict = "" if goal is None else (f" <= {goal:.2f} ok" if value <= goal else f" > {goal:.2f} MISS")
+            return f"{value:.2f}x{verdict}"
+
+        rss = f"{ours['peak_rss_mb']:.0f} ({ours['baseline_rss_mb']:.0f})"
+        row("ours: operation, re-read verified", ours["seconds"], size, ours["size"], ratio(ours["seconds"]), rss)
+        if ours.get("verify_seconds") is not None:
+            without = ours["seconds"] - ours["verify_seconds"]
+            row(f"ours without the re-read ({ours['verify_seconds']:.2f} s)", without, size, None, ratio(without))
+        row(stock_label, stock["seconds"], size, stock["size"])
+
+    pair(f"logical -> local, {BIG_DB}", "logical_local", r["big"], "stock: pg_dump -Fc -f FILE")
+    pair(f"logical -> S3 (moto server), {BIG_DB}", "logical_s3", r["big"], "stock: pg_dump -Fc | boto3 upload_fileobj")
+    pair("physical -> local, tar, uncompressed", "physical", r["cluster"], "stock: pg_basebackup -D DIR -Ft -X fetch")
+    pair("physical -> local, tar, client lz4", "physical_lz4", r["cluster"], "stock: same with --compress=lz4")
+    print(f"    server-lz4: {r['server_lz4']} (refused by the adapter: no row)")
+    if "pgbackrest" in r:
+        peer = r["pgbackrest"]
+        vs = r["physical_lz4"]["ours"]["seconds"] / peer["seconds"]
+        print(f"  reference peer: {r['pgbackrest_version']}, full backup of the same cluster (archive-check=n)")
+        row(
+            "pgbackrest backup --type=full (lz4, 2 procs)",
+            peer["seconds"],
+            r["cluster"],
+            peer["size"],
+            f"ours lz4/it {vs:.2f}x",
+        )
+    else:
+        print("  reference peer: pgbackrest not installed (apt-get install pgbackrest): skipped")
+    pair(f"small database: logical -> local, {SMALL_DB}", "logical_local_small", r["small"], "stock: pg_dump -Fc", None)
+    pair(f"small database: logical -> S3, {SMALL_DB}", "logical_s3_small", r["small"], "stock: pg_dump | boto3", None)
+    print("  peak RSS of our backup process (baseline after Django setup), small -> big database:")
+    for label, small_key, big_key in (
+        ("logical -> local", "logical_local_small", "logical_local"),
+        ("logical -> S3", "logical_s3_small", "logical_s3"),
+    ):
+        small, big = r[small_key]["ours"], r[big_key]["ours"]
+        print(
+            f"    {label:18} {small['peak_rss_mb']:.0f} MB ({r['small'] / 1e6:.0f} MB db) -> "
+            f"{big['peak_rss_mb']:.0f} MB ({r['big'] / 1e6:.0f} MB db): "
+            f"{round(big['peak_rss_mb'] - small['peak_rss_mb']):+d} MB for {r['big'] / r['small']:.0f}x the data"
+        )
+
+
+BENCHMARKS = {
+    "operation": report_operation_overhead,
+    "checks": report_checks_round,
+    "dashboard": report_dashboard_load,
+    "backups": report_backups,
+}
 
 
 def main() -> None:

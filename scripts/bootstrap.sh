@@ -27,6 +27,7 @@ if [[ $DEV -eq 1 ]]; then
   command -v chromium >/dev/null || missing+=(chromium)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v curl >/dev/null || missing+=(curl)
+  command -v pgbackrest >/dev/null || missing+=(pgbackrest)
 fi
 
 if ((${#missing[@]})); then
