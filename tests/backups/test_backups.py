@@ -318,3 +318,44 @@ def test_backup_command_if_missing_is_idempotent(policy, capsys):
     call_command("backup", policy.name, "--if-missing")
     assert "already has a good backup" in capsys.readouterr().out
     assert Operation.objects.filter(kind="backup").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_missing_bucket_and_wrong_password_fail_clearly_and_mark_nothing_good(demo_cluster, monkeypatch):
+    from moto.server import ThreadedMotoServer
+
+    from tests.infra.plugin import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    try:
+        monkeypatch.setenv("TEST_S3_KEY", "testing")
+        monkeypatch.setenv("TEST_S3_SECRET", "testing")
+        storage = StorageTarget.objects.create(
+            name="nobucket",
+            kind="s3",
+            config={
+                "bucket": "does-not-exist",
+                "endpoint_url": f"http://127.0.0.1:{port}",
+                "region": "us-east-1",
+                "access_key_env": "TEST_S3_KEY",
+                "secret_key_env": "TEST_S3_SECRET",
+            },
+        )
+        policy = BackupPolicy.objects.create(
+            name="no-bucket", cluster=demo_cluster, dbname="onboarding", storage=storage
+        )
+        operation, backup = run_backup(policy)
+        assert operation.status == "failed" and "does-not-exist" in operation.error
+        assert backup.status == "failed"
+    finally:
+        server.stop()
+
+    monkeypatch.setenv("HADR_DEMO_PASSWORD", "wrong")
+    local = StorageTarget.objects.create(name="tmp", kind="local", config={"path": tempfile.mkdtemp(prefix="hadr-pw-")})
+    policy = BackupPolicy.objects.create(name="bad-password", cluster=demo_cluster, dbname="onboarding", storage=local)
+    operation, backup = run_backup(policy)
+    assert operation.status == "failed" and "password" in operation.error.lower()
+    assert not Backup.objects.filter(status="good").exists()
+    shutil.rmtree(local.config["path"], ignore_errors=True)
