@@ -13,7 +13,8 @@ COPY . .
 RUN HADR_SECRET_KEY=build-only-build-only-build-only-build-only-build-only \
     HADR_DATABASE_URL=postgres://build@localhost/build HADR_REDIS_URL=redis://localhost/0 \
     python manage.py collectstatic --noinput --verbosity 0
-RUN useradd --system --home /app hadr && chown -R hadr /app
+RUN useradd --system --home /app hadr && chown -R hadr /app \
+ && mkdir -p /var/backups/hadr && chown hadr /var/backups/hadr && chmod 700 /var/backups/hadr
 USER hadr
 EXPOSE 8000
 CMD ["gunicorn", "hadr_portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--access-logfile", "-"]

@@ -26,5 +26,8 @@ def test_compose_file_declares_every_process_of_the_local_environment():
         env = services[name]["environment"]
         if name != "demo-app":
             assert {"HADR_SECRET_KEY", "HADR_DATABASE_URL", "HADR_REDIS_URL"} <= set(env)
+    for name in ("worker-ops", "web"):  # backups are written by the ops worker and downloaded through web
+        assert "backups:/var/backups/hadr" in services[name]["volumes"]
+        assert services[name]["environment"]["HADR_BACKUP_DIR"] == "/var/backups/hadr"
     init_script = services["demo-primary"]["volumes"][1].split(":")[0]
     assert (ROOT / init_script).is_file()
