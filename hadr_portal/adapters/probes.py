@@ -238,18 +238,9 @@ def _replica_checks(conn: psycopg.Connection[Any], data: dict[str, Any]) -> list
     return [(UP, "replica"), (UP, "streaming")]
 
 
-def probe_host(
-    *,
-    disk_paths: Sequence[str] = ("/",),
-    cpu_warning: float = 85,
-    cpu_critical: float = 95,
-    memory_warning: float = 85,
-    memory_critical: float = 95,
-    disk_warning: float = 85,
-    disk_critical: float = 95,
-    sample_seconds: float = 0.5,
-) -> ProbeResult:
-    """CPU (sampled over `sample_seconds`), memory and disk use of the machine we run on."""
+def probe_host(*, disk_paths: Sequence[str] = ("/",), sample_seconds: float = 0.5, **limits: float) -> ProbeResult:
+    """CPU (sampled over `sample_seconds`), memory and disk use of the machine we run on, judged by
+    `evaluate_host` with its thresholds (`cpu_warning`, `disk_critical`, ...)."""
 
     def work() -> ProbeResult:
         values = {
@@ -257,15 +248,7 @@ def probe_host(
             "memory": psutil.virtual_memory().percent,
             "disks": {path: psutil.disk_usage(path).percent for path in disk_paths},
         }
-        result = evaluate_host(
-            values,
-            cpu_warning=cpu_warning,
-            cpu_critical=cpu_critical,
-            memory_warning=memory_warning,
-            memory_critical=memory_critical,
-            disk_warning=disk_warning,
-            disk_critical=disk_critical,
-        )
+        result = evaluate_host(values, **limits)
         extra = {"load": [round(x, 2) for x in psutil.getloadavg()], "hostname": socket.gethostname()}
         return replace(result, data={**result.data, **extra})
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
@@ -105,7 +105,3 @@ def policies_overview(now: datetime | None = None) -> list[dict[str, Any]]:
 
 def backup_expiry(backup: Backup) -> datetime | None:
     return expires_at(backup.policy, backup)
-
-
-def recent_window(days: int = 30) -> datetime:
-    return timezone.now() - timedelta(days=days)

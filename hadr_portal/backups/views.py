@@ -11,7 +11,8 @@ from django.views.decorators.http import require_GET
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.htmx import render_page
 from hadr_portal.core.models import AuditEntry
-from hadr_portal.core.operations import OperationConflict, OperationError, client_address
+from hadr_portal.core.operation_views import operation_response
+from hadr_portal.core.operations import OperationError, client_address
 from hadr_portal.core.permissions import Action, action_required, require
 
 from . import selectors, services
@@ -41,16 +42,12 @@ def backups_page(request: HttpRequest) -> HttpResponse:
 @action_required(Action.RUN_BACKUP)
 def backup_now(request: HttpRequest, name: str) -> HttpResponse:
     policy = get_object_or_404(BackupPolicy, name=name)
-    try:
-        operation = services.backup_request(policy=policy, actor=request.user, address=client_address(request))
-    except OperationConflict as exc:
-        messages.warning(request, str(exc))
-        return redirect("core:operation", pk=exc.existing.pk) if exc.existing else redirect("backups:list")
-    except OperationError as exc:
-        messages.error(request, str(exc))
-        return redirect("backups:list")
-    messages.success(request, f"Backup of {policy.cluster.name}/{policy.dbname} queued (operation #{operation.pk}).")
-    return redirect("core:operation", pk=operation.pk)
+    return operation_response(
+        request,
+        lambda: services.backup_request(policy=policy, actor=request.user, address=client_address(request)),
+        queued=lambda op: f"Backup of {policy.cluster.name}/{policy.dbname} queued (operation #{op.pk}).",
+        back_to="backups:list",
+    )
 
 
 @require_GET

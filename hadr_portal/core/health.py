@@ -26,7 +26,7 @@ def portal_health(*, timeout: float = 1.5) -> dict[str, Any]:
     except Exception as exc:
         checks["redis"] = {"ok": False, "error": str(exc)}
     checks["queues"] = (
-        _queue_workers(timeout)
+        _queue_workers()
         if checks["redis"]["ok"]
         else {q: {"ok": False, "workers": [], "error": "Redis unreachable"} for q in QUEUES}
     )
@@ -34,7 +34,7 @@ def portal_health(*, timeout: float = 1.5) -> dict[str, Any]:
     return {"ok": ok, "checks": checks}
 
 
-def _queue_workers(timeout: float) -> dict[str, Any]:
+def _queue_workers() -> dict[str, Any]:
     from .workers import workers_by_queue
 
     try:

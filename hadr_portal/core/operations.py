@@ -28,7 +28,7 @@ import tenacity
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .audit import audit_record
@@ -213,14 +213,18 @@ def _finish(
     error: str = "",
     result: Mapping[str, Any] | None = None,
     from_status: str = Status.RUNNING,
+    only_if: Q | None = None,
 ) -> bool:
-    """Move an operation to its final state, unless someone (the reaper) already did."""
+    """Move an operation to its final state (log line, audit entry), unless someone already did.
+
+    `only_if` narrows the claim further (the reaper: only while the heartbeat is still stale)."""
     values: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error[:10000]}
     if result is not None:
         values["result"] = dict(result)
     if status == Status.SUCCEEDED:
         values["progress"] = 100
-    changed = Operation.objects.filter(pk=operation_id, status=from_status).update(**values)
+    claim = Operation.objects.filter(pk=operation_id, status=from_status)
+    changed = (claim.filter(only_if) if only_if is not None else claim).update(**values)
     if changed:
         OperationLogLine.objects.create(
             operation_id=operation_id,
@@ -400,21 +404,9 @@ def operations_reap(*, now: Any = None) -> list[int]:
     for operation in Operation.objects.filter(status=Status.RUNNING, heartbeat_at__lt=cutoff):
         last = timezone.localtime(operation.heartbeat_at).strftime("%H:%M:%S") if operation.heartbeat_at else "never"
         error = f"Worker lost: no heartbeat since {last} (worker {operation.worker or 'unknown'})"
-        changed = Operation.objects.filter(pk=operation.pk, status=Status.RUNNING, heartbeat_at__lt=cutoff).update(
-            status=Status.FAILED, finished_at=now, error=error
-        )
-        if not changed:
+        if not _finish(operation.pk, Status.FAILED, error=error, only_if=Q(heartbeat_at__lt=cutoff)):
             continue
         reaped.append(operation.pk)
-        OperationLogLine.objects.create(operation=operation, level=OperationLogLine.Level.ERROR, message=error)
-        audit_record(
-            actor=None,
-            action=f"operation.{operation.kind}.finished",
-            target=operation.target,
-            outcome=AuditEntry.Outcome.FAILED,
-            detail=error,
-            operation=operation,
-        )
         try:
             spec = get_kind(operation.kind)
         except OperationError:

@@ -7,7 +7,7 @@ Superusers may do everything. Views, services and templates all ask `user_can()`
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +119,3 @@ def action_required(action: Action) -> Callable[[Callable[..., HttpResponse]], C
         return wrapper
 
     return decorator
-
-
-def roles_in(names: Iterable[str]) -> list[Role]:
-    return [Role(name) for name in names if name in {r.value for r in Role}]

@@ -12,37 +12,29 @@ from .models import AuditEntry
 from .operations import client_address
 
 
+def _audit_sign_in(action: str, username: str, outcome: str, request: Any, actor: Any = None, detail: str = "") -> None:
+    audit_record(
+        actor=actor,
+        action=action,
+        target=f"user:{username}",
+        outcome=outcome,
+        address=client_address(request),
+        detail=detail,
+    )
+
+
 @receiver(user_logged_in)
 def audit_sign_in(sender: Any, request: Any, user: Any, **_: Any) -> None:
-    audit_record(
-        actor=user,
-        action="auth.sign_in",
-        target=f"user:{user.get_username()}",
-        outcome=AuditEntry.Outcome.SUCCESS,
-        address=client_address(request),
-    )
+    _audit_sign_in("auth.sign_in", user.get_username(), AuditEntry.Outcome.SUCCESS, request, actor=user)
 
 
 @receiver(user_logged_out)
 def audit_sign_out(sender: Any, request: Any, user: Any, **_: Any) -> None:
     if user is not None:
-        audit_record(
-            actor=user,
-            action="auth.sign_out",
-            target=f"user:{user.get_username()}",
-            outcome=AuditEntry.Outcome.SUCCESS,
-            address=client_address(request),
-        )
+        _audit_sign_in("auth.sign_out", user.get_username(), AuditEntry.Outcome.SUCCESS, request, actor=user)
 
 
 @receiver(user_login_failed)
 def audit_failed_sign_in(sender: Any, credentials: dict[str, Any], request: Any = None, **_: Any) -> None:
     username = str(credentials.get("username", ""))[:150]
-    audit_record(
-        actor=None,
-        action="auth.sign_in",
-        target=f"user:{username}",
-        outcome=AuditEntry.Outcome.REFUSED,
-        address=client_address(request),
-        detail="wrong username or password",
-    )
+    _audit_sign_in("auth.sign_in", username, AuditEntry.Outcome.REFUSED, request, detail="wrong username or password")

@@ -25,7 +25,7 @@ from hadr_portal.adapters.probes import ProbeResult
 from hadr_portal.databases.models import Node
 
 from .models import SEVERITY, Check, CheckResult, Service, State, Transition
-from .probing import probe_for, push_evaluate
+from .probing import probe_for, unprobed_evaluate
 from .signals import transition_committed
 
 logger = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ def checks_run(check_ids: list[int]) -> RunSummary:
     checks = {c.pk: c for c in Check.objects.select_related("service").filter(pk__in=check_ids)}
     pull: dict[int, object] = {}
     for check in checks.values():
-        if check.is_push:
-            result = push_evaluate(check)
+        if not check.is_probed:
+            result = unprobed_evaluate(check)
             if result is not None:
                 check_record(check=check, result=result)
             continue
@@ -77,22 +77,14 @@ def checks_run(check_ids: list[int]) -> RunSummary:
             while waiting:
                 # Record what has finished in small batches, about every RECORD_EVERY seconds: results
                 # appear quickly, and 500 fast checks cost a few transactions rather than 500.
-                done, _ = wait(waiting, timeout=RECORD_EVERY, return_when=FIRST_COMPLETED)
+                wait(waiting, timeout=RECORD_EVERY, return_when=FIRST_COMPLETED)
                 time.sleep(RECORD_EVERY / 4)  # let near-simultaneous probes join this batch
-                done = {f for f in waiting if f.done()}
+                done = [f for f in waiting if f.done()]
                 checks_record([(checks[waiting.pop(f)], _outcome(f)) for f in done])
     return RunSummary(checked=len(checks), seconds=time.monotonic() - started)
 
 
 RECORD_EVERY = 0.2  # seconds between batches of recorded results
-RESULT_FIELDS = [
-    "last_result_at",
-    "last_outcome",
-    "last_message",
-    "last_latency_ms",
-    "last_data",
-    "consecutive_failures",
-]
 
 
 def _outcome(future: Future[ProbeResult]) -> ProbeResult:

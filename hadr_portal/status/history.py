@@ -11,7 +11,7 @@ from django.db.models import Avg, Count, Max, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from .models import Check, CheckResult, CheckRollup
+from .models import CheckResult, CheckRollup
 
 
 def rollups_refresh(*, since: datetime | None = None) -> int:
@@ -75,10 +75,6 @@ def uptimes_by_service(
     return result
 
 
-def uptime_by_service(service_ids: list[int], *, days: int) -> dict[int, float | None]:
-    return {pk: values[days] for pk, values in uptimes_by_service(service_ids, windows=(days,)).items()}
-
-
 LATEST_LATENCIES = """
 SELECT c.id, recent.latency_ms
 FROM unnest(%s::bigint[]) AS c(id)
@@ -101,12 +97,3 @@ def latency_series(check_ids: list[int], *, points: int = 30) -> dict[int, list[
         for check_id, latency in cursor.fetchall():
             series[check_id].append(latency)
     return series
-
-
-def latency_hourly(check: Check, *, hours: int = 24 * 7) -> list[tuple[datetime, float | None, float | None]]:
-    since = timezone.now() - timedelta(hours=hours)
-    return list(
-        CheckRollup.objects.filter(health_check=check, hour__gte=since)
-        .order_by("hour")
-        .values_list("hour", "latency_avg_ms", "latency_max_ms")
-    )

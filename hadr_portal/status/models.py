@@ -101,7 +101,7 @@ class Check(models.Model):
         HOST_PUSH = "host_push", "Host resources (pushed)"
         BACKUP = "backup", "Backup freshness (RPO)"
 
-    PUSH_KINDS = (Kind.HEARTBEAT, Kind.HOST_PUSH, Kind.BACKUP)  # evaluated from stored facts, no network
+    UNPROBED_KINDS = (Kind.HEARTBEAT, Kind.HOST_PUSH, Kind.BACKUP)  # evaluated from stored facts, no network call
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="checks")
     name = models.CharField(max_length=64, validators=[slug])
@@ -139,8 +139,9 @@ class Check(models.Model):
         return f"{self.service.name}/{self.name}"
 
     @property
-    def is_push(self) -> bool:
-        return self.kind in self.PUSH_KINDS
+    def is_probed(self) -> bool:
+        """Pull checks call their target; the others are judged from what the portal already holds."""
+        return self.kind not in self.UNPROBED_KINDS
 
     def clean(self) -> None:
         """A probe must end before the next one is due (forms and the TOML import both rely on this)."""

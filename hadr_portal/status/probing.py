@@ -128,7 +128,7 @@ def backup_evaluate(check: Check, now: datetime) -> ProbeResult:
     return ProbeResult(fresh.state, fresh.message, data=fresh.as_data())
 
 
-def push_evaluate(check: Check) -> ProbeResult | None:
+def unprobed_evaluate(check: Check) -> ProbeResult | None:
     now = timezone.now()
     if check.kind == Check.Kind.HEARTBEAT:
         return heartbeat_evaluate(check, now)

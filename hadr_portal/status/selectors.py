@@ -75,7 +75,7 @@ def service_rows(services: list[Service]) -> list[ServiceRow]:
     ids = [s.pk for s in services]
     uptimes = history.uptimes_by_service(ids)
     all_checks = [c for s in services for c in s.checks.all()]
-    sparks = history.latency_series([c.pk for c in all_checks if c.kind not in Check.PUSH_KINDS])
+    sparks = history.latency_series([c.pk for c in all_checks if c.kind not in Check.UNPROBED_KINDS])
     rows = []
     for service in services:
         checks = list(service.checks.all())
@@ -156,7 +156,7 @@ def service_detail(service: Service) -> dict[str, Any]:
             .values_list("at", "latency_ms")
         )
         for c in checks
-        if c.kind not in Check.PUSH_KINDS
+        if c.kind not in Check.UNPROBED_KINDS
     }
     transitions = list(Transition.objects.filter(service=service).select_related("health_check")[:50])
     return {

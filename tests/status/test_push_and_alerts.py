@@ -180,7 +180,7 @@ def test_rollups_uptime_and_pruning(db, settings):
         20.0,
         30.0,
     )
-    assert history.uptime_by_service([check.service_id], days=1)[check.service_id] == pytest.approx(75.0)
+    assert history.uptimes_by_service([check.service_id], windows=(1,))[check.service_id][1] == pytest.approx(75.0)
     raw, _ = history.results_prune(now=now)
     assert raw == 1 and not CheckResult.objects.filter(pk=old.pk).exists()
 

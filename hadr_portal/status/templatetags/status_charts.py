@@ -9,6 +9,8 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from hadr_portal.adapters.probes import format_bytes
+
 register = template.Library()
 
 
@@ -66,14 +68,7 @@ def latency_chart(points: Sequence[tuple[datetime, float]], width: int = 720, he
 
 @register.filter
 def bytes_or_dash(value: int | None) -> str:
-    if value is None:
-        return "—"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size} B"
+    return "—" if value is None else format_bytes(value)
 
 
 @register.filter
