@@ -7,12 +7,12 @@ from datetime import datetime
 from croniter import croniter
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-slug = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Lower-case letters, digits and dashes.")
+from hadr_portal.core.validators import slug
 
 
 def validate_cron(value: str) -> None:

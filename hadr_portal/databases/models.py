@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from hadr_portal.adapters.postgres import NodeAddress
-
-env_name = RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "Use an environment variable name, e.g. HADR_DEMO_PASSWORD.")
-slug = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Lower-case letters, digits and dashes.")
+from hadr_portal.core.validators import env_name, slug
 
 
 class Cluster(models.Model):

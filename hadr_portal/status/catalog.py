@@ -36,9 +36,10 @@ from hadr_portal.backups.models import BackupPolicy, StorageTarget
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Action, Role, require
+from hadr_portal.core.validators import ENV_NAME_PATTERN
 from hadr_portal.databases.models import Cluster, Node
 
-from .checkconfig import ENV_NAME, config_validate
+from .checkconfig import config_validate
 from .engine import service_refresh
 from .models import AlertChannel, Check, Service
 
@@ -598,7 +599,7 @@ def _storage_config(kind: str, raw: Mapping[str, Any], path: str, problems: list
         if config.get(key) == "":
             problems.append(f"{path}.{key}: required for {kind} storage, but empty.")
     for key in CREDENTIAL_KEYS:
-        if config.get(key) and not ENV_NAME.match(config[key]):
+        if config.get(key) and not ENV_NAME_PATTERN.match(config[key]):
             problems.append(
                 f"{path}.{key}: The name of an environment variable, e.g. HADR_S3_ACCESS_KEY (never the secret itself)."
             )

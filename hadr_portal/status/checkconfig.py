@@ -6,15 +6,15 @@ message per bad field, in the operator's words.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
+from hadr_portal.core.validators import ENV_NAME_PATTERN
+
 from .models import Check
 
-ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 HOST_LIMITS = ("cpu_warning", "cpu_critical", "memory_warning", "memory_critical", "disk_warning", "disk_critical")
 
 # field -> (kinds that use it, required?)
@@ -133,7 +133,7 @@ def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
             errors["disk_paths"] = "Absolute paths, comma-separated, e.g. /, /var/lib/postgresql."
         config["disk_paths"] = paths
     for name in ("dsn_env", "url_env"):
-        if name in config and name not in errors and not ENV_NAME.match(str(config[name])):
+        if name in config and name not in errors and not ENV_NAME_PATTERN.match(str(config[name])):
             errors[name] = "The name of an environment variable, e.g. HADR_DATABASE_URL (never the secret itself)."
     if kind == "postgres" and not {"cluster", "node", "dsn_env"} & set(errors):
         by_node = "cluster" in config or "node" in config

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator, validate_email
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from hadr_portal.core.permissions import Role
-
-slug = RegexValidator(r"^[a-z0-9][a-z0-9-]*$", "Lower-case letters, digits and dashes.")
+from hadr_portal.core.validators import ENV_NAME_PATTERN, slug
 
 
 class State(models.TextChoices):
@@ -270,7 +268,7 @@ class AlertChannel(models.Model):
         elif self.kind != self.Kind.WEBHOOK:
             return  # an unknown kind is reported by the field's own validation
         elif self.target_env:
-            if not re.match(r"^[A-Z_][A-Z0-9_]*$", self.target_env):
+            if not ENV_NAME_PATTERN.match(self.target_env):
                 raise ValidationError(
                     {"target_env": "The name of an environment variable, e.g. HADR_SLACK_WEBHOOK_URL."}
                 )
