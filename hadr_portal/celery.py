@@ -2,7 +2,7 @@
 
 - `checks`  many short tasks (health checks)
 - `ops`     few long ones (backups, restores, failovers, restarts, connectivity checks)
-- `default` everything else (reaper, notifications, rollups)
+- `default` everything else (reaper, notifications, rollups, metrics)
 """
 
 from __future__ import annotations
@@ -72,7 +72,27 @@ def schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         name="queue scheduled backups",
     )
     sender.add_periodic_task(
+        30.0,
+        sender.signature("hadr_portal.backups.tasks.drills_schedule", queue="default", options={"expires": 30}),
+        name="queue scheduled restore drills",
+    )
+    sender.add_periodic_task(
         3600.0,
         sender.signature("hadr_portal.backups.tasks.backups_prune", queue="default"),
         name="prune backups by retention",
+    )
+    sender.add_periodic_task(
+        30.0,
+        sender.signature("hadr_portal.metrics.tasks.funnels_collect", queue="default", options={"expires": 30}),
+        name="collect due funnels on their replicas",
+    )
+    sender.add_periodic_task(
+        float(settings.DB_SIZE_INTERVAL),
+        sender.signature("hadr_portal.metrics.tasks.database_sizes_sample", queue="default"),
+        name="sample managed database sizes",
+    )
+    sender.add_periodic_task(
+        3600.0,
+        sender.signature("hadr_portal.metrics.tasks.metrics_prune", queue="default"),
+        name="prune metrics history and logged errors",
     )

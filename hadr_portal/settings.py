@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import zoneinfo
+from ipaddress import ip_network
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -101,6 +102,7 @@ INSTALLED_APPS = [
     "hadr_portal.databases",
     "hadr_portal.status",
     "hadr_portal.backups",
+    "hadr_portal.metrics",
 ]
 
 MIDDLEWARE = [
@@ -212,6 +214,9 @@ if OPERATION_HEARTBEAT_TIMEOUT <= OPERATION_HEARTBEAT_INTERVAL:
     raise ImproperlyConfigured(
         "HADR_OPERATION_HEARTBEAT_TIMEOUT must be greater than HADR_OPERATION_HEARTBEAT_INTERVAL"
     )
+# Restores download backups from S3 here (pg_restore -j needs a seekable file), unpack directory-format
+# dumps, and put the data directories of restore drills of physical backups.
+RESTORE_SCRATCH_DIR = Path(env("HADR_RESTORE_SCRATCH_DIR", str(BASE_DIR / ".run" / "restores")) or "")
 
 # --- Health checks and alerts ---------------------------------------------------------------------
 CHECK_TICK_SECONDS = env_int("HADR_CHECK_TICK_SECONDS", 5, minimum=1)  # how often due checks are picked
@@ -244,6 +249,16 @@ EMAIL_USE_TLS = env_bool("HADR_EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = env_int("HADR_EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env("HADR_EMAIL_FROM", "hadr-portal@localhost") or "hadr-portal@localhost"
 
+# --- Metrics: funnel history, /metrics for Prometheus, the Errors page ----------------------------
+FUNNEL_HOURLY_DAYS = env_int("HADR_FUNNEL_HOURLY_DAYS", 90, minimum=2)  # hourly funnel counts kept (daily: always)
+DB_SIZE_INTERVAL = env_int("HADR_DB_SIZE_INTERVAL", 600, minimum=60)  # seconds between database size samples
+ERROR_LOG_KEEP = env_int("HADR_ERROR_LOG_KEEP", 10000, minimum=100)  # logged errors kept for the Errors page
+# /metrics answers a bearer token, or any address of the allowed networks; with neither it is off (403).
+METRICS_TOKEN = env("HADR_METRICS_TOKEN", "") or ""
+try:
+    METRICS_ALLOWED_NETWORKS = [ip_network(item, strict=False) for item in env_list("HADR_METRICS_ALLOWED_NETWORKS")]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"HADR_METRICS_ALLOWED_NETWORKS: {exc} (e.g. 10.0.0.0/8,127.0.0.1/32)") from None
 
 # --- Logging: one JSON object a line ----------------------------------------------------------
 LOG_LEVEL = (env("HADR_LOG_LEVEL", "INFO") or "INFO").upper()
@@ -266,7 +281,9 @@ LOGGING = {
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["operation"]},
+        # ERROR and CRITICAL records also go to the database, for the Errors page
+        "errors": {"()": "hadr_portal.metrics.errorlog.DatabaseErrorHandler", "filters": ["operation"]},
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console", "errors"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

@@ -1,4 +1,5 @@
-"""Top-level URLs. Everything needs a login except /healthz and the login page itself."""
+"""Top-level URLs. Everything needs a login except /healthz, /metrics (token or network), the push endpoints and
+the login page itself."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from hadr_portal.core import views as core_views
+from hadr_portal.metrics import views as metrics_views
 from hadr_portal.status import views as status_views
 
 admin.site.site_header = "HADR Portal administration"
 
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
+    path("metrics", metrics_views.prometheus_metrics, name="prometheus-metrics"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("databases/", include("hadr_portal.databases.urls")),
     path("backups/", include("hadr_portal.backups.urls")),
+    path("", include("hadr_portal.metrics.urls")),
     path("", include("hadr_portal.status.urls")),
     path("", status_views.dashboard, name="dashboard"),
     path("", include("hadr_portal.core.urls")),

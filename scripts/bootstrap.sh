@@ -28,6 +28,7 @@ if [[ $DEV -eq 1 ]]; then
   command -v wrk >/dev/null || missing+=(wrk)
   command -v curl >/dev/null || missing+=(curl)
   command -v pgbackrest >/dev/null || missing+=(pgbackrest)
+  command -v promtool >/dev/null || missing+=(prometheus)
 fi
 
 if ((${#missing[@]})); then

@@ -113,10 +113,9 @@ def pid_of(name: str) -> int | None:
     """The pid in .run/pids/<name>.pid if that process is alive."""
     try:
         pid = int((PIDS / f"{name}.pid").read_text())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+        return pid if alive(pid) else None
+    except (OSError, ValueError):  # no pid file, or a pid now another user's
         return None
-    return pid
 
 
 def spawn(name: str, argv: list[str], env: dict[str, str]) -> int:
@@ -146,7 +145,15 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    return not zombie(pid)
+
+
+def zombie(pid: int) -> bool:
+    """Exited, but never reaped: its parent is gone and PID 1 does not reap orphans (as in some containers)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def stop_pid(name: str, timeout: float = 15) -> bool:
@@ -197,7 +204,11 @@ class Environment:
             "HADR_DATABASE_URL": f"postgres://postgres:{secret('portal-db-password')}@127.0.0.1:{p.portal_db}/hadr_portal",
             "HADR_REDIS_URL": f"redis://127.0.0.1:{p.redis}/0",
             "HADR_DEMO_PASSWORD": demo_pw,
-            "HADR_DEMO_NODES": f"primary=127.0.0.1:{p.primary},replica=127.0.0.1:{p.replica}",
+            # name=host:port@data-directory: the portal stops, starts and rebuilds the nodes with pg_ctl
+            "HADR_DEMO_NODES": (
+                f"primary=127.0.0.1:{p.primary}@{self.primary.data_dir},"
+                f"replica=127.0.0.1:{p.replica}@{self.replica.data_dir}"
+            ),
             "HADR_DEMO_PRIMARY_DSN": f"postgresql://postgres:{demo_pw}@127.0.0.1:{p.primary}/onboarding",
             "HADR_DEMO_REPLICA_DSN": f"postgresql://postgres:{demo_pw}@127.0.0.1:{p.replica}/onboarding",
             "ONBOARDING_DSN": (
@@ -213,6 +224,9 @@ class Environment:
             "HADR_EMAIL_BACKEND": os.environ.get("HADR_EMAIL_BACKEND", "file"),
             "HADR_BACKUP_DIR": os.environ.get("HADR_BACKUP_DIR", str(RUN / "backups")),
             "HADR_EMAIL_FILE_DIR": os.environ.get("HADR_EMAIL_FILE_DIR", str(RUN / "mail")),
+            # /metrics: a local Prometheus (or curl) scrapes it without a token; elsewhere with this one
+            "HADR_METRICS_TOKEN": secret("metrics-token"),
+            "HADR_METRICS_ALLOWED_NETWORKS": os.environ.get("HADR_METRICS_ALLOWED_NETWORKS", "127.0.0.1/32,::1/128"),
         }
 
 
@@ -255,7 +269,18 @@ def check_ports(env: Environment) -> None:
             )
 
 
-def ensure_pg(instance: LocalInstance, label: str, started: list[Callable[[], None]]) -> None:
+def ensure_pg(
+    instance: LocalInstance, label: str, started: list[Callable[[], None]], peer: LocalInstance | None = None
+) -> None:
+    """Create and start `instance` as needed. With a `peer` (the other demo node), a stopped node that is
+    not a standby is left stopped while the peer runs as primary: after a failover, starting the old
+    primary as it is would give the cluster two primaries."""
+    if peer is not None and not instance.is_running() and is_split_brain_risk(instance, peer):
+        print(
+            f"  {label} stays stopped: {peer.data_dir.name} is the primary now (failed over). Rebuild it as a"
+            " replica from the Databases page or with `manage.py rebuild_replica demo NODE`."
+        )
+        return
     if not instance.exists():
         print(f"  creating {label} in {instance.data_dir}")
         instance.initdb()
@@ -268,6 +293,15 @@ def ensure_pg(instance: LocalInstance, label: str, started: list[Callable[[], No
         except CommandFailed as exc:
             raise EnvError(f"{label} did not start: {exc}. See {instance.log_file}") from None
         started.append(instance.stop)
+
+
+def is_split_brain_risk(instance: LocalInstance, peer: LocalInstance) -> bool:
+    if not instance.exists() or (instance.data_dir / "standby.signal").exists() or not peer.is_running():
+        return False
+    try:
+        return peer.psql("SELECT pg_is_in_recovery()") == "f"
+    except CommandFailed:
+        return False
 
 
 def ensure_database(instance: LocalInstance, name: str, owner: str = "postgres", password: str = "") -> None:
@@ -379,14 +413,15 @@ def up() -> Environment:
         print("==> PostgreSQL: portal database, demo primary and replica")
         ensure_pg(env.portal_db, "portal database", started)
         ensure_database(env.portal_db, "hadr_portal")
-        ensure_pg(env.primary, "demo primary", started)
-        ensure_database(env.primary, "onboarding", owner="onboarding", password=secret("demo-password"))
+        ensure_pg(env.primary, "demo primary", started, peer=env.replica)
+        if env.primary.is_running() and env.primary.psql("SELECT pg_is_in_recovery()") == "f":
+            ensure_database(env.primary, "onboarding", owner="onboarding", password=secret("demo-password"))
         cloned = RUN / "pg" / "demo-replica.cloned"
         if not env.replica.exists() or not cloned.exists():  # never cloned, or a clone that was interrupted
             print("  cloning the demo replica (pg_basebackup, slot replica1)")
             make_replica(env.primary, env.replica, slot="replica1")
             cloned.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
-        ensure_pg(env.replica, "demo replica", started)
+        ensure_pg(env.replica, "demo replica", started, peer=env.primary)
         print("==> Redis")
         if env.redis.pid() is None:
             env.redis.start()
@@ -451,6 +486,30 @@ def down() -> None:
     print("Everything is stopped. Data stays in .run/ (make clean removes it).")
 
 
+def restart(name: str, timeout: float = 30) -> None:
+    """Stop one process if it runs, start it again, and return once it is back: answering HTTP (demo-app,
+    web) or still alive a second later. A process that was killed has a stale pid file: nothing to stop."""
+    env = Environment(Ports.from_env())
+    if stop_pid(name):
+        print(f"  stopped {name}")
+    log = LOGS / f"{name}.log"
+    written = log.stat().st_size if log.exists() else 0
+    pid = spawn(name, process_argv(name, env), child_env(env))
+    print(f"  started {name} (pid {pid})")
+    url = {"demo-app": f"http://127.0.0.1:{env.ports.demo_app}/", "web": f"http://127.0.0.1:{env.ports.web}/login/"}
+    started = time.monotonic()
+    while not (wait_http(url[name], timeout=0.1) if name in url else time.monotonic() - started > 1):
+        if not alive(pid):
+            with open(log, "rb") as handle:
+                handle.seek(written)
+                said = handle.read().decode(errors="replace").strip()[-3000:]
+            raise EnvError(f"{name} exited right after starting:\n{said}")
+        if time.monotonic() - started > timeout:
+            raise EnvError(f"{name} did not answer on {url[name]} within {timeout:g} s. See {log}")
+        time.sleep(0.2)
+    print(f"  {name} is back after {time.monotonic() - started:.1f} s" + (f": {url[name]}" if name in url else ""))
+
+
 def status() -> int:
     env = Environment(Ports.from_env())
     rows = [
@@ -499,6 +558,8 @@ def main() -> None:
     sub.add_parser("run", help="like up, then show the logs until Ctrl-C, which stops everything")
     sub.add_parser("down", help="stop every process the environment started")
     sub.add_parser("status", help="what runs and where")
+    restart_parser = sub.add_parser("restart", help="stop one process if it runs and start it again; returns once back")
+    restart_parser.add_argument("name", choices=list(PROCESSES), help="e.g. demo-app")
     log_parser = sub.add_parser("logs", help="the last lines of every log")
     log_parser.add_argument("-f", "--follow", action="store_true")
     args = parser.parse_args()
@@ -517,6 +578,8 @@ def main() -> None:
             down()
         elif args.command == "status":
             raise SystemExit(status())
+        elif args.command == "restart":
+            restart(args.name)
         elif args.command == "logs":
             logs(args.follow)
     except EnvError as exc:

@@ -149,6 +149,15 @@ def start_worker(transactional_db: None) -> Iterator[Callable[..., WorkerProcess
         worker.stop()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_dashboard_tiles() -> None:
+    """The dashboard's tiles are cached in Redis, which outlives a test; a `db` test never commits, so its
+    catalog changes never invalidate them: start every test from a new version."""
+    from hadr_portal.status.board import board_invalidate
+
+    board_invalidate()
+
+
 def wait_for(
     predicate: Callable[[], object], *, timeout: float = 30, interval: float = 0.2, message: str = ""
 ) -> object:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.infra.plugin import free_port
 
 pytestmark = pytest.mark.slow
@@ -134,3 +136,28 @@ def test_an_interrupted_replica_clone_is_redone(run_env):
     assert result.returncode == 0, result.stderr
     assert "cloning the demo replica" in result.stdout
     assert localenv(run_env, "status").returncode == 0
+
+
+def test_restart_brings_back_a_killed_demo_app_through_the_demo_catalogs_controller(run_env):
+    """What the Restart button of the demo's onboarding application runs, with only the variables it names."""
+    from hadr_portal.adapters.controllers import controller_from_config
+    from hadr_portal.status.demo import demo_catalog
+
+    run_dir = Path(run_env["HADR_RUN_DIR"])
+    app = next(service for service in demo_catalog(run_env)["services"] if service["name"] == "onboarding-app")
+    controller = controller_from_config(app["restart"])
+    home = f"http://127.0.0.1:{run_env['HADR_DEMO_APP_PORT']}/"
+
+    first = controller.restart(service="onboarding-app", environ=run_env)
+    pid = pids(run_dir)["demo-app"]
+    assert f"started demo-app (pid {pid})" in first.output and "is back after" in first.output
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not listening(int(run_env["HADR_DEMO_APP_PORT"])), timeout=5, message="still listening")
+
+    again = controller.restart(service="onboarding-app", environ=run_env)
+    assert "stopped" not in again.output  # killed: nothing left to stop
+    restarted = pids(run_dir)["demo-app"]
+    assert restarted != pid and alive(restarted)
+    with urllib.request.urlopen(home) as response:
+        assert response.status == 200
+    assert "stopped demo-app" in controller.restart(service="onboarding-app", environ=run_env).output

@@ -3,10 +3,29 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# Settings and secrets are referenced by the NAME of an environment variable, never stored. Defined here,
+# where programs get their environment, because adapters import no Django (core/validators re-exports it).
+ENV_NAME_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# What a program given only named variables still receives: its search path, locale, home and user, and the
+# user's systemd / D-Bus session (`systemctl --user`).
+BASE_ENVIRONMENT = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "DBUS_SESSION_BUS_ADDRESS",
+)
 
 
 class CommandFailed(Exception):
@@ -40,9 +59,16 @@ def run_command(
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     check: bool = True,
+    inherit_environment: bool = True,
 ) -> CommandResult:
-    """Run a program and wait for it. Raises CommandFailed with the tail of its error output."""
-    full_env = {**os.environ, **(env or {})}
+    """Run a program and wait for it. Raises CommandFailed with the tail of its error output.
+
+    The program gets this process's environment plus `env`; with `inherit_environment=False`, only
+    BASE_ENVIRONMENT and `env` (the portal's own secrets stay out of programs the catalog names)."""
+    if inherit_environment:
+        full_env = {**os.environ, **(env or {})}
+    else:
+        full_env = {name: os.environ[name] for name in BASE_ENVIRONMENT if name in os.environ} | dict(env or {})
     try:
         completed = subprocess.run(
             list(argv), capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or "/", check=False
@@ -50,9 +76,15 @@ def run_command(
     except FileNotFoundError:
         raise CommandFailed(argv, "program not found; is it installed?") from None
     except subprocess.TimeoutExpired as exc:
-        raise CommandFailed(argv, f"timed out after {timeout:.0f} s", str(exc.stderr or "")) from None
+        # what the program wrote before it was killed comes back as bytes, even in text mode
+        written = [_text(exc.stdout), _text(exc.stderr)]
+        raise CommandFailed(argv, f"timed out after {timeout:g} s", "\n".join(filter(None, written))) from None
     result = CommandResult(list(argv), completed.returncode, completed.stdout, completed.stderr)
     if check and completed.returncode != 0:
         tail = "\n".join((completed.stderr or completed.stdout).strip().splitlines()[-5:])
         raise CommandFailed(argv, f"exited with status {completed.returncode}: {tail}", completed.stderr)
     return result
+
+
+def _text(output: str | bytes | None) -> str:
+    return (output.decode(errors="replace") if isinstance(output, bytes) else output or "").strip()

@@ -36,7 +36,7 @@ log_line_prefix = '%m [%p] %q%u@%d '
 """
 
 
-def _chown_to_postgres(path: Path) -> None:
+def chown_to_postgres(path: Path) -> None:
     if os.geteuid() == 0:
         entry = pwd.getpwnam("postgres")
         os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -67,13 +67,13 @@ class LocalInstance:
     def initdb(self) -> None:
         """Create the cluster (superuser `postgres`, password auth on TCP)."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        _chown_to_postgres(self.data_dir.parent)
+        chown_to_postgres(self.data_dir.parent)
         if self.data_dir.exists():
             shutil.rmtree(self.data_dir)  # a half-made directory from an interrupted run
         with tempfile.NamedTemporaryFile("w", dir=self.data_dir.parent, delete=False) as pwfile:
             pwfile.write(self.superuser_password + "\n")
         pwpath = Path(pwfile.name)
-        _chown_to_postgres(pwpath)
+        chown_to_postgres(pwpath)
         try:
             run_command(
                 as_postgres_user(
@@ -102,7 +102,7 @@ class LocalInstance:
     def write_settings(self) -> None:
         settings_file = self.data_dir / "hadr.conf"
         settings_file.write_text(SERVER_SETTINGS.format(port=self.port, fsync="on" if self.fsync else "off"))
-        _chown_to_postgres(settings_file)
+        chown_to_postgres(settings_file)
 
     def start(self, *, timeout: int = 60) -> None:
         run_command(
@@ -124,7 +124,7 @@ class LocalInstance:
 
     def ensure_log_file(self) -> None:
         self.log_file.touch(exist_ok=True)
-        _chown_to_postgres(self.log_file)
+        chown_to_postgres(self.log_file)
 
     def stop(self, *, mode: str = "fast", timeout: int = 60) -> None:
         if not self.exists() or not self.is_running():
@@ -152,7 +152,7 @@ class LocalInstance:
 def make_replica(primary: LocalInstance, replica: LocalInstance, *, slot: str) -> None:
     """Clone `primary` into a streaming replica that uses replication slot `slot`."""
     replica.data_dir.parent.mkdir(parents=True, exist_ok=True)
-    _chown_to_postgres(replica.data_dir.parent)
+    chown_to_postgres(replica.data_dir.parent)
     if replica.data_dir.exists():
         shutil.rmtree(replica.data_dir)
     primary.psql(

@@ -203,10 +203,12 @@ def _primary_checks(conn: psycopg.Connection[Any], data: dict[str, Any], expecte
     data["lsn"] = _one(conn, "SELECT pg_current_wal_lsn()::text")[0]
     data["replicas"] = _rows(
         conn,
-        "SELECT application_name, host(client_addr) AS client_addr, state, sent_lsn::text, replay_lsn::text,"
-        " pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint AS lag_bytes,"
-        " coalesce(extract(epoch FROM replay_lag), 0)::float8 AS lag_seconds"
-        " FROM pg_stat_replication ORDER BY application_name",
+        "SELECT r.application_name, host(r.client_addr) AS client_addr, r.state, r.sync_state,"
+        " r.sent_lsn::text, r.flush_lsn::text, r.replay_lsn::text,"
+        " pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS lag_bytes,"
+        " coalesce(extract(epoch FROM r.replay_lag), 0)::float8 AS lag_seconds, s.slot_name"
+        " FROM pg_stat_replication r LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid"
+        " ORDER BY r.application_name",
     )
     data["replication_slots"] = _rows(
         conn,
@@ -225,9 +227,9 @@ def _primary_checks(conn: psycopg.Connection[Any], data: dict[str, Any], expecte
 def _replica_checks(conn: psycopg.Connection[Any], data: dict[str, Any]) -> list[tuple[str, str]]:
     # An idle primary sends no transactions, so "now - last replayed commit" grows without any
     # lag: count seconds only while something received is still waiting to be replayed.
-    data["lsn"], data["lag_bytes"], data["lag_seconds"], data["streaming"] = _one(
+    data["lsn"], data["receive_lsn"], data["lag_bytes"], data["lag_seconds"], data["streaming"] = _one(
         conn,
-        "SELECT pg_last_wal_replay_lsn()::text,"
+        "SELECT pg_last_wal_replay_lsn()::text, pg_last_wal_receive_lsn()::text,"
         " pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint,"
         " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0"
         "  ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8,"

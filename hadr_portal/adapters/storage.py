@@ -72,6 +72,11 @@ class Storage(Protocol):
         """Raise StorageError if backups could not be written here."""
         ...
 
+    def local_path(self, key: str) -> Path | None:
+        """The object as a file on this machine, when storage is a local directory (a restore reads it in
+        place instead of copying it); None otherwise."""
+        ...
+
 
 class HashingReader:
     """Wraps a binary stream: counts and hashes what is read through it.
@@ -201,6 +206,9 @@ class LocalStorage:
 
     def sha256(self, key: str) -> StoredObject:
         return _hash_chunks(key, self.open_read(key))
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
 
     def stat(self, key: str) -> StoredObject | None:
         path = self._path(key)
@@ -448,6 +456,9 @@ class S3Storage:
 
     def sha256(self, key: str) -> StoredObject:
         return _hash_chunks(key, self.open_read(key))
+
+    def local_path(self, key: str) -> Path | None:
+        return None
 
     def stat(self, key: str) -> StoredObject | None:
         full_key = self._key(key)

@@ -4,10 +4,10 @@ from django.apps import AppConfig
 
 
 class BackupsConfig(AppConfig):
-    """Backup policies, backups, retention, and (later) restores and restore drills."""
+    """Backup policies, backups, retention, restores and restore drills."""
 
     name = "hadr_portal.backups"
     label = "backups"
 
     def ready(self) -> None:
-        from . import operations  # noqa: F401  (registers the kinds of operation)
+        from . import operations, restores  # noqa: F401  (register the kinds of operation)

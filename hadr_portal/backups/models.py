@@ -14,10 +14,19 @@ from django.utils import timezone
 
 from hadr_portal.core.validators import slug
 
+from .verification import verify_queries_validate
+
+DEFAULT_DRILL_SCHEDULE = "0 4 * * 0"  # Sundays at 04:00
+
 
 def validate_cron(value: str) -> None:
     if not croniter.is_valid(value):
         raise ValidationError(f"{value!r} is not a cron expression (e.g. '0 2 * * *' for 02:00 every day).")
+
+
+def validate_optional_cron(value: str) -> None:
+    if value:
+        validate_cron(value)
 
 
 class StorageTarget(models.Model):
@@ -71,6 +80,20 @@ class BackupPolicy(models.Model):
     rpo_minutes = models.PositiveIntegerField(default=1440, validators=[MinValueValidator(1)])
     grace_minutes = models.PositiveIntegerField(default=60, help_text="Late by this much after the schedule: alert")
     next_run_at = models.DateTimeField(null=True, blank=True)
+    verify = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[verify_queries_validate],
+        help_text="Read-only queries a restored database must answer: [{name, sql, expect}] (see verification.py)",
+    )
+    drill_schedule = models.CharField(
+        max_length=100,
+        default=DEFAULT_DRILL_SCHEDULE,
+        blank=True,
+        validators=[validate_optional_cron],
+        help_text="Cron schedule of restore drills (empty: none)",
+    )
+    next_drill_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -83,8 +106,12 @@ class BackupPolicy(models.Model):
     def target(self) -> str:
         return f"backup:{self.name}"
 
-    def next_after(self, moment: datetime) -> datetime:
-        return croniter(self.schedule, timezone.localtime(moment)).get_next(datetime)
+    @property
+    def drill_target(self) -> str:
+        return f"restore-drill:{self.name}"
+
+    def next_after(self, moment: datetime, schedule: str | None = None) -> datetime:
+        return croniter(schedule or self.schedule, timezone.localtime(moment)).get_next(datetime)
 
     def period_seconds(self, around: datetime | None = None) -> float:
         """The time between two scheduled runs (cron schedules need not be regular: take the next one)."""
@@ -154,3 +181,135 @@ class Backup(models.Model):
     def throughput_mb_s(self) -> float | None:
         seconds = self.duration_seconds
         return self.size / 1e6 / seconds if self.size and seconds else None
+
+
+class Restore(models.Model):
+    """One restore of a backup (the wizard, `manage.py restore`) or restore drill (the schedule): what was
+    restored where, what the pre-flight and the verification found, and what it measured.
+
+    The data is always restored into a database the portal created for it (`work_database`) and verified
+    there. Replacing production swaps that database in only after it verified, keeping the old one renamed
+    (`kept_database`) until a DBA drops it: a failed restore leaves production as it was. A drill's scratch
+    database, and a failed restore's new one, are dropped by the operation's clean-up (the reaper's too).
+    """
+
+    class Kind(models.TextChoices):
+        RESTORE = "restore", "Restore"
+        DRILL = "drill", "Restore drill"
+
+    class Situation(models.TextChoices):
+        CORRUPTION = "corruption", "Data corruption"
+        LOST_SERVER = "lost_server", "Lost server"
+        VERIFICATION = "verification", "Verification only"
+
+    class Target(models.TextChoices):
+        NEW_DATABASE = "new_database", "A new database on the managed server"
+        OTHER_SERVER = "other_server", "Another server"
+        REPLACE = "replace", "Replace the production database"
+        SCRATCH = "scratch", "A scratch database, dropped afterwards"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Being prepared"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        VERIFIED = "verified", "Verified"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.RESTORE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    situation = models.CharField(max_length=16, choices=Situation.choices, blank=True)
+    incident_at = models.DateTimeField(null=True, blank=True, help_text="When the data went bad (data-loss window)")
+    policy = models.ForeignKey(BackupPolicy, on_delete=models.PROTECT, related_name="restores")
+    backup = models.ForeignKey(Backup, null=True, blank=True, on_delete=models.PROTECT, related_name="restores")
+    target = models.CharField(max_length=16, choices=Target.choices, blank=True)
+    target_cluster = models.ForeignKey(
+        "databases.Cluster", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    target_database = models.CharField(max_length=63, blank=True, help_text="The name the restored data ends up under")
+    work_database = models.CharField(max_length=63, blank=True, help_text="The database it is restored into first")
+    work_created = models.BooleanField(
+        default=False, help_text="The portal created the working database (or data directory): clean-up removes it"
+    )
+    kept_database = models.CharField(max_length=63, blank=True, help_text="The replaced database, renamed")
+    kept_dropped_at = models.DateTimeField(null=True, blank=True)
+    data_directory = models.CharField(max_length=500, blank=True, help_text="Physical backups: the new server's data")
+    port = models.PositiveIntegerField(null=True, blank=True, help_text="Physical backups: the new server's port")
+    safety_backup = models.ForeignKey(Backup, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    preflight = models.JSONField(default=list, blank=True)
+    preflight_at = models.DateTimeField(null=True, blank=True)
+    verification = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    requested_at = models.DateTimeField(null=True, blank=True, help_text="When it was asked to run (RTO starts)")
+    started_at = models.DateTimeField(null=True, blank=True)
+    restored_at = models.DateTimeField(null=True, blank=True)
+    swapped_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    rto_seconds = models.FloatField(null=True, blank=True, help_text="From the request to verified")
+    data_loss_seconds = models.FloatField(null=True, blank=True, help_text="The backup's age when the incident began")
+    error = models.TextField(blank=True)
+    operation = models.OneToOneField(
+        "core.Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="restore"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} of {self.policy.name} ({self.status})"
+
+    @property
+    def is_physical(self) -> bool:
+        engine = self.backup.engine if self.backup else self.policy.engine
+        return engine == BackupPolicy.Engine.PG_BASEBACKUP
+
+    @property
+    def operation_target(self) -> str:
+        """The operation's target: two restores into one database (or one port) collide in the database."""
+        if self.kind == self.Kind.DRILL:
+            return self.policy.drill_target
+        if self.is_physical:
+            return f"server:127.0.0.1:{self.port}"
+        cluster = self.target_cluster.name if self.target_cluster else self.policy.cluster.name
+        return f"database:{cluster}/{self.target_database}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def planned_work_database(self) -> str:
+        """Where the data is restored first: a database of its own unless the target is a new database."""
+        if self.target == self.Target.REPLACE:  # always the policy's own database
+            return _database_name(self.policy.dbname, f"__restore_{self.pk}")
+        if self.kind == self.Kind.DRILL:
+            return _database_name(self.policy.dbname, f"__drill_{self.pk}")
+        return self.target_database
+
+    @property
+    def planned_kept_database(self) -> str:
+        return _database_name(self.policy.dbname, f"__before_restore_{self.pk}")
+
+    @property
+    def duration_seconds(self) -> float | None:
+        end = self.swapped_at or self.verified_at
+        return (end - self.started_at).total_seconds() if end and self.started_at else None
+
+    @property
+    def verified_ok(self) -> bool | None:
+        if not self.verification:
+            return None
+        return all(item.get("ok") for item in self.verification)
+
+
+def _database_name(base: str, suffix: str) -> str:
+    """`base` + `suffix` within PostgreSQL's 63-byte limit on names (the base is shortened)."""
+    room = 63 - len(suffix.encode())
+    shortened = base.encode()[:room].decode(errors="ignore")
+    return shortened + suffix

@@ -8,11 +8,13 @@ from typing import Any
 
 from django.utils import timezone
 
-from hadr_portal.adapters.pgbackup import PgTarget, TransientBackupError, backup_stream, server_facts
+from hadr_portal.adapters.pgbackup import BackupFailed, PgTarget, TransientBackupError, backup_stream, server_facts
 from hadr_portal.adapters.storage import TransientStorageError
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import OperationContext, OperationKind, register
 from hadr_portal.core.permissions import Action
+from hadr_portal.databases.models import Cluster
+from hadr_portal.databases.topology import cluster_primary
 
 from .models import Backup, BackupPolicy
 from .storage import storage_for
@@ -23,12 +25,16 @@ MANIFEST_SUFFIX = ".manifest.json"
 
 def pg_target(policy: BackupPolicy) -> PgTarget:
     """The node to back up: the cluster's current primary as its checks last saw it."""
-    nodes = list(policy.cluster.nodes.all())
-    primary = next((n for n in nodes if n.role == "primary"), None) or nodes[0]
+    return cluster_target(policy.cluster, policy.dbname)
+
+
+def cluster_target(cluster: Cluster, dbname: str) -> PgTarget:
+    """A database on the cluster's current primary (the node applications should use)."""
+    primary = cluster_primary(cluster) or cluster.nodes.order_by("name").first()
+    if primary is None:
+        raise BackupFailed(f"Cluster {cluster.name} has no nodes in the catalog.")
     address = primary.address()
-    return PgTarget(
-        host=address.host, port=address.port, user=address.user, password=address.password, dbname=policy.dbname
-    )
+    return PgTarget(host=address.host, port=address.port, user=address.user, password=address.password, dbname=dbname)
 
 
 def backup_run(context: OperationContext) -> Mapping[str, Any]:
@@ -45,11 +51,24 @@ def backup_run(context: OperationContext) -> Mapping[str, Any]:
         },
     )
     if context.attempt > 1:
-        _remove_objects(backup)  # a retried attempt starts clean
+        remove_objects(backup)  # a retried attempt starts clean
+    backup_take(context, backup=backup)
+    backup.refresh_from_db()
+    return {"backup": backup.pk, "key": backup.key, "size": backup.size, "sha256": backup.sha256}
+
+
+def backup_take(context: OperationContext, *, backup: Backup, span: tuple[int, int] = (0, 100)) -> None:
+    """Take `backup` (a running record of its policy) inside an operation: pre-checks, stream, re-read and
+    compare, manifest, then mark it good. A restore takes its safety backup through here too, its progress
+    mapped into `span` of its own bar."""
+    policy = backup.policy
     storage = storage_for(policy.storage)
     target = pg_target(policy)
 
-    context.progress(2, "Pre-checks")
+    def progress(percent: int, message: str) -> None:
+        context.progress(span[0] + (span[1] - span[0]) * percent // 100, message)
+
+    progress(2, "Pre-checks")
     storage.check()
     facts = server_facts(target)
     context.log(
@@ -68,7 +87,7 @@ def backup_run(context: OperationContext) -> Mapping[str, Any]:
     expected = max(facts.database_size or 1, 1)
 
     def on_progress(done: int) -> None:
-        context.progress(5 + min(80, int(done / expected * 80)), f"{_mb(done)} MB written")
+        progress(5 + min(80, int(done / expected * 80)), f"{_mb(done)} MB written")
 
     context.log(f"Streaming {policy.get_engine_display()} to {key}")
     jobs = policy.jobs if policy.engine == BackupPolicy.Engine.PG_DUMP_DIR else 1
@@ -76,7 +95,7 @@ def backup_run(context: OperationContext) -> Mapping[str, Any]:
         stored = storage.put_stream(key, stream, on_progress=on_progress)
     context.log(f"Stored {_mb(stored.size)} MB, SHA-256 {stored.sha256}")
 
-    context.progress(88, "Verifying the stored object")
+    progress(88, "Verifying the stored object")
     reread = storage.sha256(key)
     if reread.size != stored.size or reread.sha256 != stored.sha256:
         raise RuntimeError(
@@ -107,8 +126,7 @@ def backup_run(context: OperationContext) -> Mapping[str, Any]:
     Backup.objects.filter(pk=backup.pk).update(
         status=Backup.Status.GOOD, size=stored.size, sha256=stored.sha256, finished_at=finished, manifest=manifest
     )
-    context.progress(100, "Good")
-    return {"backup": backup.pk, "key": key, "size": stored.size, "sha256": stored.sha256}
+    progress(100, "Good")
 
 
 def _restore_hint(engine: str, key: str) -> str:
@@ -124,7 +142,7 @@ def _mb(size: int | None) -> str:
     return "?" if size is None else f"{size / 1e6:.1f}"
 
 
-def _remove_objects(backup: Backup) -> None:
+def remove_objects(backup: Backup) -> None:
     if backup.key:
         storage = storage_for(backup.storage)
         storage.delete(backup.key)
@@ -134,7 +152,7 @@ def _remove_objects(backup: Backup) -> None:
 def backup_cleanup(operation: Operation) -> None:
     """A failed or killed backup leaves no object that could be taken for a good one."""
     for backup in Backup.objects.filter(operation=operation).exclude(status=Backup.Status.GOOD):
-        _remove_objects(backup)
+        remove_objects(backup)
         Backup.objects.filter(pk=backup.pk).update(
             status=Backup.Status.FAILED, finished_at=timezone.now(), error=operation.error or "failed"
         )

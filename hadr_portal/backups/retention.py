@@ -1,6 +1,6 @@
 """Which backups the next pruning deletes, and why — computed, shown, then applied.
 
-Never deleted: the newest good backup of a policy, a pinned backup, a backup a running restore
+Never deleted: the newest good backup of a policy, a pinned backup, a backup a restore or drill
 uses. Age retention: scheduled backups older than `keep_scheduled_days`, manual ones older than
 `keep_manual_days`. Calendar retention: the newest backup of each of the last `keep_daily` days,
 `keep_weekly` ISO weeks and `keep_monthly` months is kept; manual ones still by age.
@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db.models import Q
 from django.utils import timezone
 
-from .models import Backup, BackupPolicy
+from .models import Backup, BackupPolicy, Restore
 
 
 @dataclass(frozen=True)
@@ -23,15 +24,20 @@ class RetentionDecision:
     reason: str
 
 
-def backups_in_use() -> set[int]:
-    """Backups a running restore reads (restores arrive with the restore issue; none yet)."""
-    return set()
+DRAFT_HOLDS = timedelta(days=1)  # a backup chosen in the restore wizard stays while the DBA works through it
+
+
+def backups_in_use(*, now: datetime | None = None) -> set[int]:
+    """Backups a queued or running restore or drill reads, or a restore being prepared has chosen."""
+    now = now or timezone.now()
+    active = Q(status__in=Restore.ACTIVE) | Q(status=Restore.Status.DRAFT, created_at__gte=now - DRAFT_HOLDS)
+    return set(Restore.objects.filter(active).exclude(backup=None).values_list("backup_id", flat=True))
 
 
 def retention_plan(policy: BackupPolicy, *, now: datetime | None = None) -> list[RetentionDecision]:
     now = now or timezone.now()
     good = list(policy.backups.filter(status=Backup.Status.GOOD).order_by("-started_at", "-id"))
-    in_use = backups_in_use()
+    in_use = backups_in_use(now=now)
     calendar_keep = _calendar_keepers(policy, good, now) if policy.retention == BackupPolicy.Retention.CALENDAR else {}
     decisions = []
     for index, backup in enumerate(good):
@@ -41,7 +47,7 @@ def retention_plan(policy: BackupPolicy, *, now: datetime | None = None) -> list
         elif backup.pinned:
             decisions.append(RetentionDecision(backup, False, "pinned"))
         elif backup.pk in in_use:
-            decisions.append(RetentionDecision(backup, False, "in use by a running restore"))
+            decisions.append(RetentionDecision(backup, False, "in use by a restore or restore drill"))
         elif backup.kind == Backup.Kind.MANUAL or policy.retention == BackupPolicy.Retention.AGE:
             days = policy.keep_manual_days if backup.kind == Backup.Kind.MANUAL else policy.keep_scheduled_days
             expired = age > timedelta(days=days)

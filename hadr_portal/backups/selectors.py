@@ -9,8 +9,10 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import Backup, BackupPolicy
+from .models import Backup, BackupPolicy, Restore
 from .retention import expires_at
+
+RTO_TREND_POINTS = 30
 
 
 def _human(seconds: float) -> str:
@@ -20,6 +22,11 @@ def _human(seconds: float) -> str:
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
+
+
+def duration_text(seconds: float) -> str:
+    """A duration in words a tired person reads at once: "14 s", "12 min", "3.5 h", "2.0 days"."""
+    return f"{max(0, round(seconds))} s" if seconds < 90 else _human(seconds)
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ def backup_freshness(policy_name: str, *, now: datetime | None = None) -> Freshn
 
 
 def freshness_of(policy: BackupPolicy, *, now: datetime | None = None) -> Freshness:
+    """The RPO, and whether the last restore drill proved the backups restore: a failed drill is `degraded`
+    (the backup check alerts like any other check)."""
     now = now or timezone.now()
     last = policy.backups.filter(status=Backup.Status.GOOD).order_by("-started_at").first()
     rpo = policy.rpo_minutes * 60
@@ -69,7 +78,79 @@ def freshness_of(policy: BackupPolicy, *, now: datetime | None = None) -> Freshn
         )
     if age > rpo:
         return Freshness(policy, last, age, "degraded", f"RPO exceeded: {text}")
+    drill = last_drill(policy)
+    if drill is not None and drill.status == Restore.Status.FAILED:
+        ago = _human((now - (drill.finished_at or now)).total_seconds())
+        return Freshness(policy, last, age, "degraded", f"{text}; restore drill failed {ago} ago: {drill.error}")
     return Freshness(policy, last, age, "up", text)
+
+
+def last_drill(policy: BackupPolicy) -> Restore | None:
+    """The policy's last finished restore drill (verified or failed)."""
+    finished = (Restore.Status.VERIFIED, Restore.Status.FAILED)
+    return policy.restores.filter(kind=Restore.Kind.DRILL, status__in=finished).order_by("-finished_at", "-id").first()
+
+
+@dataclass(frozen=True)
+class RecoveryProof:
+    """What the Backups page and the dashboard say about restores of one database."""
+
+    last_verified: Restore | None  # restore or drill
+    last_drill: Restore | None
+    rto_points: list[tuple[datetime, float]]  # (verified at, seconds from request to verified), oldest first
+    active: Restore | None
+
+    @property
+    def rto_seconds(self) -> list[float]:
+        return [seconds for _, seconds in self.rto_points]
+
+
+def recovery_proof(policy: BackupPolicy) -> RecoveryProof:
+    verified = policy.restores.filter(status=Restore.Status.VERIFIED).exclude(rto_seconds=None)
+    recent = list(verified.order_by("-finished_at")[:RTO_TREND_POINTS])
+    return RecoveryProof(
+        last_verified=recent[0] if recent else None,
+        last_drill=last_drill(policy),
+        rto_points=[(r.finished_at, r.rto_seconds) for r in reversed(recent) if r.finished_at and r.rto_seconds],
+        active=policy.restores.filter(status__in=Restore.ACTIVE).order_by("-id").first(),
+    )
+
+
+def backups_for_restore(policy: BackupPolicy, *, now: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Good backups newest first, each with its age and the last restore or drill of it (its verification state)."""
+    now = now or timezone.now()
+    backups = list(policy.backups.filter(status=Backup.Status.GOOD).order_by("-started_at", "-id")[:limit])
+    checks: dict[int, Restore] = {}
+    finished = (Restore.Status.VERIFIED, Restore.Status.FAILED)
+    for restore in Restore.objects.filter(backup__in=backups, status__in=finished).order_by("finished_at", "id"):
+        checks[restore.backup_id] = restore  # type: ignore[index]  # the newest one wins
+    return [
+        {"backup": backup, "age": _human((now - backup.started_at).total_seconds()), "checked": checks.get(backup.pk)}
+        for backup in backups
+    ]
+
+
+def suggested_backup(policy: BackupPolicy) -> Backup | None:
+    """The newest good backup whose last restore or drill did not fail."""
+    rows = backups_for_restore(policy)
+    good = [row["backup"] for row in rows if not (row["checked"] and row["checked"].status == Restore.Status.FAILED)]
+    return good[0] if good else (rows[0]["backup"] if rows else None)
+
+
+def rto_objective_minutes(policy: BackupPolicy) -> int | None:
+    """The RTO of the service whose backup check watches this policy (the catalog's objective for it)."""
+    from hadr_portal.status.models import Check
+
+    check = Check.objects.filter(kind=Check.Kind.BACKUP, config__policy=policy.name).select_related("service").first()
+    return check.service.rto_minutes if check else None
+
+
+def restores_list(limit: int = 50) -> QuerySet[Restore]:
+    return (
+        Restore.objects.exclude(status=Restore.Status.DRAFT)
+        .select_related("policy__cluster", "backup", "operation", "requested_by", "target_cluster")
+        .order_by("-created_at", "-id")[:limit]
+    )
 
 
 def backups_list(filters: dict[str, str]) -> tuple[QuerySet[Backup], list[str]]:
@@ -99,7 +180,14 @@ def policies_overview(now: datetime | None = None) -> list[dict[str, Any]]:
     rows = []
     for policy in BackupPolicy.objects.select_related("cluster", "storage"):
         active = Operation.objects.filter(target=policy.target, status__in=Operation.ACTIVE).first()
-        rows.append({"policy": policy, "freshness": freshness_of(policy, now=now), "active": active})
+        rows.append(
+            {
+                "policy": policy,
+                "freshness": freshness_of(policy, now=now),
+                "active": active,
+                "proof": recovery_proof(policy),
+            }
+        )
     return rows
 
 

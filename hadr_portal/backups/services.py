@@ -1,21 +1,28 @@
-"""Actions on backups: request one, pin / unpin, prune by retention. Each permission-checked and audited."""
+"""Actions on backups: request one, pin / unpin, prune by retention, schedule backups and restore drills, drop the
+database a restore replaced. Each permission-checked and audited. (Restores themselves: wizard.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from django.db import transaction
 from django.utils import timezone
 
+from hadr_portal.adapters.pgrestore import database_drop
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operations import OperationError, operation_request
 from hadr_portal.core.permissions import Action, require
 
-from .models import Backup, BackupPolicy
+from .models import Backup, BackupPolicy, Restore
 from .operations import MANIFEST_SUFFIX
+from .preflight import restore_server
 from .retention import RetentionDecision, retention_plan
 from .storage import storage_for
+from .wizard import drill_request
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -92,29 +99,86 @@ def backups_prune(
     return plan
 
 
-def backups_schedule_due(*, now=None) -> list[Operation]:  # type: ignore[no-untyped-def]
+def backups_schedule_due(*, now: datetime | None = None) -> list[Operation]:
     """Queue the scheduled backups that are due, and set each policy's next run (called by beat)."""
-    now = now or timezone.now()
+    return _schedule_due(
+        "next_run_at",
+        lambda policy: policy.schedule,
+        lambda policy: backup_request(policy=policy, actor=None, kind=Backup.Kind.SCHEDULED),
+        "backup",
+        now or timezone.now(),
+    )
+
+
+def drills_schedule_due(*, now: datetime | None = None) -> list[Operation]:
+    """Queue the restore drills that are due by each policy's `drill_schedule` (called by beat)."""
+    return _schedule_due(
+        "next_drill_at",
+        lambda policy: policy.drill_schedule,
+        lambda policy: drill_request(policy=policy, actor=None),
+        "restore_drill",
+        now or timezone.now(),
+    )
+
+
+def _schedule_due(
+    field: str,
+    schedule: Callable[[BackupPolicy], str],
+    start: Callable[[BackupPolicy], Operation],
+    kind: str,
+    now: datetime,
+) -> list[Operation]:
     queued = []
     for policy in BackupPolicy.objects.filter(enabled=True).select_related("cluster"):
-        if policy.next_run_at is None:
-            BackupPolicy.objects.filter(pk=policy.pk).update(next_run_at=policy.next_after(now))
+        cron, due = schedule(policy), getattr(policy, field)
+        if not cron:
             continue
-        if policy.next_run_at > now:
+        if due is None:
+            BackupPolicy.objects.filter(pk=policy.pk).update(**{field: policy.next_after(now, cron)})
             continue
-        # Advance first, so a failure to queue (another backup running) does not retry every minute.
-        if not BackupPolicy.objects.filter(pk=policy.pk, next_run_at=policy.next_run_at).update(
-            next_run_at=policy.next_after(now)
+        if due > now:
+            continue
+        # Advance first, so a failure to queue (another one running) does not retry every minute.
+        if not BackupPolicy.objects.filter(pk=policy.pk, **{field: due}).update(
+            **{field: policy.next_after(now, cron)}
         ):
             continue  # another beat tick took it
         try:
-            queued.append(backup_request(policy=policy, actor=None, kind=Backup.Kind.SCHEDULED))
+            queued.append(start(policy))
         except OperationError as exc:
             audit_record(
                 actor=None,
-                action="operation.backup",
-                target=policy.target,
+                action=f"operation.{kind}",
+                target=policy.target if kind == "backup" else policy.drill_target,
                 outcome=AuditEntry.Outcome.REFUSED,
-                detail=f"scheduled backup skipped: {exc}",
+                detail=f"scheduled {kind.replace('_', ' ')} skipped: {exc}",
             )
     return queued
+
+
+def restore_drop_kept(
+    *, restore: Restore, actor: AbstractBaseUser | AnonymousUser, confirm: str, address: str | None = None
+) -> None:
+    """Drop the database a restore replaced (kept, renamed, until now). The DBA types its name."""
+    require(actor, Action.RESTORE)
+    kept = restore.kept_database
+    if not kept or restore.kept_dropped_at:
+        raise OperationError("This restore kept no database that is still there.")
+    if confirm.strip() != kept:
+        raise OperationError(f"Type the kept database's name, {kept}, to drop it.")
+    audit = partial(
+        audit_record,
+        actor=actor,
+        action="restore.drop_kept",
+        target=restore.operation_target,
+        address=address,
+        parameters={"restore": restore.pk, "database": kept},
+        operation=restore.operation,
+    )
+    try:
+        database_drop(restore_server(restore), kept)
+    except Exception as exc:
+        audit(outcome=AuditEntry.Outcome.FAILED, detail=str(exc))
+        raise OperationError(f"Could not drop {kept}: {exc}") from exc
+    Restore.objects.filter(pk=restore.pk).update(kept_dropped_at=timezone.now())
+    audit(outcome=AuditEntry.Outcome.SUCCESS, detail=f"dropped {kept}")

@@ -13,6 +13,11 @@ def backups_schedule() -> int:
     return len(services.backups_schedule_due())
 
 
+@shared_task(name="hadr_portal.backups.tasks.drills_schedule")
+def drills_schedule() -> int:
+    return len(services.drills_schedule_due())
+
+
 @shared_task(name="hadr_portal.backups.tasks.backups_prune")
 def backups_prune() -> int:
     return sum(len(services.backups_prune(policy=p, dry_run=False)) for p in BackupPolicy.objects.all())

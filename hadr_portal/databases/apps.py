@@ -10,4 +10,4 @@ class DatabasesConfig(AppConfig):
     label = "databases"
 
     def ready(self) -> None:
-        from . import operations  # noqa: F401  (registers the kinds of operation)
+        from . import failover, operations, rebuild  # noqa: F401  (register the kinds of operation)

@@ -7,13 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from django.utils import timezone
 
-from hadr_portal.adapters.postgres import TRANSIENT_ERRORS, NodeProbe, probe_node
+from hadr_portal.adapters.postgres import TRANSIENT_ERRORS
 from hadr_portal.core.operations import OperationContext, OperationKind, register
 from hadr_portal.core.permissions import Action
 
 from .models import Cluster
+from .topology import node_probe, node_record
 
 MAX_SAMPLE_SECONDS = 600
 
@@ -30,35 +30,31 @@ def connectivity_check_run(context: OperationContext) -> Mapping[str, Any]:
     nodes = list(cluster.nodes.all())
     if not nodes:
         raise ValueError(f"Cluster {cluster.name} has no nodes in the catalog.")
-    probes: dict[str, NodeProbe] = {}
+    seen: dict[str, dict[str, Any]] = {}
     failures: list[str] = []
     for index, node in enumerate(nodes, start=1):
         context.checkpoint()
-        try:
-            probe = probe_node(node.address())
-        except psycopg.OperationalError as exc:
-            probe = NodeProbe(reachable=False, latency_ms=0.0, error=str(exc).strip().splitlines()[0])
-            failures.append(f"{node.name}: {probe.error}")
-            context.log(f"{node.name} ({node.host}:{node.port}) unreachable: {probe.error}", level="error")
+        node_record(node, node_probe(node))
+        probe = seen[node.name] = node.last_probe
+        where = f"{node.name} ({node.host}:{node.port})"
+        if not probe["reachable"]:
+            failures.append(f"{node.name}: {probe['error']}")
+            context.log(f"{where} unreachable: {probe['error']}", level="error")
         else:
-            lag = f", replay lag {probe.replay_lag_bytes} B" if probe.replay_lag_bytes is not None else ""
+            lag = f", lag {probe['lag_bytes']} B" if probe["lag_bytes"] is not None else ""
             context.log(
-                f"{node.name} ({node.host}:{node.port}) is {probe.role}, PostgreSQL {probe.server_version}, "
-                f"LSN {probe.lsn}{lag}, {probe.connections}/{probe.max_connections} connections, {probe.latency_ms} ms"
+                f"{where} is {probe['role']}, PostgreSQL {probe['server_version']}, LSN {probe['lsn']}{lag},"
+                f" {probe['connections']}/{probe['max_connections']} connections, {probe['latency_ms']} ms"
             )
-        node.last_probe = probe.as_dict()
-        node.last_probe_at = timezone.now()
-        node.save(update_fields=["last_probe", "last_probe_at"])
-        probes[node.name] = probe
         context.progress(int(index / len(nodes) * (50 if sample_seconds else 100)), f"Checked {node.name}")
     if failures:
         raise NodeUnreachable("; ".join(failures))
-    primaries = [name for name, probe in probes.items() if probe.role == "primary"]
+    primaries = [name for name, probe in seen.items() if probe["role"] == "primary"]
     if len(primaries) != 1:
         context.log(f"Expected exactly one primary, found {len(primaries)}: {primaries or 'none'}", level="warning")
     lag_samples = _sample_lag(context, cluster, sample_seconds) if sample_seconds else []
     return {
-        "nodes": {name: {"role": p.role, "lsn": p.lsn, "latency_ms": p.latency_ms} for name, p in probes.items()},
+        "nodes": {name: {k: p[k] for k in ("role", "lsn", "latency_ms")} for name, p in seen.items()},
         "primaries": primaries,
         "lag_samples": lag_samples,
     }
@@ -72,8 +68,7 @@ def _sample_lag(context: OperationContext, cluster: Cluster, seconds: int) -> li
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         context.checkpoint()
-        probe = probe_node(primary.address())
-        worst = max((r["lag_bytes"] or 0 for r in probe.replicas), default=0)
+        worst = node_probe(primary).data.get("lag_bytes") or 0
         samples.append(worst)
         elapsed = seconds - max(0.0, deadline - time.monotonic())
         context.progress(50 + int(elapsed / seconds * 50), f"Replication lag {worst} B")

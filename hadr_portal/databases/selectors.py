@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.db.models import Prefetch
+from django.utils import timezone
 
 from hadr_portal.core.models import Operation
 
-from .models import Cluster, Node
+from .models import Cluster, Failover, Node
+from .topology import cluster_primary
+
+LAG_HISTORY_HOURS = 24
+LAG_HISTORY_POINTS = 300
 
 
 @dataclass
@@ -17,11 +23,17 @@ class ClusterOverview:
     nodes: list[Node]
     active_operation: Operation | None
     last_check: Operation | None
+    primary: Node | None = None
+    last_failover: Failover | None = None
+    lag_history: list[tuple[datetime, float]] = field(default_factory=list)
 
 
 def clusters_overview() -> list[ClusterOverview]:
-    """Every cluster with its nodes, its running operation and its last connectivity check."""
-    clusters = Cluster.objects.prefetch_related(Prefetch("nodes", queryset=Node.objects.order_by("name")))
+    """Every cluster with its nodes, the node applications should use, its running operation, its last
+    connectivity check and failover, and its replication lag over the last day."""
+    clusters = Cluster.objects.select_related("primary").prefetch_related(
+        Prefetch("nodes", queryset=Node.objects.order_by("name"))
+    )
     targets = [c.target for c in clusters]
     active = {op.target: op for op in Operation.objects.filter(target__in=targets, status__in=Operation.ACTIVE)}
     last: dict[str, Operation] = {}
@@ -29,4 +41,33 @@ def clusters_overview() -> list[ClusterOverview]:
         status__in=Operation.ACTIVE
     ):
         last.setdefault(op.target, op)
-    return [ClusterOverview(c, list(c.nodes.all()), active.get(c.target), last.get(c.target)) for c in clusters]
+    failovers: dict[int, Failover] = {}
+    for failover in Failover.objects.filter(cluster__in=clusters).select_related("operation"):
+        failovers.setdefault(failover.cluster_id, failover)
+    return [
+        ClusterOverview(
+            c,
+            list(c.nodes.all()),
+            active.get(c.target),
+            last.get(c.target),
+            cluster_primary(c),
+            failovers.get(c.pk),
+            cluster_lag_history(c),
+        )
+        for c in clusters
+    ]
+
+
+def cluster_lag_history(cluster: Cluster, *, hours: int = LAG_HISTORY_HOURS) -> list[tuple[datetime, float]]:
+    """The largest replica lag in bytes the primary reported, from its health checks, oldest first."""
+    from hadr_portal.status.models import Check, CheckResult
+
+    checks = Check.objects.filter(kind=Check.Kind.POSTGRES, config__cluster=cluster.name).values_list("pk", flat=True)
+    rows = (
+        CheckResult.objects.filter(
+            health_check_id__in=list(checks), at__gte=timezone.now() - timedelta(hours=hours), data__role="primary"
+        )
+        .order_by("-at")
+        .values_list("at", "data__lag_bytes")[:LAG_HISTORY_POINTS]
+    )
+    return [(at, float(lag)) for at, lag in reversed(rows) if lag is not None]

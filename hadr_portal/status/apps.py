@@ -10,4 +10,5 @@ class StatusConfig(AppConfig):
     label = "status"
 
     def ready(self) -> None:
-        from . import alerts, board  # noqa: F401  (signal receivers)
+        # signal receivers, and the restart kind of operation
+        from . import alerts, board, restart  # noqa: F401

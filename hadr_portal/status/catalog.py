@@ -1,5 +1,5 @@
 """The catalog as code: clusters with their nodes, backup storage targets and policies, services with their
-checks, and alert channels as one TOML file.
+checks, alert channels and conversion funnels as one TOML file.
 
 Kept in git, the file re-creates the whole setup, backups included, after the environment is lost:
 
@@ -10,7 +10,8 @@ Kept in git, the file re-creates the whole setup, backups included, after the en
 
 Secrets never appear in the file: clusters, S3 storage targets and webhook channels name environment
 variables (`password_env`, `access_key_env` / `secret_key_env`, `target_env`). Push-check tokens (the
-heartbeat / host-push URL keys) are written only on request, and an import without them keeps the existing ones.
+heartbeat / host-push URL keys) and pushed funnels' API tokens are written only on request, and an import without
+them keeps the existing ones.
 
 A backup policy's `next_run_at` is not in the file: the scheduler sets it (a new policy's on its next tick),
 and an import keeps it.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Action, Role, require
 from hadr_portal.core.validators import ENV_NAME_PATTERN
 from hadr_portal.databases.models import Cluster, Node
+from hadr_portal.metrics.models import Funnel
 
 from .checkconfig import config_validate
 from .engine import service_refresh
@@ -47,14 +49,14 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 # In the order they are imported (a backup policy names a cluster and a storage target, a backup check a policy).
-SECTIONS = ("clusters", "storage_targets", "backup_policies", "services", "alert_channels")
+SECTIONS = ("clusters", "storage_targets", "backup_policies", "services", "alert_channels", "funnels")
 HEADER = (
     "# HADR Portal catalog: clusters with their nodes, backup storage targets and policies,\n"
-    "# services with their checks, alert channels.\n"
+    "# services with their checks, alert channels, conversion funnels.\n"
     "# Re-create them with `manage.py catalog import FILE`. Secrets are never written here:\n"
     "# password_env, access_key_env, secret_key_env and target_env name environment variables.\n"
 )
-PRIVATE_NOTE = "# This file contains push-check tokens (URL keys): keep it private.\n"
+PRIVATE_NOTE = "# This file contains push tokens (push-check URL keys, funnel API tokens): keep it private.\n"
 
 
 class CatalogError(Exception):
@@ -117,9 +119,17 @@ CLUSTER_KEYS = {
     "user": Key(TEXT),
     "password_env": Key(TEXT),
     "max_failover_lag_bytes": Key(WHOLE),
+    "post_failover_hook": Key(TABLE),
     "nodes": Key(ARRAY),
 }
-NODE_KEYS = {"name": Key(TEXT, required=True), "host": Key(TEXT, required=True), "port": Key(WHOLE, required=True)}
+NODE_KEYS = {
+    "name": Key(TEXT, required=True),
+    "host": Key(TEXT, required=True),
+    "port": Key(WHOLE, required=True),
+    "controller": Key(TABLE),
+}
+# Tables stored as JSON that the file may leave out (absent means empty: no controller, no hook).
+OPTIONAL_TABLES = ("restart", "controller", "post_failover_hook")
 SERVICE_KEYS = {
     "name": Key(TEXT, required=True),
     "display_name": Key(TEXT, required=True),
@@ -187,6 +197,8 @@ POLICY_KEYS = {
     "keep_monthly": Key(WHOLE),
     "rpo_minutes": Key(WHOLE),
     "grace_minutes": Key(WHOLE),
+    "drill_schedule": Key(TEXT),  # cron of restore drills; "" for none
+    "verify": Key(ARRAY),  # [{name, sql, expect}]: what a restored database must answer (backups/verification.py)
 }
 
 # The model fields each table sets (names identify rows; nested arrays, config, token and the rows a policy
@@ -202,6 +214,23 @@ POLICY_FIELDS = tuple(k for k in POLICY_KEYS if k not in NOT_FIELDS)
 POLICY_REFERENCES = {"cluster": "cluster", "storage": "storage target"}  # key: what it names
 
 TIERS = [tier for tier, _ in Service.TIERS]
+FUNNEL_KEYS = {
+    "name": Key(TEXT, required=True),
+    "description": Key(TEXT),
+    "source": Key(TEXT),
+    "steps": Key(ARRAY, required=True),
+    "cluster": Key(TEXT),
+    "node": Key(TEXT),
+    "dbname": Key(TEXT),
+    "dsn_env": Key(TEXT),
+    "query": Key(TEXT),
+    "interval_seconds": Key(WHOLE),
+    "timeout_seconds": Key(NUMBER),
+    "enabled": Key(FLAG),
+    "token": Key(TEXT),
+}
+FUNNEL_FIELDS = tuple(k for k in FUNNEL_KEYS if k not in ("name", "token"))  # a funnel names its cluster as text
+FUNNEL_RUN_FIELDS = {"source", "steps", "cluster", "node", "dbname", "dsn_env", "query"}  # changed: collect soon
 URL_KEY_KINDS = (Check.Kind.HEARTBEAT, Check.Kind.HOST_PUSH)  # push checks whose token is in a URL (backup's is not)
 
 
@@ -226,11 +255,19 @@ def catalog_export(*, include_tokens: bool = False) -> dict[str, Any]:
         "backup_policies": [_policy_export(policy) for policy in policies],
         "services": [_service_export(service, include_tokens) for service in services],
         "alert_channels": [_values(channel, CHANNEL_KEYS) for channel in AlertChannel.objects.order_by("name")],
+        "funnels": [_funnel_export(funnel, include_tokens) for funnel in Funnel.objects.order_by("name")],
     }
 
 
 def _values(instance: models.Model, keys: Iterable[str]) -> dict[str, Any]:
-    return {key: getattr(instance, key) for key in keys if key not in NOT_FIELDS or key == "name"}
+    data = {key: getattr(instance, key) for key in keys if key not in NOT_FIELDS or key == "name"}
+    for key in OPTIONAL_TABLES:
+        if key in data:
+            if data[key]:
+                data[key] = _sorted(data[key])
+            else:
+                del data[key]
+    return data
 
 
 def _cluster_export(cluster: Cluster) -> dict[str, Any]:
@@ -239,16 +276,13 @@ def _cluster_export(cluster: Cluster) -> dict[str, Any]:
 
 
 def _policy_export(policy: BackupPolicy) -> dict[str, Any]:
-    names = {"cluster": policy.cluster.name, "storage": policy.storage.name}
-    return {key: names[key] if key in names else getattr(policy, key) for key in POLICY_KEYS}
+    # the rows it names by their names; the verification queries with their keys sorted
+    shown = {"cluster": policy.cluster.name, "storage": policy.storage.name, "verify": _sorted(policy.verify)}
+    return {key: shown[key] if key in shown else getattr(policy, key) for key in POLICY_KEYS}
 
 
 def _service_export(service: Service, include_tokens: bool) -> dict[str, Any]:
     data = _values(service, SERVICE_KEYS)
-    if data["restart"]:
-        data["restart"] = _sorted(data["restart"])
-    else:
-        del data["restart"]  # optional in the file: absent means "no restart controller"
     checks = sorted(service.checks.all(), key=lambda check: check.name)
     return data | {"checks": [_check_export(check, include_tokens) for check in checks]}
 
@@ -257,6 +291,14 @@ def _check_export(check: Check, include_tokens: bool) -> dict[str, Any]:
     data = _values(check, CHECK_KEYS) | {"config": _sorted(check.config)}
     if include_tokens and check.kind in URL_KEY_KINDS:
         data["token"] = check.token
+    return data
+
+
+def _funnel_export(funnel: Funnel, include_tokens: bool) -> dict[str, Any]:
+    """The funnel's keys; its API token only on request, and only for pushed funnels (the only ones using it)."""
+    data = {key: getattr(funnel, key) for key in FUNNEL_KEYS if key != "token"}
+    if include_tokens and funnel.source == Funnel.Source.PUSH:
+        data["token"] = funnel.token
     return data
 
 
@@ -291,7 +333,9 @@ def catalog_dump_toml(data: Mapping[str, Any]) -> str:
     unknown = set(data) - set(SECTIONS)
     if unknown:
         raise ValueError(f"Not catalog sections: {', '.join(sorted(unknown))}.")
-    has_tokens = any("token" in check for service in data.get("services", []) for check in service.get("checks", []))
+    has_tokens = any(
+        "token" in check for service in data.get("services", []) for check in service.get("checks", [])
+    ) or any("token" in funnel for funnel in data.get("funnels", []))
     blocks = [HEADER + (PRIVATE_NOTE if has_tokens else "")]
     for section in SECTIONS:
         child = CHILDREN.get(section)
@@ -461,6 +505,12 @@ def _json_problems(value: Any, path: str, problems: list[str]) -> bool:
     return True
 
 
+def _tables_check(values: Mapping[str, Any], bad: set[str], path: str, problems: list[str]) -> None:
+    for key in OPTIONAL_TABLES:
+        if key in values and not _json_problems(values[key], f"{path}.{key}", problems):
+            bad.add(key)
+
+
 def _fill(
     row: _Row,
     values: Mapping[str, Any],
@@ -492,6 +542,7 @@ def _clusters_read(tables: list[tuple[str, Any]], problems: list[str]) -> list[_
     for path, raw in tables:
         values, bad = _read_table(raw, path, CLUSTER_KEYS, problems)
         name = _name(values, bad, path, seen, problems)
+        _tables_check(values, bad, path, problems)
         row = _Row("cluster", name, existing.get(name) or Cluster(name=name), path)
         _fill(row, values, bad, CLUSTER_FIELDS, problems)
         row.children = _nodes_read(row, values.get("nodes", []), problems)
@@ -506,6 +557,7 @@ def _nodes_read(cluster: _Row, tables: list[Any], problems: list[str]) -> list[_
         path = _where(f"{cluster.path}.nodes", index, raw)
         values, bad = _read_table(raw, path, NODE_KEYS, problems)
         name = _name(values, bad, path, seen, problems)
+        _tables_check(values, bad, path, problems)
         node = existing.get(name) or Node(cluster=cluster.instance, name=name)
         row = _Row("node", f"{cluster.name}/{name}", node, path)
         # the cluster may not be saved yet; the (cluster, name) pair is unique by construction
@@ -522,8 +574,7 @@ def _services_read(tables: list[tuple[str, Any]], problems: list[str]) -> list[_
         _choose(values, bad, "kind", Service.Kind.values, path, problems)
         _choose(values, bad, "owner_role", [role.value for role in Role], path, problems)
         _choose(values, bad, "tier", TIERS, path, problems)
-        if "restart" in values and not _json_problems(values["restart"], f"{path}.restart", problems):
-            bad.add("restart")
+        _tables_check(values, bad, path, problems)
         name = _name(values, bad, path, seen, problems)
         row = _Row("service", name, existing.get(name) or Service(name=name), path)
         _fill(row, values, bad, SERVICE_FIELDS, problems)
@@ -772,15 +823,32 @@ def _policies_apply(rows: list[_Row], report: ImportReport, prune: bool, problem
     if not prune:
         return unsaved
     stale = BackupPolicy.objects.exclude(name__in=[row.name for row in rows]).annotate(held=Count("backups"))
-    for policy in stale.order_by("name"):
-        if policy.held:
+    _prune_keeping_history(
+        stale, report, problems, section="backup_policies", kind="policy", history=_backups, stops="its schedule"
+    )
+    return unsaved
+
+
+def _prune_keeping_history(
+    stale: models.QuerySet[Any],
+    report: ImportReport,
+    problems: list[str],
+    *,
+    section: str,
+    kind: str,
+    history: Callable[[int], str],
+    stops: str,
+) -> None:
+    """Delete the rows (annotated with `held`, how much history they have) the file no longer names, except
+    those with history: deleting them would delete it too (a problem, naming what `history(held)` says)."""
+    for row in stale.order_by("name"):
+        if row.held:
             problems.append(
-                f"backup_policies: policy {policy.name} is not in the file, but it has {_backups(policy.held)}: "
-                "keep it in the file (enabled = false stops its schedule)."
+                f"{section}: {kind} {row.name} is not in the file, but it has {history(row.held)}: "
+                f"keep it in the file (enabled = false stops {stops})."
             )
         else:
-            _delete(policy, report, "policy")
-    return unsaved
+            _delete(row, report, kind)
 
 
 def _backups(count: int) -> str:
@@ -811,6 +879,53 @@ def _services_apply(rows: list[_Row], report: ImportReport, prune: bool) -> list
         for service in Service.objects.exclude(name__in=[row.name for row in rows]).order_by("name"):
             _delete(service, report, "service", [f"check {check}" for check in service.checks.order_by("name")])
     return refresh
+
+
+def _funnels_read(tables: list[tuple[str, Any]], clusters: list[_Row], prune: bool, problems: list[str]) -> list[_Row]:
+    """Funnels' fields; the cluster a funnel reads must be in this file or (without `prune`) in the database."""
+    existing = {funnel.name: funnel for funnel in Funnel.objects.all()}
+    in_file = {row.name for row in clusters}
+    in_database = set(Cluster.objects.values_list("name", flat=True))
+    rows, seen, tokens = [], {}, {}
+    for path, raw in tables:
+        values, bad = _read_table(raw, path, FUNNEL_KEYS, problems)
+        _choose(values, bad, "source", Funnel.Source.values, path, problems)
+        name = _name(values, bad, path, seen, problems)
+        row = _Row("funnel", name, existing.get(name) or Funnel(name=name), path)
+        cluster = values.get("cluster")
+        if cluster and cluster not in in_file:
+            if cluster not in in_database:
+                problems.append(f"{path}.cluster: No cluster {cluster!r} in the file or the database.")
+                bad.add("cluster")
+            elif prune:
+                problems.append(
+                    f"{path}.cluster: No cluster {cluster!r} in the file, and --prune deletes the one in the database."
+                )
+                bad.add("cluster")
+        if "token" in values and not _unique(values["token"], path, tokens, problems, what="token"):
+            bad.add("token")
+        elif "token" in values:
+            row.take("token", values["token"])
+        _fill(row, values, bad, FUNNEL_FIELDS, problems)
+        rows.append(row)
+    return rows
+
+
+def _funnels_apply(rows: list[_Row], report: ImportReport, prune: bool, problems: list[str]) -> None:
+    """Save the funnels (a changed query runs at once) and prune, except funnels with counts on record."""
+    for row in rows:
+        if not row.valid:
+            continue
+        if row.changed & FUNNEL_RUN_FIELDS:
+            row.instance.next_run_at = timezone.now()
+            row.changed.add("next_run_at")
+        _save(row, report)
+    if not prune:
+        return
+    stale = Funnel.objects.exclude(name__in=[row.name for row in rows]).annotate(held=Count("day_counts"))
+    _prune_keeping_history(
+        stale, report, problems, section="funnels", kind="funnel", history=lambda _: "counts on record", stops="it"
+    )
 
 
 def _channels_apply(rows: list[_Row], report: ImportReport, prune: bool) -> None:
@@ -854,6 +969,7 @@ def catalog_import(
         policies = _policies_read(sections["backup_policies"], clusters, storage, prune, problems)
         services = _services_read(sections["services"], problems)
         channels = _channels_read(sections["alert_channels"], problems)
+        funnels = _funnels_read(sections["funnels"], clusters, prune, problems)
         # Clusters, storage targets and backup policies go in first, inside this transaction, so that the
         # checks naming a node (postgres) or a policy (backup) validate against what the catalog will hold;
         # any problem below rolls them back. Pruning goes the other way: policies, then what they name.
@@ -863,6 +979,7 @@ def catalog_import(
         if prune:
             _storage_prune(storage, report, problems)
             _clusters_prune(clusters, report)
+        _funnels_apply(funnels, report, prune, problems)
         _configs_validate(services, unsaved_nodes, unsaved_policies, problems)
         if problems:
             raise CatalogError(_in_file_order(problems))

@@ -4,22 +4,87 @@ the TOML file)."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from hadr_portal.backups.models import DEFAULT_DRILL_SCHEDULE
+
+# The onboarding application's funnel, read from whichever node is the replica (demo/onboarding.py's tables).
+DEMO_FUNNEL: dict[str, Any] = {
+    "name": "onboarding",
+    "description": "Onboarding conversion",
+    "source": "query",
+    "steps": ["signed_up", "email_verified", "profile_completed", "first_project_created"],
+    "cluster": "demo",
+    "node": "",
+    "dbname": "onboarding",
+    "dsn_env": "",
+    "query": (
+        "SELECT step, date_trunc('hour', created_at) AS hour, count(*) FROM onboarding_events"
+        " WHERE created_at >= %(since)s GROUP BY 1, 2"
+    ),
+    "interval_seconds": 60,
+    "timeout_seconds": 10.0,
+    "enabled": True,
+}
+
 
 def _nodes(spec: str) -> list[dict[str, Any]]:
     nodes = []
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, address = item.partition("=")
+        address, _, data_directory = address.partition("@")
         host, _, port = address.rpartition(":")
         if not (name and host and port.isdigit()):
-            raise ValueError(f"HADR_DEMO_NODES: {item!r} is not name=host:port")
-        nodes.append({"name": name, "host": host, "port": int(port)})
+            raise ValueError(f"HADR_DEMO_NODES: {item!r} is not name=host:port[@data-directory]")
+        node: dict[str, Any] = {"name": name, "host": host, "port": int(port)}
+        if data_directory:
+            node["controller"] = {"controller": "pg_ctl", "data_directory": data_directory}
+        nodes.append(node)
     return nodes
+
+
+# What `scripts/localenv.py restart` needs to find the environment `make up` built: the only variables the
+# restart command of the demo application is given.
+LOCAL_ENVIRONMENT = [
+    "HADR_RUN_DIR",
+    "HADR_PORT",
+    "HADR_PORTAL_DB_PORT",
+    "HADR_DEMO_PRIMARY_PORT",
+    "HADR_DEMO_REPLICA_PORT",
+    "HADR_REDIS_PORT",
+    "HADR_DEMO_APP_PORT",
+]
+
+
+def local_restart(process: str) -> dict[str, Any]:
+    """A command controller restarting one process of the local environment (`localenv.py restart NAME`)."""
+    root = Path(settings.BASE_DIR)
+    return {
+        "controller": "command",
+        "argv": [sys.executable, str(root / "scripts" / "localenv.py"), "restart", process],
+        "env": LOCAL_ENVIRONMENT,
+        "cwd": str(root),
+        "timeout_seconds": 60,
+        "wait_seconds": 60,
+    }
+
+
+# What a restored onboarding database must answer (the demo application writes events every second).
+DEMO_VERIFY = [
+    {"name": "users", "sql": "SELECT count(*) FROM app_users", "expect": "> 0"},
+    {"name": "events", "sql": "SELECT count(*) FROM onboarding_events", "expect": "> 0"},
+    {"name": "events fresh", "sql": "SELECT max(created_at) FROM onboarding_events", "expect": "within 1h of backup"},
+    {
+        "name": "events have users",
+        "sql": "SELECT count(*) FROM onboarding_events e LEFT JOIN app_users u ON u.id = e.user_id WHERE u.id IS NULL",
+        "expect": "= 0",
+    },
+]
 
 
 def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
@@ -27,7 +92,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
 
     With a demo cluster come its backups: a local directory (HADR_BACKUP_DIR, default .run/backups) and
     a daily policy for the onboarding database (HADR_DEMO_BACKUP_SCHEDULE, default 02:00). The scheduler
-    sets the policy's first run on its next tick.
+    sets the policy's first run on its next tick. And its onboarding funnel, read every minute on the replica.
     """
     env = dict(os.environ if environ is None else environ)
     nodes = _nodes(env.get("HADR_DEMO_NODES", ""))
@@ -59,6 +124,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
         runbook: str,
         checks: list[dict[str, Any]],
         description: str = "",
+        restart: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         return {
             "name": name,
@@ -70,7 +136,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
             "rto_minutes": rto,
             "rpo_minutes": rpo,
             "runbook": runbook,
-            "restart": {},
+            "restart": restart or {},
             "checks": checks,
         }
 
@@ -89,6 +155,8 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                 check("port", "tcp", {"host": app.hostname or "127.0.0.1", "port": app.port or 80}, interval=30),
             ],
             "Records sign-ups and onboarding steps; the product itself",
+            # only in the local environment (`make up` sets HADR_RUN_DIR): a Compose worker cannot restart a container
+            restart=local_restart("demo-app") if env.get("HADR_RUN_DIR") else None,
         ),
         service(
             "portal-web",
@@ -207,6 +275,9 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                 "keep_manual_days": 30,
                 "rpo_minutes": 1440,
                 "grace_minutes": 60,
+                # restore drills prove the backups restore: weekly, into a scratch database, with these checks
+                "drill_schedule": env.get("HADR_DEMO_DRILL_SCHEDULE") or DEFAULT_DRILL_SCHEDULE,
+                "verify": DEMO_VERIFY,
             }
         )
         for node in nodes:
@@ -243,4 +314,5 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "backup_policies": backup_policies,
         "services": services,
         "alert_channels": channels,
+        "funnels": [DEMO_FUNNEL] if nodes else [],
     }

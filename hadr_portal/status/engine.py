@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from hadr_portal.adapters.probes import ProbeResult
 from hadr_portal.databases.models import Node
+from hadr_portal.databases.topology import node_record
 
 from .models import SEVERITY, Check, CheckResult, Service, State, Transition
 from .probing import probe_for, unprobed_evaluate
@@ -133,7 +134,7 @@ def checks_record(results: list[tuple[Check, ProbeResult]], *, at: datetime | No
                 check.state, check.state_since = new_state, at
                 changed.append(check)
             if check.kind == Check.Kind.POSTGRES and check.config.get("cluster"):
-                _node_observe(check, result, outcome, at)
+                _node_observe(check, result, at)
         CheckResult.objects.bulk_create(rows)
         _checks_update([locked[c.pk] for c, _ in results])
         for check in changed:  # the service can only change when one of its checks did
@@ -176,22 +177,11 @@ def _checks_update(checks: list[Check]) -> None:
         cursor.execute(CHECKS_UPDATE, columns)
 
 
-def _node_observe(check: Check, result: ProbeResult, outcome: str, at: datetime) -> None:
+def _node_observe(check: Check, result: ProbeResult, at: datetime) -> None:
     """Keep the cluster's node view (Databases page) as fresh as its health check."""
-    data = result.data
-    Node.objects.filter(cluster__name=check.config["cluster"], name=check.config.get("node")).update(
-        last_probe_at=at,
-        last_probe={
-            "reachable": bool(data.get("role")),
-            "role": data.get("role", "unknown"),
-            "lsn": data.get("lsn", ""),
-            "replay_lag_bytes": data.get("lag_bytes") if data.get("role") == "replica" else None,
-            "connections": data.get("connections"),
-            "max_connections": data.get("max_connections"),
-            "server_version": data.get("server_version", ""),
-            "error": "" if outcome == State.UP else result.message,
-        },
-    )
+    node = Node.objects.filter(cluster__name=check.config["cluster"], name=check.config.get("node")).first()
+    if node is not None:
+        node_record(node, result, at=at)
 
 
 def _service_apply(service: Service, *, reason_check: Check | None, at: datetime) -> Transition | None:

@@ -25,7 +25,13 @@ class ServiceForm(forms.ModelForm):
             "rto_minutes",
             "rpo_minutes",
             "runbook",
+            "restart",
         ]
+        widgets = {"restart": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})}
+
+    def clean_restart(self) -> Any:
+        """An empty box means no restart controller (the model's validator judges anything else)."""
+        return self.cleaned_data.get("restart") or {}
 
 
 class PriorityForm(forms.ModelForm):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from hadr_portal.adapters.controllers import ControllerConfigError, controller_from_config
 from hadr_portal.core.permissions import Role
 from hadr_portal.core.validators import ENV_NAME_PATTERN, slug
 
@@ -29,6 +31,15 @@ SEVERITY = {State.UP: 0, State.UNKNOWN: 1, State.DEGRADED: 2, State.DOWN: 3}
 
 def new_token() -> str:
     return secrets.token_urlsafe(24)
+
+
+def restart_validate(value: Any) -> None:
+    """A service's `restart` table is empty (no restart controller) or one the controllers accept; the form
+    and the TOML import both refuse anything else, with every problem named."""
+    try:
+        controller_from_config(value)
+    except ControllerConfigError as exc:
+        raise ValidationError(exc.problems) from None
 
 
 class Service(models.Model):
@@ -65,7 +76,15 @@ class Service(models.Model):
         default=1440, validators=[MinValueValidator(0)], help_text="Recovery point objective"
     )
     runbook = models.CharField(max_length=100, blank=True, help_text="Runbook file name in runbooks/, without .md")
-    restart = models.JSONField(default=dict, blank=True, help_text="How to restart it (controller and its settings)")
+    restart = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[restart_validate],  # not run on an empty table: blank
+        help_text=(
+            'How to restart it, e.g. {"controller": "systemd", "unit": "web.service"}: a command, systemd, webhook or '
+            "ecs controller and its settings (README: Restarting a service). Empty: no Restart button."
+        ),
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.UNKNOWN)
     state_since = models.DateTimeField(default=timezone.now)
     state_reason = models.CharField(max_length=300, blank=True)

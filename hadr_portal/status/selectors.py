@@ -13,10 +13,12 @@ from django.db.models import Max, Prefetch
 from django.utils import timezone
 
 from hadr_portal.core.health import QUEUES
+from hadr_portal.core.models import Operation
 from hadr_portal.core.workers import workers_by_queue
 
 from . import history
 from .models import Check, CheckResult, Service, State, Transition
+from .restart import restart_plan
 
 
 @dataclass
@@ -30,6 +32,7 @@ class ServiceRow:
     replication: list[dict[str, Any]] = field(default_factory=list)
     resources: dict[str, Any] | None = None
     maintenance: bool = False
+    restart_plan: str | None = None  # what Restart does; None: the service has no restart controller
 
     @property
     def shown_state(self) -> str:
@@ -94,6 +97,9 @@ def service_rows(services: list[Service]) -> list[ServiceRow]:
                 replication=[r for c in enabled for r in _replication(c)],
                 resources=host.last_data if host else None,
                 maintenance=any(w.starts_at <= now < w.ends_at for w in service.maintenance_windows.all()),
+                restart_plan=restart_plan(service, probed_checks=sum(1 for c in enabled if c.is_probed))
+                if service.restart
+                else None,
             )
         )
     return rows
@@ -168,6 +174,7 @@ def service_detail(service: Service) -> dict[str, Any]:
         "timeline": state_timeline(service, since=since),
         "transitions": transitions,
         "windows": service.maintenance_windows.all()[:10],
+        "active_operation": Operation.objects.filter(target=service.target, status__in=Operation.ACTIVE).first(),
     }
 
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("services/new", views.service_edit, name="service-new"),
     path("services/<slug:name>/", views.service_detail, name="service"),
     path("services/<slug:name>/edit", views.service_edit, name="service-edit"),
+    path("services/<slug:name>/restart", views.service_restart, name="service-restart"),
     path("services/<slug:name>/checks/new", views.check_edit, name="check-new"),
     path("services/<slug:name>/checks/<int:check_id>/", views.check_edit, name="check-edit"),
     path("services/<slug:name>/checks/<int:check_id>/delete", views.check_delete, name="check-delete"),

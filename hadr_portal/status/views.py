@@ -9,22 +9,26 @@ from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hadr_portal.core.htmx import render_page
+from hadr_portal.core.operation_views import operation_response
 from hadr_portal.core.operations import client_address
-from hadr_portal.core.permissions import Action, require, user_can
+from hadr_portal.core.permissions import Action, action_required, require, user_can
 
 from . import push, selectors, services
 from .board import board_html
 from .forms import CheckForm, MaintenanceForm, PriorityForm, ServiceForm
 from .models import Check, Service
+from .restart import restart_request
 
 
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render_page(request, "status/dashboard.html", {"board": board_html()}, partial="board")
+    board = board_html(restart_buttons=user_can(request.user, Action.RESTART_SERVICE))
+    return render_page(request, "status/dashboard.html", {"board": board}, partial="board")
 
 
 @require_GET
@@ -58,6 +62,17 @@ def service_edit(request: HttpRequest, name: str | None = None) -> HttpResponse:
         "status/service_form.html",
         {"form": form, "service": service, "full": full},
         status=400 if form.errors else 200,
+    )
+
+
+@action_required(Action.RESTART_SERVICE)
+def service_restart(request: HttpRequest, name: str) -> HttpResponse:
+    service = get_object_or_404(Service, name=name)
+    return operation_response(
+        request,
+        lambda: restart_request(service=service, actor=request.user, address=client_address(request)),
+        queued=lambda op: f"Restart of {service.display_name} queued (operation #{op.pk}).",
+        back_to=reverse("status:service", kwargs={"name": service.name}),
     )
 
 

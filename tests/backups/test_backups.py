@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -252,49 +251,15 @@ def test_cli_lists_and_prunes(policy, capsys):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_backup_to_s3_over_http(demo_cluster, monkeypatch):
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    from tests.infra.plugin import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        monkeypatch.setenv("TEST_S3_KEY", "testing")
-        monkeypatch.setenv("TEST_S3_SECRET", "testing")
-        endpoint = f"http://127.0.0.1:{port}"
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        )
-        s3.create_bucket(Bucket="backups")
-        storage = StorageTarget.objects.create(
-            name="s3",
-            kind="s3",
-            config={
-                "bucket": "backups",
-                "prefix": "hadr",
-                "endpoint_url": endpoint,
-                "region": "us-east-1",
-                "access_key_env": "TEST_S3_KEY",
-                "secret_key_env": "TEST_S3_SECRET",
-            },
-        )
-        policy = BackupPolicy.objects.create(name="demo-s3", cluster=demo_cluster, dbname="onboarding", storage=storage)
-        operation, backup = run_backup(policy)
-        assert operation.status == "succeeded", operation.error
-        body = s3.get_object(Bucket="backups", Key=f"hadr/{backup.key}")["Body"].read()
-        assert hashlib.sha256(body).hexdigest() == backup.sha256 and len(body) == backup.size
-        manifest = json.loads(s3.get_object(Bucket="backups", Key=f"hadr/{backup.key}.manifest.json")["Body"].read())
-        assert manifest["sha256"] == backup.sha256
-    finally:
-        server.stop()
-        os.environ.pop("TEST_S3_KEY", None)
+def test_backup_to_s3_over_http(demo_cluster, s3_storage):
+    storage, s3 = s3_storage
+    policy = BackupPolicy.objects.create(name="demo-s3", cluster=demo_cluster, dbname="onboarding", storage=storage)
+    operation, backup = run_backup(policy)
+    assert operation.status == "succeeded", operation.error
+    body = s3.get_object(Bucket="backups", Key=f"hadr/{backup.key}")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == backup.sha256 and len(body) == backup.size
+    manifest = json.loads(s3.get_object(Bucket="backups", Key=f"hadr/{backup.key}.manifest.json")["Body"].read())
+    assert manifest["sha256"] == backup.sha256
 
 
 @pytest.mark.django_db(transaction=True)

@@ -28,13 +28,15 @@ def make_check(
 
 
 class Target:
-    """A local HTTP server whose answer the test changes: status, body, delay; it records POSTed JSON."""
+    """A local HTTP server whose answer the test changes: status, body, delay; it records POSTed JSON
+    and the headers that came with it."""
 
     def __init__(self) -> None:
         self.status = 200
         self.body = b"ok"
         self.delay = 0.0
         self.received: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
         target = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,8 +50,11 @@ class Target:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 target.received.append(json.loads(self.rfile.read(length) or b"null"))
+                target.headers.append(dict(self.headers))
                 self.send_response(target.status)
+                self.send_header("Content-Length", str(len(target.body)))
                 self.end_headers()
+                self.wfile.write(target.body)
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -23,6 +23,7 @@ from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster, Node
 from hadr_portal.databases.services import cluster_upsert
+from hadr_portal.metrics.models import Funnel
 from hadr_portal.status.catalog import (
     CatalogError,
     catalog_dump_toml,
@@ -30,7 +31,7 @@ from hadr_portal.status.catalog import (
     catalog_import,
     catalog_load_toml,
 )
-from hadr_portal.status.demo import demo_catalog
+from hadr_portal.status.demo import DEMO_FUNNEL, demo_catalog
 from hadr_portal.status.models import AlertChannel, Check, Service, State
 from tests.conftest import make_user
 from tests.status.factories import make_check, make_service
@@ -53,6 +54,7 @@ EVERYTHING = [
     "check onboarding-app/port",
     "channel chat",
     "channel ops-mail",
+    "funnel onboarding",
 ]
 
 
@@ -110,13 +112,14 @@ def catalog(db: None) -> None:
     make_check(beat, "heartbeat", "heartbeat", {"period_seconds": 60, "grace_seconds": 60}, failures_before_down=1)
     AlertChannel.objects.create(name="ops-mail", kind="email", target="ops@example.com")
     AlertChannel.objects.create(name="chat", kind="webhook", target_env="HADR_CHAT_WEBHOOK", min_tier=2)
+    Funnel.objects.create(**DEMO_FUNNEL)
 
 
 def exported(*, include_tokens: bool = False) -> str:
     return catalog_dump_toml(catalog_export(include_tokens=include_tokens))
 
 
-MODELS = (Cluster, Node, StorageTarget, BackupPolicy, Service, Check, AlertChannel)
+MODELS = (Cluster, Node, StorageTarget, BackupPolicy, Service, Check, AlertChannel, Funnel)
 EVERY_COUNT = {
     "Cluster": 1,
     "Node": 2,
@@ -125,6 +128,7 @@ EVERY_COUNT = {
     "Service": 3,
     "Check": 5,
     "AlertChannel": 2,
+    "Funnel": 1,
 }
 
 
@@ -138,6 +142,7 @@ def catalog_empty() -> None:
     StorageTarget.objects.all().delete()
     Cluster.objects.all().delete()
     AlertChannel.objects.all().delete()
+    Funnel.objects.all().delete()
 
 
 def run(*args: str) -> str:
@@ -184,6 +189,7 @@ def test_export_import_export_is_byte_identical(catalog):
         ("services", "onboarding-app"),
         ("alert_channels", "chat"),
         ("alert_channels", "ops-mail"),
+        ("funnels", "onboarding"),
     ]
     assert tomllib.loads(text) == catalog_export()  # the text says exactly what the data says
     assert exported() == text  # stable between two exports
@@ -268,6 +274,7 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
         "Service": 2,
         "Check": 3,
         "AlertChannel": 1,
+        "Funnel": 1,
     }
     assert not Service.objects.filter(name="beat").exists()
     # the service's state was recomputed from the checks it has left
@@ -276,7 +283,7 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
 
 def test_prune_deletes_clusters_missing_from_the_file(catalog):
     data = catalog_load_toml(exported())
-    data["clusters"] = data["backup_policies"] = []
+    data["clusters"] = data["backup_policies"] = data["funnels"] = []
     data["services"] = [service for service in data["services"] if service["name"] != "demo-db-primary"]
 
     report = catalog_import(data, prune=True)
@@ -301,6 +308,7 @@ def test_pruning_a_cluster_a_kept_policy_names_is_refused(catalog):
     assert error.value.problems == [
         f"backup_policies[0] (demo-offsite).cluster: {message}",
         f"backup_policies[1] (demo-onboarding).cluster: {message}",
+        f"funnels[0] (onboarding).cluster: {message}",
     ]
     assert counts() == before and exported() == text
     # without --prune, a policy may name what only the database has
@@ -408,6 +416,34 @@ def minimal() -> dict[str, Any]:
     }
 
 
+def test_restore_drills_and_verification_queries_round_trip(db):
+    data = minimal()
+    verify = [
+        {"name": "users", "sql": "SELECT count(*) FROM app_users", "expect": "> 0"},
+        {"name": "fresh", "sql": "SELECT max(created_at) FROM onboarding_events", "expect": "within 2h of backup"},
+    ]
+    data["backup_policies"][0] |= {"drill_schedule": "30 3 * * 1", "verify": verify}
+    catalog_import(data)
+    policy = BackupPolicy.objects.get()
+    assert (policy.drill_schedule, policy.verify) == ("30 3 * * 1", verify)
+    text = exported()
+    assert (
+        'drill_schedule = "30 3 * * 1"\nverify = [{ expect = "> 0", name = "users", sql = "SELECT count(*) FROM app_users" }'
+        in text
+    )
+    assert catalog_import(catalog_load_toml(text)).unchanged[:5] == [
+        "cluster demo",
+        "node demo/primary",
+        "storage local",
+        "storage offsite",
+        "policy nightly",
+    ]
+    # left out: weekly drills (Sundays 04:00) and no queries
+    catalog_import(minimal())
+    policy.refresh_from_db()
+    assert (policy.drill_schedule, policy.verify) == ("0 4 * * 0", [])
+
+
 def test_the_minimal_file_is_valid(db):
     report = catalog_import(minimal())
     assert report.created == [
@@ -480,7 +516,7 @@ BAD = {
     ),
     "unknown section": (
         _set(["checks"], []),
-        "checks: unknown section; expected clusters, storage_targets, backup_policies, services, alert_channels.",
+        "checks: unknown section; expected clusters, storage_targets, backup_policies, services, alert_channels, funnels.",
     ),
     "missing required key": (
         lambda data: data["services"][0].pop("display_name"),
@@ -577,6 +613,22 @@ BAD = {
     "backup check naming an unknown policy": (
         _set(["services", 0, "checks", 2, "config", "policy"], "weekly"),
         "services[0] (web).checks[2] (backup).config.policy: No backup policy named 'weekly'.",
+    ),
+    "bad drill schedule": (
+        _set(["backup_policies", 0, "drill_schedule"], "weekly"),
+        "backup_policies[0] (nightly).drill_schedule: 'weekly' is not a cron expression",
+    ),
+    "verification query that writes": (
+        _set(["backup_policies", 0, "verify"], [{"name": "wipe", "sql": "DELETE FROM app_users", "expect": "= 0"}]),
+        "backup_policies[0] (nightly).verify: query 'wipe': sql must be one read-only SELECT (or WITH … SELECT)",
+    ),
+    "verification query with two statements": (
+        _set(["backup_policies", 0, "verify"], [{"name": "two", "sql": "SELECT 1; DROP TABLE app_users"}]),
+        "backup_policies[0] (nightly).verify: query 'two': sql must be one statement (no ';' inside)",
+    ),
+    "unknown expectation": (
+        _set(["backup_policies", 0, "verify"], [{"name": "n", "sql": "SELECT 1", "expect": "about 3"}]),
+        "backup_policies[0] (nightly).verify: query 'n': unknown expectation 'about 3'; expect: '> 0', '>= N'",
     ),
 }
 
@@ -720,7 +772,7 @@ def test_command_exports_and_dry_runs_an_import(catalog, tmp_path: Path):
     file = tmp_path / "catalog.toml"
     output = run("catalog", "export", str(file))
     assert (
-        f"Catalog exported to {file}: 1 clusters, 2 storage targets, 2 backup policies, 3 services (5 checks), 2 alert channels."
+        f"Catalog exported to {file}: 1 clusters, 2 storage targets, 2 backup policies, 3 services (5 checks), 2 alert channels, 1 funnels."
         in output
     )
     assert file.read_text() == exported()
@@ -729,13 +781,13 @@ def test_command_exports_and_dry_runs_an_import(catalog, tmp_path: Path):
 
     output = run("catalog", "import", str(file), "--dry-run")
 
-    assert "Dry run (nothing was changed): 2 created, 0 updated, 15 unchanged, 0 deleted." in output
+    assert "Dry run (nothing was changed): 2 created, 0 updated, 16 unchanged, 0 deleted." in output
     assert "  created   service beat\n" in output and "  unchanged cluster demo\n" in output
     assert counts() == before
     assert not AuditEntry.objects.exists()
 
     output = run("catalog", "import", str(file))
-    assert "Catalog imported: 2 created, 0 updated, 15 unchanged, 0 deleted." in output
+    assert "Catalog imported: 2 created, 0 updated, 16 unchanged, 0 deleted." in output
     assert Service.objects.filter(name="beat").exists()
 
 
@@ -745,7 +797,7 @@ def test_command_export_to_stdout(catalog):
 
 def test_command_reads_stdin(catalog, monkeypatch):
     monkeypatch.setattr("sys.stdin", StringIO(exported()))
-    assert "Catalog imported: 0 created, 0 updated, 17 unchanged, 0 deleted." in run("catalog", "import", "-")
+    assert "Catalog imported: 0 created, 0 updated, 18 unchanged, 0 deleted." in run("catalog", "import", "-")
 
 
 def test_command_names_a_missing_file(db, tmp_path: Path):
@@ -841,4 +893,4 @@ def test_the_demo_catalog_has_backups_only_with_a_demo_cluster(settings):
     assert [(p["name"], p["cluster"], p["storage"], p["schedule"]) for p in demo["backup_policies"]] == [
         ("demo-onboarding", "demo", "local", "0 2 * * *")
     ]
-    assert list(demo) == ["clusters", "storage_targets", "backup_policies", "services", "alert_channels"]
+    assert list(demo) == ["clusters", "storage_targets", "backup_policies", "services", "alert_channels", "funnels"]

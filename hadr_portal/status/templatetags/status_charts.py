@@ -40,10 +40,13 @@ def sparkline(values: Sequence[float], width: int = 120, height: int = 28) -> Sa
 
 
 @register.simple_tag
-def latency_chart(points: Sequence[tuple[datetime, float]], width: int = 720, height: int = 140) -> SafeString:
-    """Latency over time with its scale; x is time (24 h), y is milliseconds."""
+def latency_chart(
+    points: Sequence[tuple[datetime, float]], width: int = 720, height: int = 140, unit: str = "ms"
+) -> SafeString:
+    """A value over time with its scale; x is time (24 h), y is milliseconds (or bytes with unit="bytes")."""
     if not points:
-        return mark_safe('<p class="muted">No latency recorded in the last 24 hours.</p>')
+        what = "latency" if unit == "ms" else "value"
+        return format_html('<p class="muted">No {} recorded in the last 24 hours.</p>', what)
     start, end = points[0][0], points[-1][0]
     span = max(1.0, (end - start).total_seconds())
     top = max(v for _, v in points) or 1.0
@@ -51,17 +54,18 @@ def latency_chart(points: Sequence[tuple[datetime, float]], width: int = 720, he
         f"{(at - start).total_seconds() / span * width:.1f},{height - v / top * (height - 4) - 2:.1f}"
         for at, v in points
     )
+    label = format_bytes(int(top)) if unit == "bytes" else f"{top:.0f} {unit}"
     return format_html(
         '<svg class="chart" width="100%" viewBox="0 0 {} {}" preserveAspectRatio="none" role="img" '
-        'aria-label="latency chart, max {} ms"><polyline fill="none" stroke="currentColor" stroke-width="1.2" '
+        'aria-label="chart, max {}"><polyline fill="none" stroke="currentColor" stroke-width="1.2" '
         'vector-effect="non-scaling-stroke" points="{}"/></svg>'
-        '<div class="chart-scale"><span>{}</span><span>max {} ms</span><span>{}</span></div>',
+        '<div class="chart-scale"><span>{}</span><span>max {}</span><span>{}</span></div>',
         width,
         height,
-        f"{top:.0f}",
+        label,
         coords,
         start.strftime("%H:%M"),
-        f"{top:.0f}",
+        label,
         end.strftime("%H:%M"),
     )
 

@@ -64,7 +64,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Catalog exported to {file}: {len(data['clusters'])} clusters, {len(data['storage_targets'])} storage "
             f"targets, {len(data['backup_policies'])} backup policies, {len(data['services'])} services "
-            f"({checks} checks), {len(data['alert_channels'])} alert channels."
+            f"({checks} checks), {len(data['alert_channels'])} alert channels, {len(data['funnels'])} funnels."
         )
         if with_tokens:
             self.stderr.write(f"{file} contains push-check tokens: keep it private.")

@@ -1,0 +1,279 @@
+"""Pre-flight of a restore: everything that can be known before anything is touched.
+
+`restore_preflight()` is what the wizard shows (and stores on the restore) before the Run step, and what the
+operation runs again before it starts. Each finding is ok, a warning, or a blocker; one blocker and the restore
+does not run. With `reread`, the stored backup is read back whole and its SHA-256 compared with the recorded one
+(the operation does the same while it fetches the backup, so it never restores bytes it has not checked).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from django.conf import settings
+
+from hadr_portal.adapters.pgbackup import BackupFailed, PgTarget, server_facts
+from hadr_portal.adapters.pgrestore import (
+    RestoreFailed,
+    database_info,
+    database_sessions,
+    local_tools_major,
+    major_version,
+    port_in_use,
+    server_data_directory,
+    verify_chunks,
+)
+from hadr_portal.adapters.probes import format_bytes
+from hadr_portal.adapters.storage import StorageError
+from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding
+from hadr_portal.core.models import Operation
+
+from .models import Backup, Restore
+from .operations import cluster_target
+from .selectors import duration_text
+from .storage import storage_for
+
+DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
+RESERVED_DATABASES = {"postgres", "template0", "template1"}
+DISK_MARGIN = 1.2  # indexes rebuilt, WAL written while restoring: more than the database's size
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def restore_server(restore: Restore) -> PgTarget:
+    """The server the restore writes to, connected to its `postgres` database."""
+    if restore.is_physical:  # a copy of the cluster: its users and passwords are the cluster's
+        return replace(cluster_target(restore.policy.cluster, "postgres"), host="127.0.0.1", port=restore.port or 0)
+    return cluster_target(restore.target_cluster or restore.policy.cluster, "postgres")
+
+
+def scratch_directory(restore: Restore) -> Path:
+    """Downloads and unpacked dumps of this restore (removed when it ends)."""
+    return Path(settings.RESTORE_SCRATCH_DIR) / f"restore-{restore.pk}"
+
+
+def restore_preflight(restore: Restore, *, reread: bool = True) -> list[Finding]:
+    """Every check, in the order the wizard lists them."""
+    backup = restore.backup
+    if backup is None:
+        return [Finding(BLOCKER, "No backup chosen.", "Go back to the Backup step.")]
+    findings = _backup_findings(backup, reread=reread)
+    findings += _physical_findings(restore, backup) if restore.is_physical else _logical_findings(restore, backup)
+    findings.append(_conflict_finding(restore))
+    findings.append(duration_estimate(backup))
+    return findings
+
+
+def _backup_findings(backup: Backup, *, reread: bool) -> list[Finding]:
+    if backup.status != Backup.Status.GOOD:
+        return [Finding(BLOCKER, f"Backup #{backup.pk} is {backup.get_status_display().lower()}, not good.")]
+    storage = storage_for(backup.storage)
+    try:
+        stored = storage.stat(backup.key)
+    except StorageError as exc:
+        return [Finding(BLOCKER, "The backup's storage cannot be read.", str(exc))]
+    if stored is None:
+        return [Finding(BLOCKER, f"The backup object {backup.key} is missing from {storage.description}.")]
+    if stored.size != backup.size:
+        return [
+            Finding(
+                BLOCKER,
+                "The stored backup is truncated or replaced: choose another backup.",
+                f"{stored.size} bytes stored, {backup.size} backed up.",
+            )
+        ]
+    if not reread:
+        return [Finding(OK, "The stored backup has the recorded size.", "Its SHA-256 is checked while it is read.")]
+    started = time.monotonic()
+    try:
+        verify_chunks(storage.open_read(backup.key), sha256=backup.sha256, size=backup.size or 0)
+    except RestoreFailed as exc:
+        return [Finding(BLOCKER, "Checksum mismatch: the stored backup is corrupted. Choose another backup.", str(exc))]
+    except StorageError as exc:
+        return [Finding(BLOCKER, "The stored backup cannot be read back.", str(exc))]
+    took = time.monotonic() - started
+    return [
+        Finding(
+            OK,
+            "Checksum re-read and compared: the stored backup is intact.",
+            f"SHA-256 {backup.sha256[:16]}…, {format_bytes(backup.size or 0)} read in {took:.1f} s.",
+        )
+    ]
+
+
+def _version_findings(server_version: str, backup: Backup, *, exact: bool) -> list[Finding]:
+    target, source, tools = major_version(server_version), major_version(backup.server_version), local_tools_major()
+    findings = []
+    if source is None:
+        findings.append(Finding(WARNING, "The backup does not say which PostgreSQL version made it."))
+    elif target is not None and (target != source if exact else target < source):
+        rule = "the same major version" if exact else "the same or a newer version"
+        findings.append(
+            Finding(
+                BLOCKER,
+                f"Server version {target} is older than the backup's ({source})."
+                if target < source
+                else f"Server version {target} cannot start a physical backup of version {source}.",
+                f"A backup restores onto {rule}.",
+            )
+        )
+    else:
+        findings.append(Finding(OK, f"Server version compatible: PostgreSQL {server_version}, backup from {source}."))
+    if source is not None and tools is not None and tools < source:
+        findings.append(Finding(BLOCKER, f"This machine's PostgreSQL programs ({tools}) are older than the backup's."))
+    return findings
+
+
+def _logical_findings(restore: Restore, backup: Backup) -> list[Finding]:
+    findings: list[Finding] = []
+    name = restore.target_database
+    if not name:
+        return [Finding(BLOCKER, "No target database chosen.", "Go back to the Target step.")]
+    if not DATABASE_NAME.match(name) or (name in RESERVED_DATABASES and restore.target != Restore.Target.REPLACE):
+        findings.append(Finding(BLOCKER, f"{name!r} cannot be the name of the restored database."))
+    try:
+        server = restore_server(restore)
+        facts = server_facts(server, timeout=5)
+    except BackupFailed as exc:
+        return [*findings, Finding(BLOCKER, "The target server is not reachable.", str(exc))]
+    findings.append(Finding(OK, f"Target server {server.host}:{server.port} is reachable."))
+    findings += _version_findings(facts.server_version, backup, exact=False)
+    if facts.in_recovery:
+        findings.append(Finding(BLOCKER, f"{server.host}:{server.port} is a replica: it cannot take a restore."))
+        return findings
+    existing = database_info(server, name)
+    if restore.target == Restore.Target.REPLACE:
+        findings += _replace_findings(restore, server, existing)
+    elif restore.target == Restore.Target.SCRATCH:
+        findings.append(Finding(OK, f"A scratch database {restore.planned_work_database} is created, then dropped."))
+    elif existing is not None:
+        findings.append(
+            Finding(
+                BLOCKER,
+                f"Database {name} already exists on {server.host}:{server.port}.",
+                "Choose another name, or Replace the production database.",
+            )
+        )
+    else:
+        findings.append(Finding(OK, f"Database {name} does not exist yet: it will be created."))
+    work = restore.planned_work_database
+    if work != name and database_info(server, work) is not None:
+        findings.append(Finding(BLOCKER, f"Database {work} (the working copy's name) already exists."))
+    need = int((backup.database_size or backup.size or 0) * DISK_MARGIN)
+    findings.append(_disk_finding(_data_directory_if_local(server), need, "the target server's data directory"))
+    if storage_for(backup.storage).local_path(backup.key) is None:
+        findings.append(_disk_finding(str(settings.RESTORE_SCRATCH_DIR), backup.size or 0, "the download directory"))
+    return findings
+
+
+def _replace_findings(restore: Restore, server: PgTarget, existing: object) -> list[Finding]:
+    name = restore.target_database
+    if existing is None:
+        return [Finding(BLOCKER, f"Database {name} does not exist on {server.host}:{server.port}: nothing to replace.")]
+    findings = [
+        Finding(
+            OK,
+            f"A safety backup of {name} is taken first; the restore goes into a new database, swapped in only after "
+            "it verifies.",
+            f"The current {name} is kept as {restore.planned_kept_database} until you drop it.",
+        )
+    ]
+    if database_info(server, restore.planned_kept_database) is not None:
+        findings.append(Finding(BLOCKER, f"Database {restore.planned_kept_database} already exists."))
+    sessions = database_sessions(server, name)
+    if sessions:
+        listed = "; ".join(
+            f"{s.user}@{s.client} {s.application or '(no application name)'} {s.state}" for s in sessions
+        )
+        findings.append(
+            Finding(WARNING, f"{len(sessions)} session(s) on {name} will be ended at the swap.", listed[:1000])
+        )
+    else:
+        findings.append(Finding(OK, f"No session is connected to {name} now."))
+    return findings
+
+
+def _physical_findings(restore: Restore, backup: Backup) -> list[Finding]:
+    findings: list[Finding] = []
+    tools = local_tools_major()
+    findings += _version_findings(f"{tools}" if tools else "", backup, exact=True)
+    port = restore.port
+    if not port:
+        findings.append(Finding(BLOCKER, "No port chosen for the new server.", "Go back to the Target step."))
+    elif port_in_use(port):
+        findings.append(Finding(BLOCKER, f"Port {port} is in use on this machine: choose another."))
+    else:
+        findings.append(Finding(OK, f"Port {port} is free."))
+    directory = Path(restore.data_directory) if restore.data_directory else None
+    if directory is None or not directory.is_absolute():
+        findings.append(Finding(BLOCKER, "The new server's data directory must be an absolute path."))
+        return findings
+    if directory.exists() and any(directory.iterdir()):
+        findings.append(Finding(BLOCKER, f"{directory} exists and is not empty: choose a new directory."))
+    need = int(max(backup.size or 0, backup.database_size or 0) * DISK_MARGIN)
+    findings.append(_disk_finding(str(_existing_parent(directory)), need, "the new data directory"))
+    return findings
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _data_directory_if_local(server: PgTarget) -> str | None:
+    if server.host not in LOCAL_HOSTS:
+        return None
+    directory = server_data_directory(server)
+    return directory if directory and os.path.isdir(directory) else None
+
+
+def _disk_finding(path: str | None, need: int, what: str) -> Finding:
+    if path is None:
+        return Finding(
+            WARNING,
+            f"Free disk on {what} cannot be measured from here.",
+            f"Make sure it has at least {format_bytes(need)} free.",
+        )
+    free = shutil.disk_usage(path).free
+    level = OK if free >= need else BLOCKER
+    verdict = "enough" if level == OK else "not enough"
+    return Finding(level, f"Free disk on {what}: {format_bytes(free)}, {verdict} for ≈ {format_bytes(need)}.", path)
+
+
+def _conflict_finding(restore: Restore) -> Finding:
+    target = restore.operation_target
+    busy = Operation.objects.filter(target=target, status__in=Operation.ACTIVE).exclude(restore=restore).first()
+    if busy is not None:
+        return Finding(
+            BLOCKER, f"Another operation on {target} is in progress (#{busy.pk}, {busy.kind_label}).", "Wait for it."
+        )
+    return Finding(OK, "No other restore on that target.")
+
+
+def duration_estimate(backup: Backup) -> Finding:
+    """From past verified restores and drills of backups of the same engine, the nearest in size."""
+    past = [
+        restore
+        for restore in Restore.objects.filter(status=Restore.Status.VERIFIED, backup__engine=backup.engine)
+        .exclude(backup__size=None)
+        .select_related("backup")
+        .order_by("-finished_at")[:100]
+        if restore.duration_seconds and restore.backup and restore.backup.size
+    ]
+    if not past or not backup.size:
+        return Finding(OK, "No past restore of this kind to estimate the duration from.")
+    nearest = sorted(past, key=lambda r: abs(math.log((r.backup.size or 1) / (backup.size or 1))))[:5]
+    rate = statistics.median((r.duration_seconds or 0) / (r.backup.size or 1) for r in nearest)
+    seconds = max(1.0, rate * backup.size)
+    return Finding(
+        OK,
+        f"Estimated duration ≈ {duration_text(seconds)}.",
+        f"From {len(nearest)} past restore(s) of {backup.get_engine_display()} backups of similar size.",
+    )

@@ -1,0 +1,196 @@
+"""The restore wizard's pages (DBA only) and the restore pages everyone may read. Thin: wizard.py does the work.
+
+Each step is one URL (`restores/<pk>/<step>`): GET shows it, POST saves it and shows the next one. htmx requests
+get only the `#wizard` fragment (with `HX-Push-Url`, so Back and reload work); without JavaScript the same
+forms post and redirect. Steps 5–7 (run, verify, summary) are the restore's own page, live while it runs.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import HttpResponseClientRedirect
+
+from hadr_portal.core.audit import audit_record
+from hadr_portal.core.findings import blockers, findings_from
+from hadr_portal.core.htmx import render_page
+from hadr_portal.core.models import AuditEntry
+from hadr_portal.core.operation_views import operation_response
+from hadr_portal.core.operations import OperationConflict, OperationError, client_address
+from hadr_portal.core.permissions import Action, action_required, require, user_can
+from hadr_portal.runbooks.documents import Runbook, runbook_load
+
+from . import selectors, services, wizard
+from .models import BackupPolicy, Restore
+
+EDIT_STEPS = wizard.EDIT_STEPS
+TEMPLATE = "backups/restore.html"
+
+
+@action_required(Action.RESTORE)
+def restore_start(request: HttpRequest, name: str) -> HttpResponse:
+    """A new draft restore of the policy's database (from a backup's page: that backup chosen)."""
+    policy = get_object_or_404(BackupPolicy, name=name)
+    restore = wizard.restore_draft_start(policy=policy, actor=request.user)
+    if backup_id := request.POST.get("backup", ""):
+        wizard.restore_backup_set(restore=restore, actor=request.user, backup_id=backup_id)
+    return redirect("backups:restore-step", pk=restore.pk, step="situation")
+
+
+@require_http_methods(["GET", "POST"])
+def restore_step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
+    """Steps 1–4 and the Run button. DBA only, reading included: it shows what the restore would touch."""
+    if request.method == "POST" and not user_can(request.user, Action.RESTORE):
+        audit_record(
+            actor=request.user,
+            action="restore.wizard",
+            target=f"restore:{pk}",
+            outcome=AuditEntry.Outcome.REFUSED,
+            address=client_address(request),
+            parameters={"step": step},
+            detail="only a DBA may restore",
+        )
+    require(request.user, Action.RESTORE)
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster", "backup"), pk=pk)
+    if step not in (*EDIT_STEPS, "run"):
+        raise Http404("No such step")
+    if restore.status != Restore.Status.DRAFT:
+        return redirect("backups:restore", pk=restore.pk)
+    if request.method == "GET":
+        return _show(request, restore, "preflight" if step == "run" else step)
+    if step == "run":
+        return _run(request, restore)
+    errors = _save(request, restore, step)
+    if errors or step == "preflight":
+        return _show(request, restore, step, errors=errors, status=200 if request.htmx or not errors else 400)
+    following = EDIT_STEPS[EDIT_STEPS.index(step) + 1]
+    if not request.htmx:
+        return redirect("backups:restore-step", pk=restore.pk, step=following)
+    response = _show(request, restore, following)
+    response["HX-Push-Url"] = reverse("backups:restore-step", kwargs={"pk": restore.pk, "step": following})
+    return response
+
+
+def _run(request: HttpRequest, restore: Restore) -> HttpResponse:
+    try:
+        operation = wizard.restore_request(restore=restore, actor=request.user, address=client_address(request))
+    except OperationConflict as exc:
+        messages.warning(request, str(exc))
+        return _go(request, reverse("core:operation", kwargs={"pk": exc.existing.pk}) if exc.existing else request.path)
+    except OperationError as exc:
+        return _show(request, restore, "preflight", errors=[str(exc)], status=200 if request.htmx else 400)
+    messages.success(request, f"Restore #{restore.pk} queued (operation #{operation.pk}).")
+    return _go(request, reverse("backups:restore", kwargs={"pk": restore.pk}))
+
+
+def _go(request: HttpRequest, url: str) -> HttpResponse:
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+def _save(request: HttpRequest, restore: Restore, step: str) -> list[str]:
+    data = {key: value for key, value in request.POST.items() if key != "csrfmiddlewaretoken"}
+    actor = request.user
+    if step == "situation":
+        return wizard.restore_situation_set(
+            restore=restore, actor=actor, situation=data.get("situation", ""), incident_at=data.get("incident_at", "")
+        )
+    if step == "backup":
+        return wizard.restore_backup_set(restore=restore, actor=actor, backup_id=data.get("backup", ""))
+    if step == "target":
+        fields = ("target", "database", "cluster", "data_directory", "port", "confirm")
+        return wizard.restore_target_set(restore=restore, actor=actor, **{key: data.get(key, "") for key in fields})
+    wizard.restore_preflight_run(restore=restore, actor=actor)
+    return []
+
+
+def _show(
+    request: HttpRequest, restore: Restore, step: str, *, errors: list[str] | None = None, status: int = 200
+) -> HttpResponse:
+    restore.refresh_from_db()
+    findings = findings_from(restore.preflight)
+    context = {
+        "restore": restore,
+        "step": step,
+        "steps": wizard.wizard_steps(restore, step),
+        "errors": errors or [],
+        "values": request.POST if request.method == "POST" else {},
+        "findings": findings,
+        "blocked": bool(blockers(findings)),
+        "runbook": _runbook(request.GET.get("situation") or restore.situation),
+        "situations": Restore.Situation.choices,
+        "targets": [(v, label) for v, label in Restore.Target.choices if v != Restore.Target.SCRATCH],
+    }
+    if step == "backup":
+        context["backups"] = selectors.backups_for_restore(restore.policy)
+        context["suggested"] = selectors.suggested_backup(restore.policy)
+    if step == "target":
+        context["defaults"] = wizard.target_defaults(restore)
+    return render_page(request, TEMPLATE, context, partial="wizard", status=status)
+
+
+@require_GET
+def restore_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """Run, verify, summary: live while the operation runs (everyone may read; a draft is the DBA's wizard)."""
+    restore = get_object_or_404(
+        Restore.objects.select_related("policy__cluster", "backup", "operation", "safety_backup", "target_cluster"),
+        pk=pk,
+    )
+    if restore.status == Restore.Status.DRAFT:
+        return redirect("backups:restore-step", pk=restore.pk, step="situation")
+    operation = restore.operation
+    objective = selectors.rto_objective_minutes(restore.policy)
+    step = "run" if restore.is_active else ("summary" if restore.status == Restore.Status.VERIFIED else "verify")
+    context = {
+        "restore": restore,
+        "steps": wizard.wizard_steps(restore, step),
+        "step": step,
+        "operation": operation,
+        "log_lines": list(operation.log_lines.all()) if operation else [],
+        "objective_minutes": objective,
+        "objective_seconds": objective * 60 if objective else None,
+        "findings": findings_from(restore.preflight),
+        "runbook": _runbook(restore.situation),
+    }
+    return render_page(request, TEMPLATE, context, partial="wizard")
+
+
+def _runbook(situation: str) -> Runbook | None:
+    return runbook_load(wizard.RUNBOOKS.get(situation, "data-corruption"))
+
+
+@action_required(Action.RESTORE)
+def restore_drop_kept(request: HttpRequest, pk: int) -> HttpResponse:
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster", "target_cluster"), pk=pk)
+    try:
+        services.restore_drop_kept(
+            restore=restore,
+            actor=request.user,
+            confirm=request.POST.get("confirm", ""),
+            address=client_address(request),
+        )
+    except OperationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Dropped {restore.kept_database}.")
+    return redirect("backups:restore", pk=restore.pk)
+
+
+@action_required(Action.RESTORE)
+def drill_now(request: HttpRequest, name: str) -> HttpResponse:
+    policy = get_object_or_404(BackupPolicy, name=name)
+    return operation_response(
+        request,
+        lambda: wizard.drill_request(policy=policy, actor=request.user, address=client_address(request)),
+        queued=lambda op: f"Restore drill of {policy.cluster.name}/{policy.dbname} queued (operation #{op.pk}).",
+        back_to="backups:list",
+    )
+
+
+@require_GET
+def restores_page(request: HttpRequest) -> HttpResponse:
+    restores = selectors.restores_list()
+    context = {"restores": restores, "polling": any(restore.is_active for restore in restores)}
+    return render_page(request, "backups/restores.html", context, partial="restores")

@@ -1,0 +1,346 @@
+"""The restore and restore-drill operations (`ops` queue).
+
+One path for both, in the one safe order:
+
+1. pre-flight again (what can change between the wizard and now), then fetch the backup and check its size and
+   SHA-256 while reading it: a corrupted or truncated backup is refused before anything is touched;
+2. replace only: a safety backup of the current database (the backup operation's own code, kind "safety");
+3. restore into a database the portal creates for it (`pg_restore -j`), or unpack a physical backup into a new
+   data directory and start it on its own port;
+4. verify: the policy's verification queries, and amcheck on the B-tree indexes;
+5. replace only, once verified: the swap (the destructive step — cancellable until here, never after);
+   a drill drops its scratch database (or stops and removes its scratch server).
+
+A failure anywhere — the reaper's "worker lost" included — runs `restore_cleanup`: what the restore created and
+did not swap in is dropped; production was never touched before the swap.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from hadr_portal.adapters.pgbackup import PgTarget
+from hadr_portal.adapters.pgrestore import (
+    RestoreFailed,
+    amcheck_run,
+    database_create,
+    database_drop,
+    database_info,
+    databases_swap,
+    fetch_verified,
+    pg_restore_items,
+    pg_restore_run,
+    queries_run,
+    server_remove,
+    server_start,
+    tar_extract,
+    verify_chunks,
+    with_database,
+)
+from hadr_portal.core.findings import OK, blockers
+from hadr_portal.core.models import Operation, OperationLogLine
+from hadr_portal.core.operations import OperationContext, OperationKind, register
+from hadr_portal.core.permissions import Action
+
+from .models import Backup, BackupPolicy, Restore
+from .operations import backup_take, cluster_target, remove_objects
+from .preflight import restore_preflight, restore_server, scratch_directory
+from .storage import storage_for
+from .verification import VerificationResult, verification_evaluate
+
+RESTORE_KIND, DRILL_KIND = "restore", "restore_drill"
+
+
+class _Stage:
+    """Progress of one stage, mapped into [low, high] of the bar and written at most once a second."""
+
+    def __init__(self, context: OperationContext, low: int, high: int) -> None:
+        self.context, self.low, self.high, self._last = context, low, high, 0.0
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if time.monotonic() - self._last >= 1.0 or fraction >= 1:
+            self._last = time.monotonic()
+            self.context.progress(self.low + int((self.high - self.low) * min(1.0, fraction)), message)
+
+
+def restore_run(context: OperationContext) -> Mapping[str, Any]:
+    operation = context.operation
+    restore = Restore.objects.select_related("policy__cluster", "policy__storage", "backup__storage").get(
+        pk=context.parameters["restore"]
+    )
+    Restore.objects.filter(pk=restore.pk).update(
+        operation=operation,
+        status=Restore.Status.RUNNING,
+        requested_at=operation.created_at,
+        started_at=timezone.now(),
+    )
+    restore.refresh_from_db()
+    context.progress(1, "Pre-flight")
+    findings = restore_preflight(restore, reread=False)  # the checksum is checked below, while reading the backup
+    for finding in findings:
+        if finding.level != OK:
+            context.log(f"Pre-flight: {finding.title} {finding.detail}".strip(), level="warning")
+    if refused := blockers(findings):
+        raise RestoreFailed("Pre-flight refused the restore: " + " ".join(f.title for f in refused))
+    context.log("Pre-flight passed.")
+    scratch = scratch_directory(restore)
+    try:
+        path = _fetch(context, restore, scratch)
+        context.checkpoint()
+        return _physical(context, restore, path) if restore.is_physical else _logical(context, restore, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fetch(context: OperationContext, restore: Restore, scratch: Path) -> Path:
+    """The backup as a local file (or unpacked directory), its size and SHA-256 checked against the record."""
+    backup = restore.backup
+    assert backup is not None  # pre-flight refuses a restore without one
+    storage = storage_for(backup.storage)
+    size, stage = backup.size or 0, _Stage(context, 2, 15)
+
+    def on_progress(done: int) -> None:
+        stage(done / max(1, size), f"Checking the backup: {done / 1e6:.0f} of {size / 1e6:.0f} MB read")
+
+    path = storage.local_path(backup.key)
+    if path is not None:
+        context.log(f"Reading {path} in place, checking its size and SHA-256.")
+        verify_chunks(storage.open_read(backup.key), sha256=backup.sha256, size=size, on_progress=on_progress)
+    else:
+        path = scratch / backup.key.rsplit("/", 1)[-1]
+        context.log(f"Downloading {backup.key} from {storage.description}, checking its SHA-256 on the way.")
+        fetch_verified(storage.open_read(backup.key), path, sha256=backup.sha256, size=size, on_progress=on_progress)
+    context.log(f"The backup is intact: {size} bytes, SHA-256 {backup.sha256} as recorded.")
+    if backup.engine == BackupPolicy.Engine.PG_DUMP_DIR:
+        unpacked = scratch / "dump"
+        tar_extract(path, unpacked, postgres_owner=False)
+        return unpacked
+    return path
+
+
+def _logical(context: OperationContext, restore: Restore, path: Path) -> Mapping[str, Any]:
+    policy, server = restore.policy, restore_server(restore)
+    same_cluster = restore.target_cluster_id in (None, policy.cluster_id)
+    if restore.target == Restore.Target.REPLACE:
+        _safety_backup(context, restore)
+        context.checkpoint()
+    work = restore.planned_work_database
+    like = database_info(cluster_target(policy.cluster, "postgres"), policy.dbname) if same_cluster else None
+    database_create(server, work, like=like)
+    Restore.objects.filter(pk=restore.pk).update(work_database=work, work_created=True)
+    total = pg_restore_items(path)
+    context.log(
+        f"Created database {work} on {server.host}:{server.port}; pg_restore -j {policy.jobs} of {total} items."
+    )
+    stage = _Stage(context, 35, 80)
+    pg_restore_run(
+        path,
+        with_database(server, work),
+        jobs=policy.jobs,
+        keep_owners=same_cluster,
+        on_item=lambda done, what: stage(done / max(1, total), f"Restoring {done}/{total}: {what}"),
+        checkpoint=context.checkpoint,
+    )
+    Restore.objects.filter(pk=restore.pk).update(restored_at=timezone.now())
+    context.log(f"Restored into {work}.")
+    _verify(context, restore, with_database(server, work))
+    if restore.target == Restore.Target.REPLACE:
+        _swap(context, restore, server, work)
+    elif restore.kind == Restore.Kind.DRILL:
+        database_drop(server, work)
+        Restore.objects.filter(pk=restore.pk).update(work_created=False)
+        context.log(f"Dropped the scratch database {work}.")
+    return _finish(context, restore)
+
+
+def _safety_backup(context: OperationContext, restore: Restore) -> None:
+    policy = restore.policy
+    backup = Backup.objects.create(
+        policy=policy,
+        kind=Backup.Kind.SAFETY,
+        engine=policy.engine,
+        storage=policy.storage,
+        requested_by_id=context.operation.requested_by_id,
+    )
+    Restore.objects.filter(pk=restore.pk).update(safety_backup=backup)
+    context.log(f"Taking a safety backup of {policy.cluster.name}/{policy.dbname} as it is now (backup #{backup.pk}).")
+    try:
+        backup_take(context, backup=backup, span=(15, 35))
+    except BaseException as exc:
+        _safety_backup_failed(backup, str(exc))
+        raise
+    context.log(f"Safety backup #{backup.pk} is good.")
+
+
+def _safety_backup_failed(backup: Backup, error: str) -> None:
+    remove_objects(backup)
+    Backup.objects.filter(pk=backup.pk).exclude(status=Backup.Status.GOOD).update(
+        status=Backup.Status.FAILED, finished_at=timezone.now(), error=error or "failed"
+    )
+
+
+def _verify(context: OperationContext, restore: Restore, target: PgTarget) -> None:
+    """The policy's queries and amcheck against the restored database; RestoreFailed unless all pass."""
+    context.progress(82, "Verifying the restored database")
+    queries = restore.policy.verify or []
+    backup = restore.backup
+    assert backup is not None
+    outcomes = queries_run(target, [query["sql"] for query in queries]) if queries else []
+    results = [
+        verification_evaluate(
+            query["name"], query.get("expect", ""), outcome.value, outcome.error, backup_started=backup.started_at
+        )
+        for query, outcome in zip(queries, outcomes, strict=True)
+    ]
+    if not queries:
+        context.log(
+            "The policy has no verification queries (catalog key `verify`): only amcheck runs.", level="warning"
+        )
+    amcheck = amcheck_run(target)
+    if not amcheck.available:
+        results.append(VerificationResult("amcheck", True, "not available on this server: indexes not checked"))
+    elif amcheck.failures:
+        results.append(VerificationResult("amcheck", False, "; ".join(amcheck.failures)[:2000]))
+    else:
+        results.append(VerificationResult("amcheck", True, f"{amcheck.checked} B-tree indexes checked: no corruption"))
+    for result in results:
+        mark = "✔" if result.ok else "✖"
+        context.log(f"{mark} {result.name}: {result.detail}", level="info" if result.ok else "error")
+    now = timezone.now()
+    failed = [result for result in results if not result.ok]
+    Restore.objects.filter(pk=restore.pk).update(
+        verification=[result.as_data() for result in results], verified_at=None if failed else now
+    )
+    if failed:
+        raise RestoreFailed("Verification failed: " + ", ".join(result.name for result in failed))
+    context.progress(92, "Verified")
+
+
+def _swap(context: OperationContext, restore: Restore, server: PgTarget, work: str) -> None:
+    context.checkpoint()  # the last point where a cancellation is honoured
+    current, kept = restore.target_database, restore.planned_kept_database
+    context.log(f"Swapping: {current} becomes {kept}, {work} becomes {current}. From here on it cannot be cancelled.")
+    context.progress(94, "Swapping the restored database in")
+    ended = databases_swap(server, current=current, replacement=work, keep_as=kept)
+    Restore.objects.filter(pk=restore.pk).update(swapped_at=timezone.now(), kept_database=kept, work_created=False)
+    context.log(
+        f"Swapped: {current} is the restored database ({ended} session(s) ended). The old one is kept as {kept} "
+        "until a DBA drops it."
+    )
+
+
+def _physical(context: OperationContext, restore: Restore, path: Path) -> Mapping[str, Any]:
+    backup = restore.backup
+    assert backup is not None and restore.port
+    directory = Path(restore.data_directory)
+    if directory.exists() and any(directory.iterdir()):
+        raise RestoreFailed(f"{directory} is not empty; nothing was extracted")
+    Restore.objects.filter(pk=restore.pk).update(work_created=True)
+    compress = str(backup.manifest.get("options", {}).get("compress", ""))
+    context.progress(20, "Unpacking the base backup")
+    context.log(f"Unpacking into {directory}.")
+    tar_extract(path, directory, compress="" if compress == "default" else compress)
+    context.checkpoint()
+    context.progress(60, "Starting the server")
+    log_file = server_start(directory, restore.port)
+    Restore.objects.filter(pk=restore.pk).update(restored_at=timezone.now())
+    server = restore_server(restore)
+    context.log(f"Started PostgreSQL on 127.0.0.1:{restore.port} (log {log_file}).")
+    _verify(context, restore, with_database(server, restore.policy.dbname))
+    if restore.kind == Restore.Kind.DRILL:
+        server_remove(directory)
+        Restore.objects.filter(pk=restore.pk).update(work_created=False)
+        context.log("Stopped and removed the scratch server.")
+    else:
+        context.log(
+            f"The restored server runs: psql -h 127.0.0.1 -p {restore.port} -U {server.user} -d {restore.policy.dbname}"
+            f" (data {directory}; stop it with pg_ctl -D {directory} stop)."
+        )
+    return _finish(context, restore)
+
+
+def _finish(context: OperationContext, restore: Restore) -> dict[str, Any]:
+    """Verified: the measurements (RTO from the request, data-loss window from the incident)."""
+    restore.refresh_from_db()
+    backup = restore.backup
+    assert backup is not None and restore.verified_at is not None
+    done = restore.swapped_at or restore.verified_at
+    requested = restore.requested_at or restore.created_at
+    rto = (done - requested).total_seconds()
+    loss = max(0.0, ((restore.incident_at or requested) - backup.started_at).total_seconds())
+    Restore.objects.filter(pk=restore.pk).update(
+        status=Restore.Status.VERIFIED, finished_at=timezone.now(), rto_seconds=rto, data_loss_seconds=loss
+    )
+    Backup.objects.filter(pk=backup.pk).update(verified_at=restore.verified_at)
+    context.progress(100, "Verified")
+    context.log(f"Verified {rto:.1f} s after the request (RTO); data-loss window {loss / 60:.0f} min (backup age).")
+    return {
+        "restore": restore.pk,
+        "backup": backup.pk,
+        "database": restore.target_database or restore.policy.dbname,
+        "rto_seconds": round(rto, 1),
+        "data_loss_seconds": round(loss),
+        "verification": restore.verification,
+    }
+
+
+def restore_cleanup(operation: Operation) -> None:
+    """After a failure, a cancellation or a lost worker: drop what the restore created and did not swap in,
+    mark a safety backup that did not finish failed, and record the outcome on the restore."""
+    restore = Restore.objects.filter(pk=operation.parameters.get("restore")).select_related("policy", "backup").first()
+    if restore is None:
+        return
+    try:
+        if restore.work_created and not restore.swapped_at:
+            if restore.is_physical:
+                server_remove(Path(restore.data_directory))
+                _note(operation, f"Stopped and removed the restored server's data directory {restore.data_directory}.")
+            elif restore.work_database and database_drop(restore_server(restore), restore.work_database):
+                _note(operation, f"Dropped database {restore.work_database}: production was not touched.")
+            Restore.objects.filter(pk=restore.pk).update(work_created=False)
+    finally:
+        shutil.rmtree(scratch_directory(restore), ignore_errors=True)
+        if restore.safety_backup_id:
+            safety = Backup.objects.get(pk=restore.safety_backup_id)
+            if safety.status == Backup.Status.RUNNING:
+                _safety_backup_failed(safety, operation.error)
+        cancelled = operation.status == Operation.Status.CANCELLED
+        Restore.objects.filter(pk=restore.pk).update(
+            status=Restore.Status.CANCELLED if cancelled else Restore.Status.FAILED,
+            finished_at=timezone.now(),
+            error=operation.error,
+        )
+
+
+def _note(operation: Operation, message: str) -> None:
+    OperationLogLine.objects.create(operation=operation, message=message)
+
+
+def drill_data_directory(restore: Restore) -> Path:
+    """Where a drill of a physical backup puts its scratch server (outside the downloads, removed separately)."""
+    servers = Path(settings.RESTORE_SCRATCH_DIR) / "servers"
+    servers.mkdir(parents=True, exist_ok=True)
+    for path in (servers.parent, servers):
+        path.chmod(0o711)  # the postgres user must reach the data directory
+    return servers / f"drill-{restore.pk}"
+
+
+for _name, _label in ((RESTORE_KIND, "Restore"), (DRILL_KIND, "Restore drill")):
+    register(
+        OperationKind(
+            name=_name,
+            label=_label,
+            action=Action.RESTORE,
+            run=restore_run,
+            queue="ops",
+            cancellable_while_running=True,
+            cleanup=restore_cleanup,
+        )
+    )

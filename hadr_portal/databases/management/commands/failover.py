@@ -1,0 +1,64 @@
+"""`manage.py failover CLUSTER [--to NODE] --yes [--wait]`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from hadr_portal.core.cli import cli_actor, named, operation_arguments, operation_start
+from hadr_portal.databases.failover import BLOCKER, failover_plan, failover_request
+from hadr_portal.databases.models import Cluster
+
+MARKS = {"ok": "ok     ", "warning": "WARNING", "blocker": "BLOCKED"}
+
+
+class Command(BaseCommand):
+    help = (
+        "Promote a replica of CLUSTER to primary (an operation on the ops queue): the pre-checks are printed;"
+        " the old primary is fenced first when it is still up. Without --yes, only the pre-checks run."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("cluster", help="Cluster name, e.g. demo")
+        parser.add_argument("--to", help="The replica to promote (default: the reachable one least behind)")
+        parser.add_argument("--yes", action="store_true", help="Fail over (without it: show the pre-checks only)")
+        parser.add_argument(
+            "--override-lag",
+            metavar="REASON",
+            default="",
+            help="Fail over although the replica is further behind"
+            " than the cluster's limit; the reason is recorded in the audit log",
+        )
+        parser.add_argument(
+            "--isolated",
+            metavar="REASON",
+            default="",
+            help="The old primary cannot be reached or fenced but is"
+            " isolated from the applications: how you know (recorded)",
+        )
+        operation_arguments(parser)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        cluster = named(Cluster.objects.all(), options["cluster"], "cluster")
+        plan = failover_plan(cluster, to=options["to"])
+        for finding in plan.findings:
+            self.stdout.write(f"{MARKS[finding.level]} {finding.title} {finding.detail}".rstrip())
+        if not options["yes"]:
+            verdict = plan.refusal(override_reason=options["override_lag"], isolation_reason=options["isolated"])
+            self.stdout.write(f"Would be refused: {verdict}" if verdict else "Pre-checks pass. Add --yes to fail over.")
+            if any(f.level == BLOCKER for f in plan.findings):
+                raise CommandError("The failover cannot go ahead.")
+            return
+        operation_start(
+            self,
+            lambda: failover_request(
+                cluster=cluster,
+                actor=cli_actor(options["user"]),
+                to=options["to"],
+                override_reason=options["override_lag"],
+                isolation_reason=options["isolated"],
+            ),
+            f"failover of {cluster.name}",
+            options,
+        )

@@ -1,0 +1,15 @@
+"""The conversion tiles of the Dashboard: one per funnel, beside the health of what produces its numbers."""
+
+from __future__ import annotations
+
+from django.template.loader import render_to_string
+
+from .selectors import funnel_summaries
+
+
+def conversion_tiles_html() -> str:
+    """Rendered into the shared, cached dashboard board (status.board): nothing user-specific."""
+    summaries = funnel_summaries()
+    if not summaries:
+        return ""
+    return render_to_string("metrics/_conversion_tiles.html", {"summaries": summaries})
