@@ -383,7 +383,7 @@ def end_to_end(backup: Any) -> dict[str, Any]:
 # --- the whole benchmark ------------------------------------------------------------------------------
 
 
-def restores_bench(rounds: int = 3) -> dict[str, Any]:
+def restores_bench(rounds: int = 5) -> dict[str, Any]:
     from hadr_portal.backups.models import BackupPolicy
 
     print("  preparing data on the demo primary...", flush=True)

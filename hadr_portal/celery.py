@@ -96,3 +96,8 @@ def schedule_periodic_tasks(sender: Celery, **_: object) -> None:
         sender.signature("hadr_portal.metrics.tasks.metrics_prune", queue="default"),
         name="prune metrics history and logged errors",
     )
+    sender.add_periodic_task(
+        60.0,
+        sender.signature("hadr_portal.incidents.tasks.escalations_remind", queue="default", options={"expires": 60}),
+        name="escalate unacknowledged incidents",
+    )

@@ -103,6 +103,8 @@ INSTALLED_APPS = [
     "hadr_portal.status",
     "hadr_portal.backups",
     "hadr_portal.metrics",
+    "hadr_portal.runbooks",
+    "hadr_portal.incidents",
 ]
 
 MIDDLEWARE = [
@@ -224,6 +226,8 @@ CHECK_CONCURRENCY = env_int("HADR_CHECK_CONCURRENCY", 200, minimum=1)  # checks 
 CHECK_RESULTS_DAYS = env_int("HADR_CHECK_RESULTS_DAYS", 7, minimum=1)  # raw results kept
 CHECK_ROLLUPS_DAYS = env_int("HADR_CHECK_ROLLUPS_DAYS", 400, minimum=1)  # hourly rollups kept
 ALERT_MAX_ATTEMPTS = env_int("HADR_ALERT_MAX_ATTEMPTS", 5, minimum=1)
+# An incident nobody acknowledged escalates to the next contact of its list this often.
+ESCALATION_REMINDER_MINUTES = env_int("HADR_ESCALATION_REMINDER_MINUTES", 15, minimum=1)
 DASHBOARD_REFRESH_SECONDS = env_int("HADR_DASHBOARD_REFRESH_SECONDS", 10, minimum=1)
 # The service tiles are rendered once for everyone and kept this long (0: never cached); a state
 # transition or a catalog change replaces them at once.

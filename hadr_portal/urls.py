@@ -21,6 +21,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("databases/", include("hadr_portal.databases.urls")),
     path("backups/", include("hadr_portal.backups.urls")),
+    path("runbooks/", include("hadr_portal.runbooks.urls")),
+    path("", include("hadr_portal.incidents.urls")),
     path("", include("hadr_portal.metrics.urls")),
     path("", include("hadr_portal.status.urls")),
     path("", status_views.dashboard, name="dashboard"),

@@ -392,13 +392,16 @@ ORDER BY 1
 
 def amcheck_run(target: PgTarget, *, timeout: float = 600) -> AmcheckOutcome:
     """`bt_index_check` on every B-tree index of the database (amcheck; the extension is created for the check
-    and dropped again if it was not there). Not available on the server: `available=False`."""
+    and dropped again if it was not there). Not on the server, or not ours to create: `available=False`."""
     with _connect(target, timeout=timeout) as conn:
         if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'").fetchone():
             return AmcheckOutcome(available=False)
         installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'").fetchone() is not None
         if not installed:
-            conn.execute("CREATE EXTENSION amcheck")
+            try:
+                conn.execute("CREATE EXTENSION amcheck")
+            except psycopg.errors.InsufficientPrivilege:
+                return AmcheckOutcome(available=False)  # the restoring user may not create it: not checked
         try:
             indexes = [row[0] for row in conn.execute(_BTREE_INDEXES).fetchall()]
             failures = []

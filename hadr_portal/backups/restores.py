@@ -20,6 +20,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +193,11 @@ def _verify(context: OperationContext, restore: Restore, target: PgTarget) -> No
     queries = restore.policy.verify or []
     backup = restore.backup
     assert backup is not None
-    outcomes = queries_run(target, [query["sql"] for query in queries]) if queries else []
+    # the queries and amcheck read different things: side by side, on two connections
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="restore-verify") as pool:
+        checking = pool.submit(amcheck_run, target)
+        outcomes = queries_run(target, [query["sql"] for query in queries]) if queries else []
+        amcheck = checking.result()
     results = [
         verification_evaluate(
             query["name"], query.get("expect", ""), outcome.value, outcome.error, backup_started=backup.started_at

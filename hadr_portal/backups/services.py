@@ -20,7 +20,7 @@ from hadr_portal.core.permissions import Action, require
 from .models import Backup, BackupPolicy, Restore
 from .operations import MANIFEST_SUFFIX
 from .preflight import restore_server
-from .retention import RetentionDecision, retention_plan
+from .retention import DRAFT_HOLDS, RetentionDecision, retention_plan
 from .storage import storage_for
 from .wizard import drill_request
 
@@ -154,6 +154,13 @@ def _schedule_due(
                 detail=f"scheduled {kind.replace('_', ' ')} skipped: {exc}",
             )
     return queued
+
+
+def restore_drafts_prune(*, now: datetime | None = None) -> int:
+    """Forget restores prepared in the wizard but never run (after a day: their pre-flight is long stale)."""
+    cutoff = (now or timezone.now()) - DRAFT_HOLDS
+    deleted, _ = Restore.objects.filter(status=Restore.Status.DRAFT, created_at__lt=cutoff).delete()
+    return deleted
 
 
 def restore_drop_kept(

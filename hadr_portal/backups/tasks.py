@@ -20,4 +20,5 @@ def drills_schedule() -> int:
 
 @shared_task(name="hadr_portal.backups.tasks.backups_prune")
 def backups_prune() -> int:
+    services.restore_drafts_prune()
     return sum(len(services.backups_prune(policy=p, dry_run=False)) for p in BackupPolicy.objects.all())

@@ -200,12 +200,14 @@ def target_defaults(restore: Restore) -> dict[str, object]:
             "data_directory": restore.data_directory or str(servers / f"{policy.name}-{restore.pk}"),
             "port": restore.port or free_port(),
         }
+    clusters = list(Cluster.objects.exclude(pk=policy.cluster_id).order_by("name"))
+    lost = restore.situation == Restore.Situation.LOST_SERVER and clusters  # the managed server is the one gone
     return {
-        "target": restore.target or Restore.Target.NEW_DATABASE,
+        "target": restore.target or (Restore.Target.OTHER_SERVER if lost else Restore.Target.NEW_DATABASE),
         "database": restore.target_database
         if restore.target in (Restore.Target.NEW_DATABASE, Restore.Target.OTHER_SERVER)
         else f"{policy.dbname}_restored_{restore.pk}",
-        "clusters": list(Cluster.objects.exclude(pk=policy.cluster_id).order_by("name")),
+        "clusters": clusters,
     }
 
 

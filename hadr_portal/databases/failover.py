@@ -31,6 +31,7 @@ from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request, register
 from hadr_portal.core.permissions import Action
 
+from .board import topology_changed
 from .models import Cluster, Failover, Node
 from .topology import cluster_primary, cluster_probe
 
@@ -331,6 +332,7 @@ def failover_run(context: OperationContext) -> Mapping[str, Any]:
             seconds_to_writable=seconds,
         )
     cluster_probe(cluster)
+    topology_changed()
     hook = _run_hook(context, cluster, candidate, old)
     context.progress(100, f"{candidate.name} is the primary")
     return {

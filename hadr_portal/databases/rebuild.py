@@ -10,6 +10,7 @@ from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request, register
 from hadr_portal.core.permissions import Action
 
+from .board import topology_changed
 from .models import Cluster, Node
 from .topology import cluster_probe
 
@@ -74,6 +75,7 @@ def rebuild_run(context: OperationContext) -> Mapping[str, Any]:
     seconds = wait_streaming(node.address().conninfo(), timeout=STREAMING_TIMEOUT_SECONDS)
     context.log(f"{node.name} streams from {primary.name} ({seconds:.1f} s after start)")
     cluster_probe(cluster)
+    topology_changed()
     node.refresh_from_db()
     if node.role != "replica":
         raise NodeActionFailed(f"{node.name} started but reports {node.role}, not replica")

@@ -7,6 +7,7 @@ Which transitions alert: to `down`; to `degraded` for tier-1 services; and the r
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -88,27 +89,45 @@ def alert_deliver(*, delivery_id: int) -> AlertDelivery:
         return delivery
     channel = delivery.channel
     subject, text, payload = alert_message(delivery.transition)
-    delivery.attempts += 1
-    try:
-        if channel.kind == AlertChannel.Kind.EMAIL:
-            recipients = [a.strip() for a in channel.target.split(",") if a.strip()]
-            try:
-                send_mail(subject, text, None, recipients, fail_silently=False)
-            except Exception as exc:  # SMTP errors come in many classes
-                raise DeliveryFailed(f"{exc.__class__.__name__}: {exc}") from None
-        else:
-            url = os.environ.get(channel.target_env, "") if channel.target_env else channel.target
-            if not url:
-                raise DeliveryFailed(f"no webhook URL (is {channel.target_env or 'the target'} set?)")
-            webhook_post(url=url, payload=payload)
-    except DeliveryFailed as exc:
-        delivery.last_error = str(exc)[:500]
-        if delivery.attempts >= settings.ALERT_MAX_ATTEMPTS:
-            delivery.status = AlertDelivery.Status.FAILED
-        delivery.save(update_fields=["attempts", "last_error", "status"])
-        if delivery.status == AlertDelivery.Status.FAILED:
-            return delivery
-        raise
-    delivery.status, delivery.sent_at, delivery.last_error = AlertDelivery.Status.SENT, timezone.now(), ""
-    delivery.save(update_fields=["attempts", "status", "sent_at", "last_error"])
+    url = os.environ.get(channel.target_env, "") if channel.target_env else channel.target
+    delivery_attempt(
+        delivery,
+        lambda: message_send(
+            kind=channel.kind, target=url, subject=subject, text=text, payload=payload, where=channel.target_env
+        ),
+    )
     return delivery
+
+
+def delivery_attempt(record: Any, send: Callable[[], None]) -> None:
+    """One attempt on a pending delivery record (status, attempts, last_error, sent_at: an alert delivery or an
+    escalation notice), saved. DeliveryFailed propagates (to be retried) until HADR_ALERT_MAX_ATTEMPTS run out;
+    then the record is marked failed and this returns."""
+    record.attempts += 1
+    try:
+        send()
+    except DeliveryFailed as exc:
+        record.last_error = str(exc)[:500]
+        if record.attempts >= settings.ALERT_MAX_ATTEMPTS:
+            record.status = AlertDelivery.Status.FAILED
+        record.save(update_fields=["attempts", "last_error", "status"])
+        if record.status == AlertDelivery.Status.FAILED:
+            return
+        raise
+    record.status, record.sent_at, record.last_error = AlertDelivery.Status.SENT, timezone.now(), ""
+    record.save(update_fields=["attempts", "status", "sent_at", "last_error"])
+
+
+def message_send(*, kind: str, target: str, subject: str, text: str, payload: dict[str, Any], where: str = "") -> None:
+    """One e-mail (to the comma-separated addresses in `target`) or one webhook POST; DeliveryFailed says why not.
+    Alerts and incident escalations both send through here."""
+    if kind == AlertChannel.Kind.EMAIL:
+        recipients = [a.strip() for a in target.split(",") if a.strip()]
+        try:
+            send_mail(subject, text, None, recipients, fail_silently=False)
+        except Exception as exc:  # SMTP errors come in many classes
+            raise DeliveryFailed(f"{exc.__class__.__name__}: {exc}") from None
+    else:
+        if not target:
+            raise DeliveryFailed(f"no webhook URL (is {where or 'the target'} set?)")
+        webhook_post(url=target, payload=payload)

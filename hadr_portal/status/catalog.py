@@ -39,6 +39,8 @@ from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Action, Role, require
 from hadr_portal.core.validators import ENV_NAME_PATTERN
 from hadr_portal.databases.models import Cluster, Node
+from hadr_portal.incidents.models import Contact, EscalationStep, Severity
+from hadr_portal.incidents.selectors import escalation_list
 from hadr_portal.metrics.models import Funnel
 
 from .checkconfig import config_validate
@@ -49,10 +51,19 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 # In the order they are imported (a backup policy names a cluster and a storage target, a backup check a policy).
-SECTIONS = ("clusters", "storage_targets", "backup_policies", "services", "alert_channels", "funnels")
+SECTIONS = (
+    "clusters",
+    "storage_targets",
+    "backup_policies",
+    "services",
+    "alert_channels",
+    "funnels",
+    "contacts",
+    "escalation",
+)
 HEADER = (
     "# HADR Portal catalog: clusters with their nodes, backup storage targets and policies,\n"
-    "# services with their checks, alert channels, conversion funnels.\n"
+    "# services with their checks, alert channels, conversion funnels, emergency contacts and escalation lists.\n"
     "# Re-create them with `manage.py catalog import FILE`. Secrets are never written here:\n"
     "# password_env, access_key_env, secret_key_env and target_env name environment variables.\n"
 )
@@ -161,6 +172,15 @@ CHANNEL_KEYS = {
     "enabled": Key(FLAG),
     "min_tier": Key(WHOLE),
 }
+CONTACT_KEYS = {
+    "name": Key(TEXT, required=True),
+    "roles": Key(ARRAY),
+    "phone": Key(TEXT),
+    "email": Key(TEXT),
+    "webhook": Key(TEXT),
+    "hours": Key(TEXT),
+}
+ESCALATION_KEYS = {"severity": Key(TEXT, required=True), "contacts": Key(ARRAY, required=True)}  # in order
 STORAGE_KEYS = {"name": Key(TEXT, required=True), "kind": Key(TEXT, required=True), "config": Key(TABLE)}
 # A storage target's config, by kind (what `storage_from_config` reads). The *_env keys hold variable NAMES.
 STORAGE_CONFIG_KEYS = {
@@ -209,6 +229,7 @@ NODE_FIELDS = tuple(k for k in NODE_KEYS if k not in NOT_FIELDS)
 SERVICE_FIELDS = tuple(k for k in SERVICE_KEYS if k not in NOT_FIELDS)
 CHECK_FIELDS = tuple(k for k in CHECK_KEYS if k not in NOT_FIELDS)
 CHANNEL_FIELDS = tuple(k for k in CHANNEL_KEYS if k not in NOT_FIELDS)
+CONTACT_FIELDS = tuple(k for k in CONTACT_KEYS if k not in NOT_FIELDS)
 STORAGE_FIELDS = tuple(k for k in STORAGE_KEYS if k not in NOT_FIELDS)
 POLICY_FIELDS = tuple(k for k in POLICY_KEYS if k not in NOT_FIELDS)
 POLICY_REFERENCES = {"cluster": "cluster", "storage": "storage target"}  # key: what it names
@@ -256,6 +277,12 @@ def catalog_export(*, include_tokens: bool = False) -> dict[str, Any]:
         "services": [_service_export(service, include_tokens) for service in services],
         "alert_channels": [_values(channel, CHANNEL_KEYS) for channel in AlertChannel.objects.order_by("name")],
         "funnels": [_funnel_export(funnel, include_tokens) for funnel in Funnel.objects.order_by("name")],
+        "contacts": [_values(contact, CONTACT_KEYS) for contact in Contact.objects.order_by("name")],
+        "escalation": [
+            {"severity": severity, "contacts": [contact.name for contact in escalation_list(severity)]}
+            for severity in Severity.values
+            if EscalationStep.objects.filter(severity=severity).exists()
+        ],
     }
 
 
@@ -621,6 +648,60 @@ def _channels_read(tables: list[tuple[str, Any]], problems: list[str]) -> list[_
     return rows
 
 
+def _contacts_read(tables: list[tuple[str, Any]], problems: list[str]) -> list[_Row]:
+    existing = {contact.name: contact for contact in Contact.objects.all()}
+    rows, seen = [], {}
+    for path, raw in tables:
+        values, bad = _read_table(raw, path, CONTACT_KEYS, problems)
+        for role in values.get("roles", []):
+            if role not in {r.value for r in Role}:
+                problems.append(f"{path}.roles: unknown role {role!r}; expected {', '.join(Role)}.")
+                bad.add("roles")
+        name = _name(values, bad, path, seen, problems)
+        row = _Row("contact", name, existing.get(name) or Contact(name=name), path)
+        _fill(row, values, bad, CONTACT_FIELDS, problems)
+        rows.append(row)
+    return rows
+
+
+def _escalation_read(tables: list[tuple[str, Any]], contacts: list[_Row], problems: list[str]) -> dict[str, list[str]]:
+    """{severity: contact names in order}; every name must be a contact of this file or (already) of the database."""
+    known = {row.name for row in contacts} | set(Contact.objects.values_list("name", flat=True))
+    lists: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}
+    for path, raw in tables:
+        values, bad = _read_table(raw, path, ESCALATION_KEYS, problems)
+        _choose(values, bad, "severity", Severity.values, path, problems)
+        if bad or not _unique(values["severity"], path, seen, problems, what="severity"):
+            continue
+        names = values["contacts"]
+        for name in names:
+            if name not in known:
+                problems.append(f"{path}.contacts: {name!r} is not a contact; add it to [[contacts]].")
+        lists[values["severity"]] = names
+    return lists
+
+
+def _contacts_apply(rows: list[_Row], lists: dict[str, list[str]], report: ImportReport, prune: bool) -> None:
+    for row in rows:
+        _save(row, report)
+    for severity, names in lists.items():
+        before = [contact.name for contact in escalation_list(severity)]
+        outcome = "unchanged" if before == names else "updated" if before else "created"
+        getattr(report, outcome).append(f"escalation {severity}")
+        if outcome != "unchanged":
+            EscalationStep.objects.filter(severity=severity).delete()
+            contacts = {contact.name: contact for contact in Contact.objects.filter(name__in=names)}
+            for position, name in enumerate(names, 1):
+                EscalationStep.objects.create(severity=severity, position=position, contact=contacts[name])
+    if prune:
+        for severity in EscalationStep.objects.exclude(severity__in=list(lists)).values_list("severity", flat=True):
+            EscalationStep.objects.filter(severity=severity).delete()
+            report.deleted.append(f"escalation {severity}")
+        for contact in Contact.objects.exclude(name__in=[row.name for row in rows]).order_by("name"):
+            _delete(contact, report, "contact")
+
+
 def _storage_read(tables: list[tuple[str, Any]], problems: list[str]) -> list[_Row]:
     existing = {target.name: target for target in StorageTarget.objects.all()}
     rows, seen = [], {}
@@ -970,6 +1051,8 @@ def catalog_import(
         services = _services_read(sections["services"], problems)
         channels = _channels_read(sections["alert_channels"], problems)
         funnels = _funnels_read(sections["funnels"], clusters, prune, problems)
+        contacts = _contacts_read(sections["contacts"], problems)
+        escalation = _escalation_read(sections["escalation"], contacts, problems)
         # Clusters, storage targets and backup policies go in first, inside this transaction, so that the
         # checks naming a node (postgres) or a policy (backup) validate against what the catalog will hold;
         # any problem below rolls them back. Pruning goes the other way: policies, then what they name.
@@ -985,6 +1068,7 @@ def catalog_import(
             raise CatalogError(_in_file_order(problems))
         refresh = _services_apply(services, report, prune)
         _channels_apply(channels, report, prune)
+        _contacts_apply(contacts, escalation, report, prune)
         if dry_run:
             transaction.set_rollback(True)
         else:

@@ -315,4 +315,28 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "services": services,
         "alert_channels": channels,
         "funnels": [DEMO_FUNNEL] if nodes else [],
+        **demo_contacts(env.get("HADR_DEMO_ALERT_EMAIL", "ops@example.com")),
+    }
+
+
+def demo_contacts(email: str) -> dict[str, Any]:
+    """The plan's hats as contacts: one person, a hat for each part of the day; escalation by severity."""
+    hats = [
+        ("Mauricio · DevOps (afternoons)", ["DevOps"], "Mon–Fri 13:00–18:00"),
+        ("Mauricio · DBA (evenings)", ["DBA"], "Mon–Fri 18:00–23:00"),
+        ("Mauricio · Developer (mornings)", ["Developer"], "Mon–Fri 08:00–12:00"),
+        ("Mauricio · Product Manager (weekends)", ["Product Manager"], "Sat–Sun"),
+        ("Mauricio · on call (holidays)", ["DevOps", "DBA"], "holidays, hoping nothing catches fire"),
+    ]
+    devops, dba, developer, _, on_call = (name for name, _, _ in hats)
+    return {
+        "contacts": [
+            {"name": name, "roles": roles, "phone": "+55 11 90000-0000", "email": email, "webhook": "", "hours": hours}
+            for name, roles, hours in hats
+        ],
+        "escalation": [
+            {"severity": "sev1", "contacts": [devops, dba, on_call]},
+            {"severity": "sev2", "contacts": [devops, dba]},
+            {"severity": "sev3", "contacts": [developer, devops]},
+        ],
     }

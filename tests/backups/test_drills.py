@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from hadr_portal.backups import services, wizard
 from hadr_portal.backups.models import Backup, BackupPolicy, Restore
+from hadr_portal.backups.retention import backups_in_use
 from hadr_portal.backups.selectors import freshness_of, recovery_proof
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.operations import OperationConflict, OperationError
@@ -157,3 +158,15 @@ def test_physical_backup_restores_as_a_new_server_and_its_drill_removes_its_own(
         assert backup.pk == restore.backup_id
     finally:
         stop_servers_under(scratch_dir)
+
+
+def test_drafts_never_run_are_forgotten_after_a_day(app_policy):
+    backup = backup_of(app_policy)
+    old = wizard.restore_draft_start(policy=app_policy, actor=None)
+    fresh = wizard.restore_draft_start(policy=app_policy, actor=None)
+    Restore.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+    queued = run(wizard.drill_request(policy=app_policy, actor=None))
+    Restore.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(days=2))
+    assert services.restore_drafts_prune() == 1
+    assert set(Restore.objects.values_list("pk", flat=True)) == {fresh.pk, queued.pk}
+    assert backup.pk in backups_in_use()  # the fresh draft holds the backup it chose

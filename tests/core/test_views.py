@@ -172,7 +172,14 @@ def walk_samples(demo_cluster, operation) -> dict[str, object]:
     from tests.status.factories import make_check, make_service
 
     check = make_check(make_service(demo_cluster.name), kind="tcp", config={"host": "127.0.0.1", "port": 1})
-    return {"pk": operation.pk, "name": demo_cluster.name, "check_id": check.pk, "node": "replica", "step": "run"}
+    return {
+        "pk": operation.pk,
+        "name": demo_cluster.name,
+        "check_id": check.pk,
+        "node": "replica",
+        "step": "run",
+        "number": 1,
+    }
 
 
 def test_a_viewer_is_refused_on_every_state_changing_url(client_as, walk_samples, operation):

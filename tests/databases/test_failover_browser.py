@@ -51,6 +51,11 @@ def test_dba_fails_over_from_the_browser_while_the_demo_app_keeps_writing(live_s
         assert get(health)[1]["database"]["port"] == replica.port
         assert pg_pair.execute(replica, replicated)[0][0] > committed_before  # nothing committed was lost
 
+        page.goto(f"{live_server.url}/")
+        tile = page.locator(f"#cluster-tile-{pg_pair.cluster.name}")
+        expect(tile).to_contain_text("Primary: replica")
+        expect(tile).to_contain_text("no redundancy")
+
         page.goto(f"{live_server.url}/databases/")
         card = page.locator(f"#cluster-{pg_pair.cluster.name}")
         expect(card).to_contain_text("Applications should use: replica")
@@ -60,6 +65,9 @@ def test_dba_fails_over_from_the_browser_while_the_demo_app_keeps_writing(live_s
         expect(page.locator(".badge-succeeded").first).to_be_visible(timeout=60000)
         expect(page.locator("body")).to_contain_text("primary streams from replica")
         assert pg_pair.in_recovery(primary)
+        page.goto(f"{live_server.url}/")
+        expect(tile).to_contain_text("redundant")
+        expect(tile).to_contain_text("Streaming: hadr_primary (1 of 1)")
     finally:
         app.terminate()
         app.wait(10)

@@ -23,8 +23,10 @@ from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster, Node
 from hadr_portal.databases.services import cluster_upsert
+from hadr_portal.incidents.models import Contact, EscalationStep
 from hadr_portal.metrics.models import Funnel
 from hadr_portal.status.catalog import (
+    SECTIONS,
     CatalogError,
     catalog_dump_toml,
     catalog_export,
@@ -55,6 +57,9 @@ EVERYTHING = [
     "channel chat",
     "channel ops-mail",
     "funnel onboarding",
+    "contact Ana",
+    "contact Mauricio",
+    "escalation sev1",
 ]
 
 
@@ -113,13 +118,17 @@ def catalog(db: None) -> None:
     AlertChannel.objects.create(name="ops-mail", kind="email", target="ops@example.com")
     AlertChannel.objects.create(name="chat", kind="webhook", target_env="HADR_CHAT_WEBHOOK", min_tier=2)
     Funnel.objects.create(**DEMO_FUNNEL)
+    mauricio = Contact.objects.create(name="Mauricio", roles=["DevOps", "DBA"], phone="+55 11 90000-0000")
+    ana = Contact.objects.create(name="Ana", roles=["Developer"], email="ana@example.com", hours="Mon–Fri 9–18")
+    EscalationStep.objects.create(severity="sev1", position=1, contact=mauricio)
+    EscalationStep.objects.create(severity="sev1", position=2, contact=ana)
 
 
 def exported(*, include_tokens: bool = False) -> str:
     return catalog_dump_toml(catalog_export(include_tokens=include_tokens))
 
 
-MODELS = (Cluster, Node, StorageTarget, BackupPolicy, Service, Check, AlertChannel, Funnel)
+MODELS = (Cluster, Node, StorageTarget, BackupPolicy, Service, Check, AlertChannel, Funnel, Contact, EscalationStep)
 EVERY_COUNT = {
     "Cluster": 1,
     "Node": 2,
@@ -129,6 +138,8 @@ EVERY_COUNT = {
     "Check": 5,
     "AlertChannel": 2,
     "Funnel": 1,
+    "Contact": 2,
+    "EscalationStep": 2,
 }
 
 
@@ -143,6 +154,7 @@ def catalog_empty() -> None:
     Cluster.objects.all().delete()
     AlertChannel.objects.all().delete()
     Funnel.objects.all().delete()
+    Contact.objects.all().delete()
 
 
 def run(*args: str) -> str:
@@ -190,6 +202,8 @@ def test_export_import_export_is_byte_identical(catalog):
         ("alert_channels", "chat"),
         ("alert_channels", "ops-mail"),
         ("funnels", "onboarding"),
+        ("contacts", "Ana"),
+        ("contacts", "Mauricio"),
     ]
     assert tomllib.loads(text) == catalog_export()  # the text says exactly what the data says
     assert exported() == text  # stable between two exports
@@ -246,13 +260,15 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
     data["alert_channels"] = [channel for channel in data["alert_channels"] if channel["name"] != "chat"]
     data["backup_policies"] = [policy for policy in data["backup_policies"] if policy["name"] != "demo-offsite"]
     data["storage_targets"] = [target for target in data["storage_targets"] if target["name"] != "offsite"]
+    data["contacts"] = [contact for contact in data["contacts"] if contact["name"] != "Ana"]
+    data["escalation"] = [{"severity": "sev1", "contacts": ["Mauricio"]}]
     # the check about to go is the one keeping its service down
     Check.objects.filter(name="port").update(state=State.DOWN)
     Service.objects.filter(name="onboarding-app").update(state=State.DOWN)
 
     kept = catalog_import(data)
     assert kept.deleted == []
-    assert counts() == EVERY_COUNT
+    assert counts() == EVERY_COUNT | {"EscalationStep": 1}  # a list in the file is the whole list
 
     pruned = catalog_import(data, prune=True)
 
@@ -260,12 +276,13 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
         "channel chat",
         "check beat/heartbeat",
         "check onboarding-app/port",
+        "contact Ana",
         "node demo/replica",
         "policy demo-offsite",
         "service beat",
         "storage offsite",
     ]
-    assert pruned.created == pruned.updated == []
+    assert pruned.created == [] and kept.updated == ["escalation sev1"]
     assert counts() == {
         "Cluster": 1,
         "Node": 1,
@@ -275,6 +292,8 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
         "Check": 3,
         "AlertChannel": 1,
         "Funnel": 1,
+        "Contact": 1,
+        "EscalationStep": 1,
     }
     assert not Service.objects.filter(name="beat").exists()
     # the service's state was recomputed from the checks it has left
@@ -516,7 +535,7 @@ BAD = {
     ),
     "unknown section": (
         _set(["checks"], []),
-        "checks: unknown section; expected clusters, storage_targets, backup_policies, services, alert_channels, funnels.",
+        "checks: unknown section; expected clusters, storage_targets, backup_policies, services, alert_channels, funnels, contacts, escalation.",
     ),
     "missing required key": (
         lambda data: data["services"][0].pop("display_name"),
@@ -781,13 +800,13 @@ def test_command_exports_and_dry_runs_an_import(catalog, tmp_path: Path):
 
     output = run("catalog", "import", str(file), "--dry-run")
 
-    assert "Dry run (nothing was changed): 2 created, 0 updated, 16 unchanged, 0 deleted." in output
+    assert "Dry run (nothing was changed): 2 created, 0 updated, 19 unchanged, 0 deleted." in output
     assert "  created   service beat\n" in output and "  unchanged cluster demo\n" in output
     assert counts() == before
     assert not AuditEntry.objects.exists()
 
     output = run("catalog", "import", str(file))
-    assert "Catalog imported: 2 created, 0 updated, 16 unchanged, 0 deleted." in output
+    assert "Catalog imported: 2 created, 0 updated, 19 unchanged, 0 deleted." in output
     assert Service.objects.filter(name="beat").exists()
 
 
@@ -797,7 +816,7 @@ def test_command_export_to_stdout(catalog):
 
 def test_command_reads_stdin(catalog, monkeypatch):
     monkeypatch.setattr("sys.stdin", StringIO(exported()))
-    assert "Catalog imported: 0 created, 0 updated, 18 unchanged, 0 deleted." in run("catalog", "import", "-")
+    assert "Catalog imported: 0 created, 0 updated, 21 unchanged, 0 deleted." in run("catalog", "import", "-")
 
 
 def test_command_names_a_missing_file(db, tmp_path: Path):
@@ -893,4 +912,4 @@ def test_the_demo_catalog_has_backups_only_with_a_demo_cluster(settings):
     assert [(p["name"], p["cluster"], p["storage"], p["schedule"]) for p in demo["backup_policies"]] == [
         ("demo-onboarding", "demo", "local", "0 2 * * *")
     ]
-    assert list(demo) == ["clusters", "storage_targets", "backup_policies", "services", "alert_channels", "funnels"]
+    assert list(demo) == list(SECTIONS)

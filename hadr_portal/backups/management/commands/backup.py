@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hadr_portal.backups.models import Backup, BackupPolicy
 from hadr_portal.backups.services import backup_request
-from hadr_portal.core.cli import cli_actor, operation_wait
+from hadr_portal.core.cli import cli_actor, named, operation_wait
 from hadr_portal.core.operations import OperationConflict, OperationError
 
 
@@ -25,11 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--if-missing", action="store_true", help="Only if the policy has no good backup yet")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            policy = BackupPolicy.objects.select_related("cluster").get(name=options["policy"])
-        except BackupPolicy.DoesNotExist:
-            known = ", ".join(BackupPolicy.objects.values_list("name", flat=True)) or "none"
-            raise CommandError(f"No backup policy named {options['policy']!r} (known: {known}).") from None
+        policy = named(BackupPolicy.objects.select_related("cluster"), options["policy"], "backup policy")
         if options["if_missing"] and policy.backups.filter(status=Backup.Status.GOOD).exists():
             self.stdout.write(f"{policy.name} already has a good backup: nothing to do.")
             return

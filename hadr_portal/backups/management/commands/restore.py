@@ -46,6 +46,8 @@ class Command(BaseCommand):
             raise CommandError(f"A backup id is a number, not {options['backup']!r}.")
         backup = named(good, options["backup"], "good backup", field="pk")
         policy = backup.policy
+        if options["replace"] and backup.engine == "pg_basebackup":
+            raise CommandError("A physical backup restores as a new server (--data-directory, --port), not --replace.")
         if options["replace"] and not options["yes"]:
             raise CommandError(f"--replace ends every session on {policy.dbname} and swaps it: add --yes to confirm.")
         if options["replace"] and options["target_database"] not in (None, policy.dbname):

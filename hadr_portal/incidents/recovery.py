@@ -1,0 +1,158 @@
+"""Can we recover, and how fast? Per service: its objectives against what the records measured.
+
+A service's data lives where its checks point: a `backup` check names a backup policy, a `postgres`
+check a cluster. Measured RPO is the last good backup's age (or, with no policy, the replica's lag);
+measured RTO is the newest of the last verified restore or drill, the last failover (request to first
+write) and the last successful restart. Green: within the objective; amber: not yet measured, or an
+RPO up to twice its objective; red: worse, or no good backup at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
+
+from hadr_portal.backups.models import BackupPolicy, Restore
+from hadr_portal.backups.selectors import Freshness, duration_text, freshness_of, last_drill
+from hadr_portal.core.models import Operation
+from hadr_portal.databases.models import Cluster, Failover, Node
+from hadr_portal.status.models import Check, Service
+
+RANK = {"green": 0, "none": 0, "amber": 1, "red": 2}
+
+
+def service_policies(service: Service) -> list[BackupPolicy]:
+    """The backup policies its `backup` checks watch."""
+    names = [check.config.get("policy") for check in service.checks.all() if check.kind == Check.Kind.BACKUP]
+    return list(BackupPolicy.objects.filter(name__in=[name for name in names if name]).select_related("cluster"))
+
+
+def service_clusters(service: Service) -> list[Cluster]:
+    """The clusters its `postgres` checks probe (by catalog name)."""
+    names = [check.config.get("cluster") for check in service.checks.all() if check.kind == Check.Kind.POSTGRES]
+    return list(Cluster.objects.filter(name__in=[name for name in names if name]))
+
+
+def service_targets(service: Service) -> set[str]:
+    """Operation targets that act on this service: itself, its clusters, its policies' backups and drills."""
+    targets = {service.target} | {cluster.target for cluster in service_clusters(service)}
+    for policy in service_policies(service):
+        targets |= {policy.target, policy.drill_target, f"database:{policy.cluster.name}/{policy.dbname}"}
+    return targets
+
+
+@dataclass(frozen=True)
+class Measure:
+    objective_seconds: int
+    seconds: float | None
+    source: str  # what was measured, in words
+    color: str  # green, amber, red, or none (nothing to measure)
+
+    @property
+    def text(self) -> str:
+        return "—" if self.seconds is None else duration_text(self.seconds)
+
+    @property
+    def objective_text(self) -> str:
+        return duration_text(self.objective_seconds)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """One row of the DR readiness matrix, and the recovery facts an incident page shows."""
+
+    service: Service
+    rpo: Measure
+    rto: Measure
+    freshness: list[Freshness] = field(default_factory=list)
+    replicas: list[Node] = field(default_factory=list)
+    last_drill: Restore | None = None
+
+    @property
+    def color(self) -> str:
+        worst = max((self.rpo.color, self.rto.color), key=RANK.__getitem__)
+        return "green" if worst == "none" else worst
+
+
+def readiness_of(service: Service, *, now: datetime | None = None) -> Readiness:
+    now = now or timezone.now()
+    policies, clusters = service_policies(service), service_clusters(service)
+    freshness = [freshness_of(policy, now=now) for policy in policies]
+    replicas = [node for node in Node.objects.filter(cluster__in=clusters) if node.last_probe.get("role") == "replica"]
+    drills = [drill for drill in (last_drill(policy) for policy in policies) if drill]
+    return Readiness(
+        service=service,
+        rpo=_rpo(service, freshness, replicas, stateful=bool(policies or clusters)),
+        rto=_rto(service, policies, clusters),
+        freshness=freshness,
+        replicas=replicas,
+        last_drill=max(drills, key=lambda drill: drill.finished_at or now) if drills else None,
+    )
+
+
+def readiness_matrix(*, now: datetime | None = None) -> list[Readiness]:
+    """Every service, in the recovery priorities' order (services without a priority last, by tier)."""
+    services = Service.objects.prefetch_related("checks").select_related("priority")
+    ordered = sorted(services, key=lambda s: (getattr(_priority(s), "position", 10**6), s.tier, s.name))
+    return [readiness_of(service, now=now) for service in ordered]
+
+
+def _priority(service: Service) -> object | None:
+    try:
+        return service.priority  # type: ignore[attr-defined]
+    except Service.priority.RelatedObjectDoesNotExist:  # type: ignore[attr-defined]
+        return None
+
+
+def _color(seconds: float, objective: int, *, amber_until: float) -> str:
+    if seconds <= objective:
+        return "green"
+    return "amber" if seconds <= objective * amber_until else "red"
+
+
+def _rpo(service: Service, freshness: list[Freshness], replicas: list[Node], *, stateful: bool) -> Measure:
+    objective = service.rpo_minutes * 60
+    if not stateful:
+        return Measure(objective, None, "holds no data of its own", "none")
+    ages = [item.age_seconds for item in freshness]
+    if freshness:
+        if None in ages:
+            return Measure(objective, None, "no good backup yet", "red")
+        age = max(age for age in ages if age is not None)
+        return Measure(objective, age, "last good backup's age", _color(age, objective, amber_until=2))
+    lags = [node.last_probe.get("lag_seconds") for node in replicas]
+    known = [float(lag) for lag in lags if lag is not None]
+    if not known:
+        return Measure(objective, None, "no backup policy and no replica reading", "red")
+    return Measure(objective, max(known), "replica lag", _color(max(known), objective, amber_until=2))
+
+
+def _rto(service: Service, policies: list[BackupPolicy], clusters: list[Cluster]) -> Measure:
+    objective = service.rto_minutes * 60
+    measured: list[tuple[datetime, float, str]] = []
+    restore = (
+        Restore.objects.filter(policy__in=policies, status=Restore.Status.VERIFIED)
+        .exclude(rto_seconds=None)
+        .order_by("-finished_at")
+        .first()
+    )
+    if restore and restore.finished_at and restore.rto_seconds is not None:
+        measured.append((restore.finished_at, restore.rto_seconds, f"last {restore.get_kind_display().lower()}"))
+    failover = (
+        Failover.objects.filter(cluster__in=clusters).exclude(seconds_to_writable=None).order_by("-writable_at").first()
+    )
+    if failover and failover.writable_at and failover.seconds_to_writable is not None:
+        measured.append((failover.writable_at, failover.seconds_to_writable, "last failover"))
+    restart = (
+        Operation.objects.filter(kind="restart_service", target=service.target, status=Operation.Status.SUCCEEDED)
+        .order_by("-finished_at")
+        .first()
+    )
+    if restart and restart.finished_at and restart.duration_seconds is not None:
+        measured.append((restart.finished_at, restart.duration_seconds, "last restart"))
+    if not measured:
+        return Measure(objective, None, "never measured: run a restore drill or a restart", "amber")
+    _, seconds, source = max(measured)
+    return Measure(objective, seconds, source, "green" if seconds <= objective else "red")
