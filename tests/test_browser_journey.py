@@ -53,5 +53,5 @@ def test_viewer_sees_no_action_buttons(live_server, page, demo_cluster):
     page.get_by_role("link", name="Databases").click()
     expect(page.locator("#cluster-demo")).to_be_visible()
     expect(page.get_by_role("button", name="Run connectivity check")).to_have_count(0)
-    page.get_by_role("link", name="Roles").click()
+    page.get_by_title("Roles and what each may do").click()
     expect(page.locator("table.matrix")).to_contain_text("failover")

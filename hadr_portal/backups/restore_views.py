@@ -14,13 +14,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
-from hadr_portal.core.audit import audit_record
 from hadr_portal.core.findings import blockers, findings_from
 from hadr_portal.core.htmx import render_page
-from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.operation_views import operation_response
 from hadr_portal.core.operations import OperationConflict, OperationError, client_address
-from hadr_portal.core.permissions import Action, action_required, require, user_can
+from hadr_portal.core.permissions import Action, action_required, require
 from hadr_portal.runbooks.documents import Runbook, runbook_load
 
 from . import selectors, services, wizard
@@ -43,17 +41,7 @@ def restore_start(request: HttpRequest, name: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def restore_step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
     """Steps 1–4 and the Run button. DBA only, reading included: it shows what the restore would touch."""
-    if request.method == "POST" and not user_can(request.user, Action.RESTORE):
-        audit_record(
-            actor=request.user,
-            action="restore.wizard",
-            target=f"restore:{pk}",
-            outcome=AuditEntry.Outcome.REFUSED,
-            address=client_address(request),
-            parameters={"step": step},
-            detail="only a DBA may restore",
-        )
-    require(request.user, Action.RESTORE)
+    require(request.user, Action.RESTORE)  # refusals are audited by core.middleware
     restore = get_object_or_404(Restore.objects.select_related("policy__cluster", "backup"), pk=pk)
     if step not in (*EDIT_STEPS, "run"):
         raise Http404("No such step")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from .models import AuditEntry, Operation
@@ -13,6 +14,10 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 logger = logging.getLogger(__name__)
+
+# Set when a refusal was written during the current request, so the refusal middleware does not write
+# a second entry for the same attempt (core/middleware.py).
+refusal_recorded: ContextVar[bool] = ContextVar("refusal_recorded", default=False)
 
 SECRET_MARKERS = ("password", "secret", "token", "key", "credential", "dsn")
 REDACTED = "[redacted]"
@@ -43,6 +48,8 @@ def audit_record(
     operation: Operation | None = None,
 ) -> AuditEntry:
     """Append one entry. `actor=None` means the portal itself (schedules, the reaper)."""
+    if outcome == AuditEntry.Outcome.REFUSED:
+        refusal_recorded.set(True)
     authenticated = actor is not None and actor.is_authenticated
     entry = AuditEntry.objects.create(
         actor=actor if authenticated else None,

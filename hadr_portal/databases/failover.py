@@ -27,6 +27,7 @@ from hadr_portal.adapters.pgnode import (
     wait_writable,
 )
 from hadr_portal.adapters.probes import format_bytes
+from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding, blockers
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request, register
 from hadr_portal.core.permissions import Action
@@ -38,20 +39,12 @@ from .topology import cluster_primary, cluster_probe
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-OK, WARNING, BLOCKER = "ok", "warning", "blocker"
 MIN_REASON_LENGTH = 10
 WRITE_TIMEOUT_SECONDS = 30
 
 
 class FailoverRefused(OperationError):
     """A pre-check failed; nothing was changed."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: str  # ok | warning | blocker
-    title: str
-    detail: str = ""
 
 
 @dataclass
@@ -71,7 +64,7 @@ class FailoverPlan:
 
     @property
     def blockers(self) -> list[Finding]:
-        return [finding for finding in self.findings if finding.level == BLOCKER]
+        return blockers(self.findings)
 
     @property
     def replicas(self) -> list[Node]:
@@ -137,7 +130,7 @@ def failover_plan(cluster: Cluster, *, to: str | None = None, timeout: float = 3
         _old_primary_findings(plan, old_primary)
     elif candidate is not None:
         findings.append(Finding(WARNING, "No other node is known as the primary.", "Nothing to fence."))
-    if candidate is None and not any(f.level == BLOCKER for f in findings):
+    if candidate is None and not blockers(findings):
         reachable = [node for node in nodes.values() if node.last_probe.get("reachable")]
         others = [node for node in nodes.values() if node.role != "primary"]
         why = "; ".join(f"{node.name}: {node.last_probe.get('error') or node.role}" for node in others)
@@ -218,7 +211,7 @@ def _lag_findings(plan: FailoverPlan) -> None:
         return
     plan.lag_bytes = max(0, written - received)
     limit = plan.cluster.max_failover_lag_bytes
-    seconds = f" (about {plan.lag_seconds:.1f} s of writes)" if plan.lag_seconds else ""
+    seconds = f" (about {plan.lag_seconds:.1f} s of writes)" if plan.lag_bytes and plan.lag_seconds else ""
     title = f"Data that could be lost: {format_bytes(plan.lag_bytes)}{seconds} of WAL not yet on {candidate.name}."
     detail = f"Measured against the primary's position {since}; the cluster's limit is {format_bytes(limit)}."
     if plan.old_primary_state != "up":

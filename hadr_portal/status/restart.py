@@ -99,6 +99,7 @@ def restart_run(context: OperationContext) -> Mapping[str, Any]:
     context.log(f"The {controller.kind} controller returned after {controller_seconds:.1f} s.")
     context.progress(40, "Waiting for the checks to be green")
     until_green, attempts = _wait_green(context, service, wait_seconds(service.restart))
+    context.progress(100, "Restarted; every check green" if until_green is not None else "Restarted (not verified)")
     service.refresh_from_db()
     return {
         "controller": controller.kind,

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hadr_portal.core.cli import cli_actor, named, operation_arguments, operation_start
-from hadr_portal.databases.failover import BLOCKER, failover_plan, failover_request
+from hadr_portal.databases.failover import failover_plan, failover_request
 from hadr_portal.databases.models import Cluster
 
 MARKS = {"ok": "ok     ", "warning": "WARNING", "blocker": "BLOCKED"}
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         if not options["yes"]:
             verdict = plan.refusal(override_reason=options["override_lag"], isolation_reason=options["isolated"])
             self.stdout.write(f"Would be refused: {verdict}" if verdict else "Pre-checks pass. Add --yes to fail over.")
-            if any(f.level == BLOCKER for f in plan.findings):
+            if plan.blockers:
                 raise CommandError("The failover cannot go ahead.")
             return
         operation_start(
