@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hadr_portal.core.models import Operation
+from hadr_portal.incidents.models import Incident
 from hadr_portal.status.models import State, Transition
 
 from .models import Funnel, FunnelDayCount, FunnelHourCount
@@ -194,8 +195,8 @@ class Marker:
 
 
 def timeline_markers(*, since: datetime, until: datetime | None = None) -> list[Marker]:
-    """Operations of the marker kinds and services going down (incidents, until incidents have a home of their
-    own), oldest first."""
+    """Operations of the marker kinds, incidents, and services going down that opened no incident, oldest
+    first."""
     until = until or timezone.now()
     operations = (
         # queued before the range, started in it: look a day further back, keep what started in the range
@@ -215,6 +216,22 @@ def timeline_markers(*, since: datetime, until: datetime | None = None) -> list[
         )
         for op in operations
     ]
+    incidents = Incident.objects.filter(opened_at__gte=since, opened_at__lte=until).order_by("-opened_at")
+    incidents = list(incidents[:MAX_MARKERS])
+    markers += [
+        Marker(
+            incident.opened_at,
+            "incident",
+            f"Incident #{incident.pk} {incident.severity}: {incident.title}"[:200],
+            reverse("incidents:detail", kwargs={"pk": incident.pk}),
+            True,
+        )
+        for incident in incidents
+    ]
+    # an outage that opened an incident is already marked by it (opened within a minute of the transition)
+    opened = defaultdict(list)
+    for incident in incidents:
+        opened[incident.service_id].append(incident.opened_at)
     outages = (
         Transition.objects.filter(to_state=State.DOWN, at__gte=since, at__lte=until)
         .select_related("service")
@@ -229,5 +246,6 @@ def timeline_markers(*, since: datetime, until: datetime | None = None) -> list[
             True,
         )
         for t in outages
+        if not any(abs((at - t.at).total_seconds()) <= 60 for at in opened.get(t.service_id, ()))
     ]
     return sorted((marker for marker in markers if since <= marker.at <= until), key=lambda marker: marker.at)

@@ -110,3 +110,26 @@ def test_pruning_keeps_the_newest_errors(db, settings):
     assert metrics_prune()["logged_errors"] >= 30
     assert LoggedError.objects.count() == 100
     assert LoggedError.objects.order_by("-id").first().message == "129"
+
+
+def test_incidents_are_markers_and_their_outage_is_not_marked_twice():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hadr_portal.incidents.models import Incident
+    from hadr_portal.metrics.selectors import timeline_markers
+    from hadr_portal.status.models import Transition
+    from tests.status.factories import make_service
+
+    now = timezone.now()
+    shop, cart = make_service("shop"), make_service("cart")
+    Transition.objects.create(service=shop, from_state="up", to_state="down", reason="HTTP 503", at=now)
+    Transition.objects.create(service=cart, from_state="up", to_state="down", reason="refused", at=now)
+    incident = Incident.objects.create(title="shop is down", severity="SEV1", service=shop, opened_at=now)
+    markers = timeline_markers(since=now - timedelta(hours=1))
+    labels = [marker.label for marker in markers]
+    assert f"Incident #{incident.pk} SEV1: shop is down" in labels
+    assert any(label.endswith("down: refused") for label in labels)  # cart opened no incident: its outage is marked
+    assert not any("down: HTTP 503" in label for label in labels), "the incident already marks shop's outage"
+    assert next(m for m in markers if m.kind == "incident").url == f"/incidents/{incident.pk}/"
