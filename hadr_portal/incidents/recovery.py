@@ -16,9 +16,8 @@ from django.utils import timezone
 
 from hadr_portal.backups.models import BackupPolicy, Restore
 from hadr_portal.backups.selectors import Freshness, duration_text, freshness_of, last_drill
-from hadr_portal.core.models import Operation
 from hadr_portal.databases.models import Cluster, Failover, Node
-from hadr_portal.status.models import Check, Service
+from hadr_portal.status.models import Check, Service, State
 
 RANK = {"green": 0, "none": 0, "amber": 1, "red": 2}
 
@@ -129,6 +128,18 @@ def _rpo(service: Service, freshness: list[Freshness], replicas: list[Node], *, 
     return Measure(objective, max(known), "replica lag", _color(max(known), objective, amber_until=2))
 
 
+def _last_outage(service: Service) -> tuple[datetime, float, str] | None:
+    """The service's last recovery as it was lived: from going down to being up again (a restart, a failover
+    or a restore in between) — not how long the operation that fixed it ran."""
+    recovered = service.transitions.filter(from_state=State.DOWN, to_state=State.UP).order_by("-at").first()
+    if recovered is None:
+        return None
+    went_down = service.transitions.filter(to_state=State.DOWN, at__lte=recovered.at).order_by("-at").first()
+    if went_down is None:
+        return None
+    return recovered.at, (recovered.at - went_down.at).total_seconds(), "last outage, down → up"
+
+
 def _rto(service: Service, policies: list[BackupPolicy], clusters: list[Cluster]) -> Measure:
     objective = service.rto_minutes * 60
     measured: list[tuple[datetime, float, str]] = []
@@ -145,14 +156,10 @@ def _rto(service: Service, policies: list[BackupPolicy], clusters: list[Cluster]
     )
     if failover and failover.writable_at and failover.seconds_to_writable is not None:
         measured.append((failover.writable_at, failover.seconds_to_writable, "last failover"))
-    restart = (
-        Operation.objects.filter(kind="restart_service", target=service.target, status=Operation.Status.SUCCEEDED)
-        .order_by("-finished_at")
-        .first()
-    )
-    if restart and restart.finished_at and restart.duration_seconds is not None:
-        measured.append((restart.finished_at, restart.duration_seconds, "last restart"))
+    outage = _last_outage(service)
+    if outage is not None:
+        measured.append(outage)
     if not measured:
-        return Measure(objective, None, "never measured: run a restore drill or a restart", "amber")
+        return Measure(objective, None, "never measured: no recovery yet (run a restore drill)", "amber")
     _, seconds, source = max(measured)
     return Measure(objective, seconds, source, "green" if seconds <= objective else "red")

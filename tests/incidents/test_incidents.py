@@ -271,3 +271,19 @@ def test_readiness_colours_come_from_backup_and_failover_records(demo_cluster, c
     assert 'id="readiness-demo-db-primary"' in html and "badge-red" in html
     stateless = readiness_of(make_service("web"))
     assert stateless.rpo.color == "none" and stateless.color == "amber"  # RTO never measured
+
+
+@pytest.mark.django_db
+def test_a_stateless_service_s_rto_is_its_last_outage_from_down_to_up():
+    from hadr_portal.status.models import Transition
+
+    web = make_service("web", rto_minutes=5)
+    now = timezone.now()
+    Transition.objects.create(service=web, from_state="up", to_state="down", at=now - timedelta(minutes=30))
+    Transition.objects.create(service=web, from_state="down", to_state="up", at=now - timedelta(minutes=27))
+    rto = readiness_of(web).rto
+    assert (rto.seconds, rto.source, rto.color) == (180, "last outage, down → up", "green")
+    Transition.objects.create(service=web, from_state="up", to_state="down", at=now - timedelta(minutes=20))
+    Transition.objects.create(service=web, from_state="down", to_state="up", at=now - timedelta(minutes=10))
+    rto = readiness_of(web).rto
+    assert (rto.seconds, rto.color) == (600, "red")  # the latest outage, 10 min against an RTO of 5
