@@ -16,7 +16,8 @@ from .topology import cluster_primary
 
 def databases_section_html() -> str:
     rows = []
-    for cluster in Cluster.objects.prefetch_related("nodes").order_by("name"):
+    clusters = Cluster.objects.select_related("primary").prefetch_related("nodes").order_by("name")
+    for cluster in clusters:
         primary = cluster_primary(cluster)
         replicas = primary.last_probe.get("replicas", []) if primary else []
         streaming = [row["application_name"] for row in replicas if row.get("state") == "streaming"]

@@ -95,12 +95,6 @@ def _last_primary_lsn(probe: Mapping[str, Any]) -> int | None:
     return lsn_int(seen.get("lsn")) if seen.get("role") == "primary" else None
 
 
-def _state(probe: Mapping[str, Any]) -> str:
-    if probe.get("reachable"):
-        return "up"
-    return "down" if probe.get("refused") else "unreachable"
-
-
 def failover_plan(cluster: Cluster, *, to: str | None = None, timeout: float = 3.0) -> FailoverPlan:
     """Probe every node now and decide: which replica, which old primary, how much could be lost."""
     earlier = {node.name: _last_primary_lsn(node.last_probe) for node in cluster.nodes.all()}
@@ -157,7 +151,7 @@ def _candidate_findings(plan: FailoverPlan, candidate: Node) -> None:
 
 def _old_primary_findings(plan: FailoverPlan, old: Node) -> None:
     probe = old.last_probe
-    plan.old_primary_state = state = _state(probe)
+    plan.old_primary_state = state = "up" if probe.get("reachable") else old.role  # down | unreachable
     controller = controller_from_config(old.controller)
     if state == "up":
         how = (

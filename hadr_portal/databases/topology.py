@@ -73,7 +73,7 @@ def cluster_probe(cluster: Cluster, *, timeout: float = 3.0) -> dict[str, ProbeR
 def cluster_primary(cluster: Cluster) -> Node | None:
     """The node applications should use: the one node that last reported being primary; when none or
     several do (a node down, or fencing undone by hand), the one the last failover chose."""
-    reporting = [node for node in cluster.nodes.order_by("name") if node.role == "primary"]
+    reporting = [node for node in cluster.nodes.all() if node.role == "primary"]  # prefetched by the pages
     if len(reporting) == 1:
         return reporting[0]
     return cluster.primary if cluster.primary_id else None
