@@ -80,7 +80,7 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
 SECURE_HSTS_SECONDS = env_int("HADR_HSTS_SECONDS", 31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_HSTS_PRELOAD = HTTPS
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("HADR_HSTS_PRELOAD", False)  # only when the domain is meant for the list
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
@@ -98,6 +98,11 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "django_htmx",
     "template_partials",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
+    "csp",
     "hadr_portal.core",
     "hadr_portal.databases",
     "hadr_portal.status",
@@ -114,11 +119,19 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "hadr_portal.core.middleware.RefusalAuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # last, as its documentation asks: it turns a locked-out sign-in into the lockout response
+    "axes.middleware.AxesMiddleware",
+]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out account before checking the password
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "hadr_portal.urls"
@@ -292,3 +305,27 @@ LOGGING = {
     "root": {"handlers": ["console", "errors"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Security ---------------------------------------------------------------------------------------
+# Each block below is documented in the README's Security section.
+
+# Commands (restart controllers): executables the web form may choose from (absolute paths); any other
+# command is defined only in the catalog file. Programs run as COMMAND_USER when the worker is root.
+COMMAND_ALLOWLIST: list[str] = env_list("HADR_COMMAND_ALLOWLIST")
+COMMAND_USER = env("HADR_COMMAND_USER", "hadr-exec") or "hadr-exec"
+
+# Sign-in: throttling and lockout (django-axes), two-factor (django-otp), step-up.
+# (filled in below)
+
+# Database roles: which credentials each purpose uses (monitoring, reading, backups).
+# (filled in below)
+
+# Input limits.
+# (filled in below)
+
+# Content-Security-Policy (django-csp) and Permissions-Policy.
+# (filled in below)
+
+# Outbound connections (HTTP/TCP checks, webhooks): link-local and metadata addresses are always refused;
+# loopback and private networks only when allowed.
+# (filled in below)
