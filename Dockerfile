@@ -17,4 +17,5 @@ RUN useradd --system --home /app hadr && chown -R hadr /app \
  && mkdir -p /var/backups/hadr && chown hadr /var/backups/hadr && chmod 700 /var/backups/hadr
 USER hadr
 EXPOSE 8000
-CMD ["gunicorn", "hadr_portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "hadr_portal.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--threads", "4", "--access-logfile", "-", \
+     "--logger-class", "hadr_portal.core.gunicorn_logging.RedactingLogger"]

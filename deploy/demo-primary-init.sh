@@ -1,5 +1,13 @@
 #!/bin/sh
 # Runs once when the demo primary's data directory is created (docker-compose):
-# let the replica stream from it with a password.
+# let the replica stream from it with a password, and create the portal's roles.
 set -e
 echo "host replication all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+# The portal's least-privilege roles (the same as `make up` creates: hadr_portal/adapters/localpg.py LOCAL_ROLES).
+psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres \
+  -v monitor_pw="$HADR_DEMO_MONITOR_PASSWORD" -v read_pw="$HADR_DEMO_READ_PASSWORD" \
+  -v backup_pw="$HADR_DEMO_BACKUP_PASSWORD" <<'SQL'
+CREATE ROLE hadr_monitor LOGIN PASSWORD :'monitor_pw' IN ROLE pg_monitor;
+CREATE ROLE hadr_reader LOGIN PASSWORD :'read_pw' IN ROLE pg_read_all_data;
+CREATE ROLE hadr_backup LOGIN REPLICATION PASSWORD :'backup_pw' IN ROLE pg_read_all_data;
+SQL

@@ -80,7 +80,10 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_SSL_REDIRECT = HTTPS
 SECURE_HSTS_SECONDS = env_int("HADR_HSTS_SECONDS", 31536000 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_HSTS_PRELOAD = HTTPS and env_bool("HADR_HSTS_PRELOAD", False)  # only when the domain is meant for the list
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("HADR_HSTS_PRELOAD", False)
+# Preloading is a promise for the whole domain, hard to take back: the domain's owner decides it
+# (HADR_HSTS_PRELOAD), so Django's reminder that it is off is not a finding of `check --deploy`.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
 if HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_HTTPONLY = True
@@ -110,6 +113,7 @@ INSTALLED_APPS = [
     "hadr_portal.metrics",
     "hadr_portal.runbooks",
     "hadr_portal.incidents",
+    "hadr_portal.accounts",
 ]
 
 MIDDLEWARE = [
@@ -117,10 +121,12 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "hadr_portal.core.middleware.HardeningMiddleware",  # NUL refused; Permissions-Policy; no-store when signed in
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "hadr_portal.accounts.middleware.TwoFactorMiddleware",  # enrolment and verification, when they apply
     "hadr_portal.core.middleware.RefusalAuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -288,7 +294,10 @@ if LOG_FORMAT not in {"json", "text"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"operation": {"()": "hadr_portal.core.logging.OperationContextFilter"}},
+    "filters": {
+        "operation": {"()": "hadr_portal.core.logging.OperationContextFilter"},
+        "redact": {"()": "hadr_portal.core.logging.RedactingFilter"},  # no secret in any record, on every handler
+    },
     "formatters": {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
@@ -298,9 +307,9 @@ LOGGING = {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [op=%(operation_id)s] %(message)s"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["operation"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["operation", "redact"]},
         # ERROR and CRITICAL records also go to the database, for the Errors page
-        "errors": {"()": "hadr_portal.metrics.errorlog.DatabaseErrorHandler", "filters": ["operation"]},
+        "errors": {"()": "hadr_portal.metrics.errorlog.DatabaseErrorHandler", "filters": ["operation", "redact"]},
     },
     "root": {"handlers": ["console", "errors"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
@@ -312,20 +321,110 @@ LOGGING = {
 # Commands (restart controllers): executables the web form may choose from (absolute paths); any other
 # command is defined only in the catalog file. Programs run as COMMAND_USER when the worker is root.
 COMMAND_ALLOWLIST: list[str] = env_list("HADR_COMMAND_ALLOWLIST")
+for _program in COMMAND_ALLOWLIST:
+    if (
+        not _program.startswith("/")
+        or _program != os.path.normpath(_program)
+        or not _program.isprintable()
+        or any(c.isspace() for c in _program)
+    ):
+        raise ImproperlyConfigured(
+            f"HADR_COMMAND_ALLOWLIST: {_program!r} is not an absolute path to a program, e.g. "
+            "/usr/local/bin/restart-web (comma-separated, no arguments: the form sets those)"
+        )
 COMMAND_USER = env("HADR_COMMAND_USER", "hadr-exec") or "hadr-exec"
+if (
+    COMMAND_USER == "root"
+    or not COMMAND_USER.isascii()
+    or COMMAND_USER.startswith("-")
+    or not all(c.isalnum() or c in "-_." for c in COMMAND_USER)
+):
+    raise ImproperlyConfigured(
+        f"HADR_COMMAND_USER={COMMAND_USER!r} must name an unprivileged system account, e.g. hadr-exec (not root)"
+    )
 
 # Sign-in: throttling and lockout (django-axes), two-factor (django-otp), step-up.
-# (filled in below)
+# A lockout holds one account name on one client address (the address core.operations.client_address gives):
+# an attacker elsewhere cannot lock the owner out, and a locked address can still sign in to other accounts.
+SIGNIN_FAILURE_LIMIT = env_int("HADR_SIGNIN_FAILURE_LIMIT", 5, minimum=1)  # wrong passwords before the lockout
+SIGNIN_LOCKOUT_MINUTES = env_int("HADR_SIGNIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_FAILURE_LIMIT = SIGNIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = SIGNIN_LOCKOUT_MINUTES / 60  # hours, as a float (axes' unit)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False  # the wait is counted from the lockout, as its page says
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_ENABLE_ADMIN = False  # hadr_portal/accounts/admin.py shows the attempts to administrators only
+AXES_CLIENT_IP_CALLABLE = "hadr_portal.core.operations.client_address"
+AXES_LOCKOUT_CALLABLE = "hadr_portal.accounts.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Two-factor sign-in: required for administrators and the roles listed (those that can run destructive actions);
+# offered to everyone else. Failover, replace-restore, restarts of tier-1 services and the catalog import ask for
+# a fresh code when the last one is older than STEP_UP_MINUTES.
+TWO_FACTOR_REQUIRED = env_bool("HADR_2FA_REQUIRED", True)
+TWO_FACTOR_ROLES = env_list("HADR_2FA_ROLES", "DBA,DevOps")
+STEP_UP_MINUTES = env_int("HADR_STEP_UP_MINUTES", 10, minimum=1)
+OTP_TOTP_ISSUER = env("HADR_2FA_ISSUER", "HADR Portal") or "HADR Portal"  # the name authenticator apps show
 
-# Database roles: which credentials each purpose uses (monitoring, reading, backups).
-# (filled in below)
+# Database roles: which credentials each purpose uses (monitoring, reading, backups). They are set per cluster in
+# the catalog (monitor_user, read_user, backup_user and their *_password_env), not here; DSNs named by checks and
+# funnels are read only from HADR_DSN_* variables (core.validators.DSN_ENV_PREFIX).
 
 # Input limits.
-# (filled in below)
+# Bodies of the push and API endpoints (heartbeat, host push, funnel counts): size (413 above it) and JSON nesting
+# depth (400), both checked before the JSON is parsed; the token is checked before the body is read.
+PUSH_MAX_BYTES = env_int("HADR_PUSH_MAX_BYTES", 64 * 1024, minimum=1024)
+PUSH_MAX_DEPTH = env_int("HADR_PUSH_MAX_DEPTH", 10, minimum=3)
+# Disks one host push may report: each becomes a /metrics series, so a host cannot invent thousands of them.
+PUSH_MAX_DISKS = env_int("HADR_PUSH_MAX_DISKS", 32, minimum=1)
 
 # Content-Security-Policy (django-csp) and Permissions-Policy.
-# (filled in below)
+# No inline script or style anywhere (scripts in static/js, styles in static/css); a script tag that must be
+# inline carries request.csp_nonce. htmx is told not to inject its own <style> (base.html's htmx-config).
+from csp.constants import NONCE, NONE, SELF  # noqa: E402 - beside the policy it builds
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
+# Browser features the portal never uses, off for every page (HardeningMiddleware sends it).
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
 
 # Outbound connections (HTTP/TCP checks, webhooks): link-local and metadata addresses are always refused;
 # loopback and private networks only when allowed.
-# (filled in below)
+# Checked when a target is saved and again when connecting, against the addresses the name resolves to then.
+ALLOW_PRIVATE_TARGETS = env_bool("HADR_ALLOW_PRIVATE_TARGETS", False)
+
+# Secrets in logs, audit entries, exports and error pages: every log handler redacts (LOGGING's "redact" filter,
+# gunicorn's --logger-class); Django's error reports go through the same redaction, the debug page included
+# (HADR_DEBUG is for a developer's machine, never for production: the page shows code, settings and requests).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "hadr_portal.core.errorreports.RedactingExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER = "hadr_portal.core.errorreports.RedactingExceptionReporter"
+# Secrets read from *_FILE are not in the environment, where redaction finds the others: name them to it.
+from hadr_portal.core.redaction import secret_values_add  # noqa: E402 - beside the values it is given
+
+secret_values_add(SECRET_KEY, DATABASES["default"].get("PASSWORD"), EMAIL_HOST_PASSWORD, METRICS_TOKEN)

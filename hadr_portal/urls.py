@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from hadr_portal.accounts import signin
 from hadr_portal.core import views as core_views
 from hadr_portal.metrics import views as metrics_views
 from hadr_portal.status import views as status_views
@@ -16,9 +17,11 @@ admin.site.site_header = "HADR Portal administration"
 urlpatterns = [
     path("healthz", core_views.healthz, name="healthz"),
     path("metrics", metrics_views.prometheus_metrics, name="prometheus-metrics"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", signin.SignInView.as_view(), name="login"),
+    path("login/code/", signin.sign_in_code, name="login-code"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("account/", include("hadr_portal.accounts.urls")),
     path("databases/", include("hadr_portal.databases.urls")),
     path("backups/", include("hadr_portal.backups.urls")),
     path("runbooks/", include("hadr_portal.runbooks.urls")),

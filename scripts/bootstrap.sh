@@ -45,6 +45,20 @@ if ((${#missing[@]})); then
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-upgrade "${missing[@]}" >/dev/null
 fi
 
+# The unprivileged account that restart commands, node controllers and post-failover hooks run as when the
+# workers run as root (HADR_COMMAND_USER): no login shell, its own home (e.g. for an SSH key), no password.
+COMMAND_USER="${HADR_COMMAND_USER:-hadr-exec}"
+if ! getent passwd "$COMMAND_USER" >/dev/null; then
+  if [[ $EUID -eq 0 || -n "$SUDO" ]]; then
+    echo "==> Creating the command user $COMMAND_USER (HADR_COMMAND_USER)"
+    $SUDO useradd --system --user-group --shell /usr/sbin/nologin \
+      --home-dir "/var/lib/$COMMAND_USER" --create-home "$COMMAND_USER"
+    $SUDO chmod 700 "/var/lib/$COMMAND_USER"
+  else
+    echo "note: no command user $COMMAND_USER (HADR_COMMAND_USER): only needed when the workers run as root."
+  fi
+fi
+
 REQS=requirements.txt
 [[ $DEV -eq 1 ]] && REQS=requirements-dev.txt
 STAMP=".venv/.installed-$(cat requirements.txt "$REQS" | sha256sum | cut -c1-16)"

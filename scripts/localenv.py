@@ -17,13 +17,17 @@ missing is started. When a step fails, what this invocation started is stopped a
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import os
+import pwd
 import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.error
 import urllib.request
@@ -31,16 +35,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hadr_portal.adapters.commands import CommandFailed, run_command  # noqa: E402
-from hadr_portal.adapters.localpg import PG_BIN, LocalInstance, make_replica  # noqa: E402
+from hadr_portal.adapters.commands import CommandFailed, run_command, run_program  # noqa: E402
+from hadr_portal.adapters.localpg import LOCAL_ROLES, PG_BIN, LocalInstance, ensure_roles, make_replica  # noqa: E402
 from hadr_portal.adapters.localredis import LocalRedis  # noqa: E402
 
 RUN = Path(os.environ.get("HADR_RUN_DIR", ROOT / ".run")).resolve()
 PIDS, LOGS, SECRETS = RUN / "pids", RUN / "logs", RUN / "secrets"
 VENV_BIN = Path(sys.executable).parent
+# The demo application runs as the command user (HADR_COMMAND_USER) when `make up` runs as root, like every program
+# the catalog names: its Restart button runs `localenv.py restart demo-app` as that user, which must be able to
+# stop and start it. Its pid, log and launch file live in .run/demo-app/, owned by that user.
+COMMAND_USER = os.environ.get("HADR_COMMAND_USER") or "hadr-exec"
+DEMO_APP = RUN / "demo-app"
+
+
+def use_run_dir(path: Path) -> None:
+    """Point every path at another run directory (`--run-dir`: the demo's restart command is given no variables)."""
+    global RUN, PIDS, LOGS, SECRETS, DEMO_APP
+    RUN = path.resolve()
+    PIDS, LOGS, SECRETS, DEMO_APP = RUN / "pids", RUN / "logs", RUN / "secrets", RUN / "demo-app"
 
 
 class EnvError(Exception):
@@ -97,31 +115,58 @@ def port_in_use(port: int) -> bool:
 
 def secret(name: str, length: int = 24) -> str:
     """A generated secret kept in .run/secrets (mode 600) so that re-runs reuse it."""
-    SECRETS.mkdir(parents=True, exist_ok=True)
-    os.chmod(SECRETS, 0o700)
+    private_dir(SECRETS)
     path = SECRETS / name
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(length))
-        os.chmod(path, 0o600)
+        write_private(path, secrets.token_urlsafe(length))
     return path.read_text().strip()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a file that is mode 600 from its first byte (not made private after being written)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)
+
+
+def private_dir(path: Path) -> Path:
+    """A directory only the environment's user may enter (mode 700)."""
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
 
 
 # --- the processes --------------------------------------------------------------------------
 
 
+def pid_file(name: str) -> Path:
+    return DEMO_APP / "demo-app.pid" if name == "demo-app" else PIDS / f"{name}.pid"
+
+
+def log_file(name: str) -> Path:
+    return DEMO_APP / "demo-app.log" if name == "demo-app" else LOGS / f"{name}.log"
+
+
 def pid_of(name: str) -> int | None:
-    """The pid in .run/pids/<name>.pid if that process is alive."""
+    """The pid in .run/pids/<name>.pid (.run/demo-app/demo-app.pid) if that process is alive."""
     try:
-        pid = int((PIDS / f"{name}.pid").read_text())
+        pid = int(pid_file(name).read_text())
         return pid if alive(pid) else None
     except (OSError, ValueError):  # no pid file, or a pid now another user's
         return None
 
 
 def spawn(name: str, argv: list[str], env: dict[str, str]) -> int:
-    PIDS.mkdir(parents=True, exist_ok=True)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / f"{name}.log", "ab") as log:
+    """Start `name` in the background, its output appended to .run/logs/<name>.log: a file only the environment's
+    user reads (mode 600, in a 700 directory), since a process may log what it should not."""
+    account = command_account() if name == "demo-app" and os.geteuid() == 0 else None  # demo-app: as that user
+    for directory in {pid_file(name).parent, log_file(name).parent}:
+        owned_by(private_dir(directory), account)
+    log_path = log_file(name)
+    with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
+        os.chmod(log_path, 0o600)  # a log written by an earlier version may be world-readable
+        owned_by(log_path, account)
+        as_user = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []} if account else {}
         process = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -130,9 +175,28 @@ def spawn(name: str, argv: list[str], env: dict[str, str]) -> int:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            **as_user,
         )
-    (PIDS / f"{name}.pid").write_text(str(process.pid))
+    pid_file(name).write_text(str(process.pid))
+    owned_by(pid_file(name), account)
     return process.pid
+
+
+def command_account() -> pwd.struct_passwd:
+    """The command user, whom the demo application runs as when `make up` runs as root."""
+    try:
+        return pwd.getpwnam(COMMAND_USER)
+    except KeyError:
+        raise EnvError(
+            f"The command user {COMMAND_USER} (HADR_COMMAND_USER) does not exist: run `make install`, which creates "
+            "it (restart commands and hooks run as that unprivileged account, never as root)."
+        ) from None
+
+
+def owned_by(path: Path, account: pwd.struct_passwd | None) -> Path:
+    if account is not None:
+        os.chown(path, account.pw_uid, account.pw_gid)
+    return path
 
 
 def alive(pid: int) -> bool:
@@ -159,7 +223,7 @@ def zombie(pid: int) -> bool:
 def stop_pid(name: str, timeout: float = 15) -> bool:
     """Stop a process group by its pidfile: SIGTERM, then SIGKILL after `timeout` seconds."""
     pid = pid_of(name)
-    (PIDS / f"{name}.pid").unlink(missing_ok=True)
+    pid_file(name).unlink(missing_ok=True)
     if pid is None:
         return False
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
@@ -195,13 +259,23 @@ class Environment:
     def redis(self) -> LocalRedis:
         return LocalRedis(RUN / "redis", self.ports.redis)
 
+    def role_passwords(self) -> dict[str, str]:
+        """The passwords of the demo cluster's least-privilege roles (hadr_monitor, hadr_reader, hadr_backup)."""
+        return {role.name: secret(f"db-role-{role.name}") for role in LOCAL_ROLES}
+
     def variables(self) -> dict[str, str]:
         p = self.ports
         demo_pw = secret("demo-password")
+        portal_db_url = f"postgres://postgres:{secret('portal-db-password')}@127.0.0.1:{p.portal_db}/hadr_portal"
+        roles = self.role_passwords()
         return {
             "DJANGO_SETTINGS_MODULE": "hadr_portal.settings",
             "HADR_SECRET_KEY_FILE": str(SECRETS / "secret-key"),
-            "HADR_DATABASE_URL": f"postgres://postgres:{secret('portal-db-password')}@127.0.0.1:{p.portal_db}/hadr_portal",
+            "HADR_DATABASE_URL": portal_db_url,
+            # the demo's "portal database" check reads its DSN from a HADR_DSN_* variable, the only ones a check may name
+            "HADR_DSN_PORTAL": portal_db_url,
+            # monitoring, funnel / verification queries and backups each connect as a role of their own
+            **{role.password_variable: roles[role.name] for role in LOCAL_ROLES},
             "HADR_REDIS_URL": f"redis://127.0.0.1:{p.redis}/0",
             "HADR_DEMO_PASSWORD": demo_pw,
             # name=host:port@data-directory: the portal stops, starts and rebuilds the nodes with pg_ctl
@@ -221,12 +295,18 @@ class Environment:
             "HADR_STATIC_ROOT": str(RUN / "static"),
             "HADR_ALLOWED_HOSTS": os.environ.get("HADR_ALLOWED_HOSTS", "127.0.0.1,localhost"),
             "HADR_RUN_DIR": str(RUN),
+            # an interpreter the command user can run: the demo catalog's restart command starts with it
+            "HADR_DEMO_PYTHON": command_python(),
             "HADR_EMAIL_BACKEND": os.environ.get("HADR_EMAIL_BACKEND", "file"),
             "HADR_BACKUP_DIR": os.environ.get("HADR_BACKUP_DIR", str(RUN / "backups")),
             "HADR_EMAIL_FILE_DIR": os.environ.get("HADR_EMAIL_FILE_DIR", str(RUN / "mail")),
             # /metrics: a local Prometheus (or curl) scrapes it without a token; elsewhere with this one
             "HADR_METRICS_TOKEN": secret("metrics-token"),
             "HADR_METRICS_ALLOWED_NETWORKS": os.environ.get("HADR_METRICS_ALLOWED_NETWORKS", "127.0.0.1/32,::1/128"),
+            # every demo service listens on 127.0.0.1: checks and webhooks may reach loopback here (never elsewhere)
+            "HADR_ALLOW_PRIVATE_TARGETS": os.environ.get("HADR_ALLOW_PRIVATE_TARGETS", "true"),
+            # the local demo offers two-factor sign-in (a link in the user menu) but does not force it
+            "HADR_2FA_REQUIRED": os.environ.get("HADR_2FA_REQUIRED", "false"),
         }
 
 
@@ -234,8 +314,7 @@ def write_env_file(variables: dict[str, str]) -> Path:
     path = RUN / "env"
     lines = ["# Written by `make up`: source it to reach the local demo environment (contains secrets)."]
     lines += [f"export {name}='{value}'" for name, value in variables.items()]
-    path.write_text("\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
+    write_private(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -376,6 +455,9 @@ PROCESSES: dict[str, list[str]] = {
         "-",
         "--access-logformat",
         '{{"time":"%(t)s","remote":"%(h)s","request":"%(r)s","status":%(s)s,"bytes":"%(b)s","duration_us":%(D)s}}',
+        # heartbeat URLs carry tokens: the access log prints them redacted
+        "--logger-class",
+        "hadr_portal.core.gunicorn_logging.RedactingLogger",
     ],
 }
 
@@ -383,6 +465,65 @@ PROCESSES: dict[str, list[str]] = {
 def process_argv(name: str, env: Environment) -> list[str]:
     values = {"python": str(VENV_BIN / "python"), "bin": str(VENV_BIN), "run": str(RUN), "web_port": str(env.ports.web)}
     return [part.format(**values) for part in PROCESSES[name]]
+
+
+def launch(name: str, env: Environment) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment `name` starts with. The demo application gets only what it needs (its
+    ONBOARDING_* variables, none of the portal's secrets), kept in .run/demo-app/launch.json so that its restart,
+    run as the command user (who cannot read .run/secrets), starts it the same way."""
+    if name != "demo-app":
+        return process_argv(name, env), child_env(env)
+    saved = DEMO_APP / "launch.json"
+    if not os.access(SECRETS, os.R_OK | os.X_OK):  # the command user, restarting it: as `make up` left it
+        if not saved.exists():
+            raise EnvError(f"{saved} is missing: start the demo environment with `make up` first.")
+        launched = json.loads(saved.read_text())
+        return launched["argv"], launched["env"]
+    account = command_account() if os.geteuid() == 0 else None
+    variables = env.variables()
+    environ = {key: value for key, value in os.environ.items() if key in ("PATH", "LANG", "LC_ALL", "TZ")}
+    environ |= {key: value for key, value in os.environ.items() if key.startswith("ONBOARDING_")}
+    environ |= {key: variables[key] for key in ("ONBOARDING_DSN", "ONBOARDING_PORT")}
+    if account is not None:
+        environ |= {"HOME": account.pw_dir, "USER": account.pw_name, "LOGNAME": account.pw_name}
+    argv = [command_python(), "-m", "demo.onboarding"]
+    owned_by(private_dir(DEMO_APP), account)
+    write_private(saved, json.dumps({"argv": argv, "env": environ}, indent=2) + "\n")
+    owned_by(saved, account)
+    return argv, environ
+
+
+@functools.cache
+def command_python() -> str:
+    """A Python the command user can run with the portal's packages, for the demo application and its restart
+    command: the virtual environment's own, or — when its interpreter lives where that user cannot reach (a pyenv
+    Python under /root) — a small environment in .run/command-python on the system's python3.X that sees the same
+    packages. Not as root: this interpreter."""
+    venv_python = str(VENV_BIN / "python")
+    if os.geteuid() != 0 or runs_as_command_user(venv_python):
+        return venv_python
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system = shutil.which(f"python{version}", path="/usr/local/bin:/usr/bin:/bin")
+    target = RUN / "command-python"
+    if system is not None:
+        if not (target / "bin" / "python").exists():
+            run_command([system, "-m", "venv", "--without-pip", str(target)])
+        packages = target / "lib" / f"python{version}" / "site-packages" / "hadr-portal.pth"
+        packages.write_text(sysconfig.get_paths()["purelib"] + "\n")
+        if runs_as_command_user(str(target / "bin" / "python")):
+            return str(target / "bin" / "python")
+    raise EnvError(
+        f"The command user {COMMAND_USER} (HADR_COMMAND_USER) cannot run {venv_python}, and there is no system "
+        f"python{version} it could run instead. Make the virtual environment from a Python every user can run: "
+        "`make down && rm -rf .venv && PYTHON=/usr/bin/python3 make up`."
+    )
+
+
+def runs_as_command_user(python: str) -> bool:
+    try:
+        return run_program([python, "-c", "import psycopg"], user=COMMAND_USER, check=False).returncode == 0
+    except CommandFailed:
+        return False
 
 
 def wait_http(url: str, timeout: float, *, accept: Callable[[int], bool] = lambda status: status < 500) -> bool:
@@ -404,8 +545,12 @@ def wait_http(url: str, timeout: float, *, accept: Callable[[int], bool] = lambd
 def up() -> Environment:
     env = Environment(Ports.from_env())
     RUN.mkdir(parents=True, exist_ok=True)
-    os.chmod(RUN, 0o755)  # the postgres user must be able to reach its data directories
+    # The postgres user must reach its data directories (.run/pg/…) and restore scratch space: it may pass
+    # through .run, not list it. What is private below it (logs, pids, secrets, env) is mode 600/700.
+    os.chmod(RUN, 0o711)
     check_binaries()
+    if os.geteuid() == 0:
+        command_account()  # the demo application runs as it: missing, say so before anything starts
     check_ports(env)
     secret("secret-key", 50)
     started: list[Callable[[], None]] = []
@@ -416,6 +561,10 @@ def up() -> Environment:
         ensure_pg(env.primary, "demo primary", started, peer=env.replica)
         if env.primary.is_running() and env.primary.psql("SELECT pg_is_in_recovery()") == "f":
             ensure_database(env.primary, "onboarding", owner="onboarding", password=secret("demo-password"))
+            try:
+                ensure_roles(env.primary, env.role_passwords())  # the replica gets them by replication
+            except psycopg.Error as exc:
+                raise EnvError(f"Could not create the portal's database roles on the demo primary: {exc}") from None
         cloned = RUN / "pg" / "demo-replica.cloned"
         if not env.replica.exists() or not cloned.exists():  # never cloned, or a clone that was interrupted
             print("  cloning the demo replica (pg_basebackup, slot replica1)")
@@ -433,20 +582,20 @@ def up() -> Environment:
         manage(env, "seed_demo")
         admin_password_file = RUN / "admin-password"
         if not admin_password_file.exists():
-            admin_password_file.write_text(secrets.token_urlsafe(12))
+            write_private(admin_password_file, secrets.token_urlsafe(12))
         os.chmod(admin_password_file, 0o600)
         manage(env, "ensure_admin", "--username", "admin", "--password-file", str(admin_password_file))
         print("==> Demo application, Celery workers, beat, web server")
         for name in PROCESSES:
             if pid_of(name) is None:
-                spawn(name, process_argv(name, env), child_env(env))
+                spawn(name, *launch(name, env))
                 started.append(lambda name=name: stop_pid(name))
         url = f"http://127.0.0.1:{env.ports.web}"
         if not wait_http(f"{url}/login/", timeout=90, accept=lambda status: status == 200):
             raise EnvError(f"The portal did not answer on {url} within 90 s. See {LOGS / 'web.log'}")
         for name in PROCESSES:
             if pid_of(name) is None:
-                raise EnvError(f"{name} exited right after starting. See {LOGS / (name + '.log')}")
+                raise EnvError(f"{name} exited right after starting. See {log_file(name)}")
         # A fresh demo starts with one backup, so that its RPO is met from the first minute.
         manage(env, "backup", "demo-onboarding", "--kind", "scheduled", "--if-missing")
     except (EnvError, CommandFailed, OSError) as exc:
@@ -492,11 +641,13 @@ def restart(name: str, timeout: float = 30) -> None:
     env = Environment(Ports.from_env())
     if stop_pid(name):
         print(f"  stopped {name}")
-    log = LOGS / f"{name}.log"
+    log = log_file(name)
     written = log.stat().st_size if log.exists() else 0
-    pid = spawn(name, process_argv(name, env), child_env(env))
+    argv, environ = launch(name, env)
+    pid = spawn(name, argv, environ)
     print(f"  started {name} (pid {pid})")
-    url = {"demo-app": f"http://127.0.0.1:{env.ports.demo_app}/", "web": f"http://127.0.0.1:{env.ports.web}/login/"}
+    demo_app_port = environ.get("ONBOARDING_PORT", str(env.ports.demo_app))
+    url = {"demo-app": f"http://127.0.0.1:{demo_app_port}/", "web": f"http://127.0.0.1:{env.ports.web}/login/"}
     started = time.monotonic()
     while not (wait_http(url[name], timeout=0.1) if name in url else time.monotonic() - started > 1):
         if not alive(pid):
@@ -526,7 +677,8 @@ def status() -> int:
 
 
 def logs(follow: bool) -> None:
-    files = sorted(LOGS.glob("*.log")) + sorted((RUN / "pg").glob("*.log")) + [RUN / "redis" / "redis.log"]
+    files = [*sorted(LOGS.glob("*.log")), log_file("demo-app"), *sorted((RUN / "pg").glob("*.log"))]
+    files += [RUN / "redis" / "redis.log"]
     files = [f for f in files if f.exists()]
     if not files:
         print("No logs yet: run `make up` first.")
@@ -553,6 +705,7 @@ def logs(follow: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, help="the run directory (default: $HADR_RUN_DIR, else .run)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="set up and start everything in the background")
     sub.add_parser("run", help="like up, then show the logs until Ctrl-C, which stops everything")
@@ -563,6 +716,8 @@ def main() -> None:
     log_parser = sub.add_parser("logs", help="the last lines of every log")
     log_parser.add_argument("-f", "--follow", action="store_true")
     args = parser.parse_args()
+    if args.run_dir:
+        use_run_dir(args.run_dir)
     try:
         if args.command in {"up", "run"}:
             up()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +18,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from hadr_portal.adapters.localpg import LOCAL_ROLES
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster
 from tests.infra import plugin
@@ -64,6 +68,9 @@ def demo_cluster(db: None, infra: plugin.Infrastructure) -> Cluster:
         dbname="onboarding",
         user="postgres",
         password_env="HADR_DEMO_PASSWORD",
+        # each purpose as its own role, as `make up` sets the demo up (tests/infra/plugin.py creates them)
+        **{f"{role.purpose}_user": role.name for role in LOCAL_ROLES},
+        **{f"{role.purpose}_password_env": role.password_variable for role in LOCAL_ROLES},
     )
 
 
@@ -156,6 +163,33 @@ def _fresh_dashboard_tiles() -> None:
     from hadr_portal.status.board import board_invalidate
 
     board_invalidate()
+
+
+# Programs the catalog names run as the command user when the worker is root (as the tests are, on CI): what a test
+# gives them must be readable by that user — pytest's tmp_path is not (it is under a directory only root enters).
+COMMAND_USER = os.environ.get("HADR_COMMAND_USER") or "hadr-exec"
+
+
+@functools.cache
+def command_python() -> str:
+    """A Python the command user can run, for test programs that need only the standard library: this one, unless
+    it lives where other users cannot reach (a pyenv Python under /root), then the system's python3."""
+    if os.geteuid() != 0:
+        return sys.executable
+    for candidate in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")):
+        probe = ["runuser", "-u", COMMAND_USER, "--", str(candidate), "-c", ""]
+        if candidate and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+            return str(candidate)
+    raise RuntimeError(f"the command user {COMMAND_USER} can run no Python here (is it created? `make install-dev`)")
+
+
+@pytest.fixture
+def exec_dir() -> Iterator[Path]:
+    """A scratch directory the command user may read and write (a program run as that user writes its files here)."""
+    path = Path(tempfile.mkdtemp(prefix="hadr-exec-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_for(

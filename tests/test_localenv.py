@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.conftest import COMMAND_USER, wait_for
 from tests.infra.plugin import free_port
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,15 @@ def localenv(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 def pids(run_dir: Path) -> dict[str, int]:
-    return {p.stem: int(p.read_text()) for p in (run_dir / "pids").glob("*.pid")}
+    """Every pid file: .run/pids/, and .run/demo-app/ (the demo application's, owned by the command user)."""
+    files = [*(run_dir / "pids").glob("*.pid"), *(run_dir / "demo-app").glob("*.pid")]
+    return {p.stem: int(p.read_text()) for p in files}
+
+
+def env_file(run_dir: Path) -> dict[str, str]:
+    """The variables `up` wrote to .run/env (`export NAME='value'` lines)."""
+    lines = (run_dir / "env").read_text().splitlines()
+    return dict(line.removeprefix("export ").replace("'", "").split("=", 1) for line in lines if "=" in line)
 
 
 def alive(pid: int) -> bool:
@@ -139,25 +148,29 @@ def test_an_interrupted_replica_clone_is_redone(run_env):
 
 
 def test_restart_brings_back_a_killed_demo_app_through_the_demo_catalogs_controller(run_env):
-    """What the Restart button of the demo's onboarding application runs, with only the variables it names."""
+    """What the Restart button of the demo's onboarding application runs: as the command user, given no variable."""
     from hadr_portal.adapters.controllers import controller_from_config
     from hadr_portal.status.demo import demo_catalog
 
     run_dir = Path(run_env["HADR_RUN_DIR"])
-    app = next(service for service in demo_catalog(run_env)["services"] if service["name"] == "onboarding-app")
-    controller = controller_from_config(app["restart"])
+    assert localenv(run_env, "up").returncode == 0
+    catalog = demo_catalog(env_file(run_dir))  # as `make up` seeded it
+    app = next(service for service in catalog["services"] if service["name"] == "onboarding-app")
+    assert "env" not in app["restart"]
+    controller = controller_from_config(app["restart"], command_user=COMMAND_USER)
     home = f"http://127.0.0.1:{run_env['HADR_DEMO_APP_PORT']}/"
-
-    first = controller.restart(service="onboarding-app", environ=run_env)
     pid = pids(run_dir)["demo-app"]
-    assert f"started demo-app (pid {pid})" in first.output and "is back after" in first.output
+    if os.geteuid() == 0:  # started by root as the command user, whose restart command can then stop it
+        assert Path(f"/proc/{pid}").stat().st_uid == pwd.getpwnam(COMMAND_USER).pw_uid
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: not listening(int(run_env["HADR_DEMO_APP_PORT"])), timeout=5, message="still listening")
 
-    again = controller.restart(service="onboarding-app", environ=run_env)
-    assert "stopped" not in again.output  # killed: nothing left to stop
+    again = controller.restart(service="onboarding-app", environ={})
     restarted = pids(run_dir)["demo-app"]
+    assert "stopped" not in again.output  # killed: nothing left to stop
+    assert f"started demo-app (pid {restarted})" in again.output and "is back after" in again.output
     assert restarted != pid and alive(restarted)
     with urllib.request.urlopen(home) as response:
         assert response.status == 200
-    assert "stopped demo-app" in controller.restart(service="onboarding-app", environ=run_env).output
+    assert "stopped demo-app" in controller.restart(service="onboarding-app", environ={}).output
+    assert localenv(run_env, "status").returncode == 0

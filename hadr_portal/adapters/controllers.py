@@ -1,6 +1,7 @@
 """Restarting a service: one small controller per way of doing it, chosen by the service's `restart` table.
 
     command   runs a program from the catalog (argv, never a shell)     argv, env, cwd
+              or one the web form chose from the command allowlist      argv
     systemd   `systemctl [--user] restart UNIT`                         unit, user
     webhook   POSTs {"service", "action", "operation"} as JSON          url or url_env, headers_env
     ecs       AWS ECS "force new deployment" through boto3              cluster, service, region, endpoint_url
@@ -8,6 +9,9 @@
 Every controller also takes `timeout_seconds` (how long the call may take, default 60) and `wait_seconds`
 (how long the caller then waits for the service's checks, default 120). Secrets (a webhook's URL or
 headers) are named by environment variable and read when the restart runs, never stored.
+
+Programs (command, systemd) run through `run_program`: a clean environment, the timeout, and the unprivileged
+command user when the worker is root. `env` may not name the portal's own variables (`env_problems`).
 
 - `controller_from_config(table)`  the controller, or ControllerConfigError naming every problem
 - `controller.restart(...)`        ControllerResult (output, details), or ControllerFailed carrying the output
@@ -19,14 +23,22 @@ import os
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
-from .commands import ENV_NAME_PATTERN, CommandFailed, run_command
+from . import netguard
+from .commands import (
+    DEFAULT_COMMAND_USER,
+    ENV_NAME_PATTERN,
+    CommandFailed,
+    env_problems,
+    env_reference_problem,
+    run_program,
+)
 
 DEFAULT_TIMEOUT_SECONDS = 60
 DEFAULT_WAIT_SECONDS = 120
@@ -78,13 +90,15 @@ class Controller(Protocol):
 
 @dataclass(frozen=True)
 class CommandController:
-    """Runs a program with only the basic environment and the variables named in `env` passed to it."""
+    """Runs a program with only the basic environment and the variables named in `env` passed to it, as
+    `run_as` (the command user) when the worker is root."""
 
     kind: ClassVar[str] = "command"
     argv: tuple[str, ...]
     env: tuple[str, ...] = ()
     cwd: str | None = None
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    run_as: str = DEFAULT_COMMAND_USER
 
     def describe(self) -> str:
         return f"runs {shlex.join(self.argv)}"
@@ -95,10 +109,10 @@ class CommandController:
         environ = os.environ if environ is None else environ
         passed = {name: environ[name] for name in self.env if name in environ}
         try:
-            result = run_command(
-                self.argv, timeout=self.timeout, env=passed, cwd=self.cwd, check=False, inherit_environment=False
+            result = run_program(
+                self.argv, user=self.run_as, timeout=self.timeout, env=passed, cwd=self.cwd, check=False
             )
-        except CommandFailed as exc:  # not found, not executable, timed out
+        except CommandFailed as exc:  # not found, not executable, timed out, no command user
             raise ControllerFailed(str(exc), exc.output) from None
         output = "\n".join(filter(None, (result.stdout.strip(), result.stderr.strip())))
         if result.returncode != 0:
@@ -111,12 +125,14 @@ class CommandController:
 class SystemdController:
     """`systemctl restart UNIT`, which returns once systemd has restarted the unit (or failed to).
 
-    The worker's account needs the right to do so (root, a polkit rule, or `user = true` for a user unit)."""
+    It runs as the command user when the worker is root, so that account needs the right to do so: a polkit
+    rule for the unit (README: Security), or `user = true` for a unit of its own user manager."""
 
     kind: ClassVar[str] = "systemd"
     unit: str
     user: bool = False
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    run_as: str = DEFAULT_COMMAND_USER
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -131,19 +147,21 @@ class SystemdController:
         return self._command().restart(service=service, environ=environ)
 
     def _command(self) -> CommandController:
-        return CommandController(self.argv, timeout=self.timeout)
+        return CommandController(self.argv, timeout=self.timeout, run_as=self.run_as)
 
 
 @dataclass(frozen=True)
 class WebhookController:
     """POSTs JSON to a URL (given, or read from `url_env`), with headers read from environment variables.
-    Any answer but 2xx is a failure; redirects are not followed."""
+    Any answer but 2xx is a failure; redirects are not followed. The connection goes through the SSRF guard
+    (netguard): loopback and private addresses only with `allow_private`, link-local and metadata never."""
 
     kind: ClassVar[str] = "webhook"
     url: str = ""
     url_env: str = ""
     headers_env: tuple[tuple[str, str], ...] = ()  # (header, name of the variable holding its value)
     timeout: float = DEFAULT_TIMEOUT_SECONDS
+    allow_private: bool = False
 
     def describe(self) -> str:
         return f"POSTs to {f'the URL in {self.url_env}' if self.url_env else _site(self.url)}"
@@ -156,8 +174,12 @@ class WebhookController:
         headers = {header: _variable(environ, name, f"the {header} header") for header, name in self.headers_env}
         payload = {"service": service, "action": "restart", "operation": operation}
         site = _site(url)  # never the whole URL in a message: it may carry a token
+        refusal = netguard.url_refusal(url, allow_private=self.allow_private)
+        if refusal:
+            raise ControllerFailed(f"{site}: {refusal}")
         try:
-            response = httpx.post(url, json=payload, headers=headers, timeout=self.timeout, follow_redirects=False)
+            with netguard.http_client(allow_private=self.allow_private, timeout=self.timeout) as client:
+                response = client.post(url, json=payload, headers=headers)
         except httpx.TimeoutException:
             raise ControllerFailed(f"{site} did not answer within {self.timeout:g} s") from None
         except httpx.HTTPError as exc:
@@ -220,11 +242,16 @@ class EcsController:
 
 
 def _site(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "the webhook"
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _variable(environ: Mapping[str, str], name: str, what: str) -> str:
+    if problem := env_reference_problem(name):
+        raise ControllerFailed(f"refused: {problem}")
     value = environ.get(name, "")
     if not value:
         raise ControllerFailed(f"environment variable {name} ({what}) is not set for the worker")
@@ -234,9 +261,13 @@ def _variable(environ: Mapping[str, str], name: str, what: str) -> str:
 # --- reading the catalog's table ------------------------------------------------------------------
 
 
-def controller_from_config(config: Any) -> Controller:
-    """The controller a service's `restart` table describes. Raises ControllerConfigError naming every problem
-    (unknown controller, missing or mistyped setting, unknown key) in the operator's words."""
+def controller_from_config(
+    config: Any, *, command_user: str = DEFAULT_COMMAND_USER, allow_private: bool = False
+) -> Controller:
+    """The controller a service's `restart` table describes; its programs run as `command_user` when the worker is
+    root, its webhook may reach loopback and private addresses only with `allow_private`. Raises
+    ControllerConfigError naming every problem (unknown controller, missing or mistyped setting, unknown key, a
+    variable `env` may not pass, a URL with credentials or to a refused address) in the operator's words."""
     if not isinstance(config, Mapping):
         raise ControllerConfigError(
             [f'Expected a table such as {{"controller": "systemd", "unit": "web.service"}}, got {_shown(config)}.']
@@ -250,8 +281,14 @@ def controller_from_config(config: Any) -> Controller:
     read.seconds("wait_seconds", DEFAULT_WAIT_SECONDS, low=0)
     controller = BUILDERS[kind](read, timeout)
     read.refuse_unknown()
+    if isinstance(controller, WebhookController):
+        if controller.url and (refusal := netguard.url_refusal(controller.url, allow_private=allow_private)):
+            read.problems.append(f"url: {refusal}.")
+        controller = replace(controller, allow_private=allow_private)
     if read.problems:
         raise ControllerConfigError(read.problems)
+    if isinstance(controller, CommandController | SystemdController):
+        controller = replace(controller, run_as=command_user)
     return controller
 
 
@@ -316,22 +353,39 @@ def _is_name(value: Any) -> bool:
     return isinstance(value, str) and bool(ENV_NAME_PATTERN.match(value))
 
 
+def _is_reference(value: Any) -> bool:
+    """A variable whose value the webhook sends away: never one of the portal's own secrets."""
+    return isinstance(value, str) and env_reference_problem(value) is None
+
+
+def is_env_list(value: Any) -> bool:
+    return isinstance(value, list) and all(map(_is_name, value))
+
+
 def _is_http_url(value: Any) -> bool:
     if not isinstance(value, str):
         return False
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. brackets that are not an IPv6 address
+        return False
 
 
 ARGV = 'a list of strings: the program and its arguments, e.g. ["/usr/local/bin/restart-web", "--graceful"]'
 NAMES = 'a list of environment variable names, e.g. ["APP_ENV"]'
-URL_ENV = "the name of the environment variable holding the URL, e.g. DEPLOY_HOOK_URL"
-HEADERS = 'a table of header name = environment variable name, e.g. { Authorization = "DEPLOY_HOOK_AUTH" }'
+URL_ENV = "the name of the environment variable holding the URL, e.g. DEPLOY_HOOK_URL (never one of the portal's own)"
+CREDENTIALS_IN_ENV = "put the URL in an environment variable and name it in url_env"
+HEADERS = (
+    'a table of header name = environment variable name, e.g. { Authorization = "DEPLOY_HOOK_AUTH" }'
+    " (never one of the portal's own secrets)"
+)
 
 
 def _command(read: TableReader, timeout: float) -> CommandController:
     argv = read.take("argv", is_argv, ARGV, required=True)
-    env = read.take("env", lambda v: isinstance(v, list) and all(map(_is_name, v)), NAMES)
+    env = read.take("env", is_env_list, NAMES)
+    read.problems += env_problems(env or ())
     cwd = read.take("cwd", lambda v: isinstance(v, str) and Path(v).is_absolute(), "an absolute directory path")
     return CommandController(tuple(argv or ("?",)), tuple(env or ()), cwd, timeout)
 
@@ -349,12 +403,15 @@ def _systemd(read: TableReader, timeout: float) -> SystemdController:
 
 def _webhook(read: TableReader, timeout: float) -> WebhookController:
     url = read.take("url", _is_http_url, "an http(s) URL")
-    url_env = read.take("url_env", _is_name, URL_ENV)
+    url_env = read.take("url_env", _is_reference, URL_ENV)
     headers = read.take(
         "headers_env",
-        lambda v: isinstance(v, Mapping) and all(HEADER_PATTERN.match(h) and _is_name(n) for h, n in v.items()),
+        lambda v: isinstance(v, Mapping) and all(HEADER_PATTERN.match(h) and _is_reference(n) for h, n in v.items()),
         HEADERS,
     )
+    given_url = read.config.get("url")
+    if isinstance(given_url, str) and (refusal := netguard.userinfo_refusal(given_url, instead=CREDENTIALS_IN_ENV)):
+        read.problems.append(f"url: {refusal}")
     given = [key for key in ("url", "url_env") if key in read.config]
     if len(given) != 1:
         read.problems.append(
@@ -369,6 +426,8 @@ def _ecs(read: TableReader, timeout: float) -> EcsController:
     service = read.take("service", _is_text, "the ECS service's name or ARN", required=True)
     region = read.take("region", _is_text, 'an AWS region, e.g. "eu-west-1"')
     endpoint = read.take("endpoint_url", _is_http_url, "an http(s) URL (only for an ECS-compatible endpoint)")
+    if endpoint and (refusal := netguard.userinfo_refusal(endpoint, instead="AWS credentials come from boto3's chain")):
+        read.problems.append(f"endpoint_url: {refusal}")
     return EcsController(cluster or "?", service or "?", region, endpoint, timeout)
 
 

@@ -2,7 +2,9 @@
 
 Creates a cluster with `initdb`, starts and stops it with `pg_ctl`, and makes a streaming
 replica of it with `pg_basebackup -R -C -S <slot>`. Run as root, every server program runs as
-the `postgres` user, on directories that user owns.
+the `postgres` user, on directories that user owns. `ensure_roles` creates the least-privilege
+roles the portal connects with (`LOCAL_ROLES`); `initdb --auth-host=scram-sha-256` already lets
+every role in by password on 127.0.0.1, replication connections included.
 """
 
 from __future__ import annotations
@@ -11,8 +13,12 @@ import os
 import pwd
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psycopg
+from psycopg import sql
 
 from .commands import CommandFailed, as_postgres_user, run_command
 
@@ -123,7 +129,9 @@ class LocalInstance:
         )
 
     def ensure_log_file(self) -> None:
-        self.log_file.touch(exist_ok=True)
+        """The server's log, the postgres user's own and readable by nobody else (it names roles and queries)."""
+        self.log_file.touch(mode=0o600, exist_ok=True)
+        self.log_file.chmod(0o600)
         chown_to_postgres(self.log_file)
 
     def stop(self, *, mode: str = "fast", timeout: int = 60) -> None:
@@ -147,6 +155,41 @@ class LocalInstance:
             timeout=60,
         )
         return result.stdout.strip()
+
+
+@dataclass(frozen=True)
+class LocalRole:
+    """A database role for one purpose of the portal (databases.models.Purpose), with what it is granted."""
+
+    purpose: str  # monitor | read | backup: the cluster's `<purpose>_user` / `<purpose>_password_env`
+    name: str
+    password_variable: str  # the environment variable the portal reads its password from
+    attributes: str  # role attributes beyond LOGIN NOSUPERUSER, e.g. REPLICATION
+    grants: tuple[str, ...]  # predefined roles it is a member of
+
+
+LOCAL_ROLES = (
+    LocalRole("monitor", "hadr_monitor", "HADR_DEMO_MONITOR_PASSWORD", "NOREPLICATION", ("pg_monitor",)),
+    LocalRole("read", "hadr_reader", "HADR_DEMO_READ_PASSWORD", "NOREPLICATION", ("pg_read_all_data",)),
+    LocalRole("backup", "hadr_backup", "HADR_DEMO_BACKUP_PASSWORD", "REPLICATION", ("pg_read_all_data",)),
+)
+
+
+def ensure_roles(instance: LocalInstance, passwords: Mapping[str, str]) -> None:
+    """Create the `LOCAL_ROLES` on `instance` (a primary; replicas get them by replication), or bring an existing
+    one back to LOGIN NOSUPERUSER with its attributes, its grants and the password in `passwords[role.name]`."""
+    with psycopg.connect(instance.conninfo(), autocommit=True) as conn:
+        for role in LOCAL_ROLES:
+            name = sql.Identifier(role.name)
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role.name]).fetchone():
+                conn.execute(sql.SQL("CREATE ROLE {}").format(name))
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE {} PASSWORD {}").format(
+                    name, sql.SQL(role.attributes), sql.Literal(passwords[role.name])
+                )
+            )
+            for granted in role.grants:
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), name))
 
 
 def make_replica(primary: LocalInstance, replica: LocalInstance, *, slot: str) -> None:

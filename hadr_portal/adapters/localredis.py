@@ -37,7 +37,9 @@ class LocalRedis:
         return pid
 
     def start(self, *, timeout: float = 15) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.log_file.touch(mode=0o600, exist_ok=True)  # redis-server appends to it, keeping its mode
+        self.log_file.chmod(0o600)
         run_command(
             [
                 "redis-server",

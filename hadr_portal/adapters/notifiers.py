@@ -6,17 +6,27 @@ from typing import Any
 
 import httpx
 
+from hadr_portal.core.redaction import redact
+
+from . import netguard
+
 
 class DeliveryFailed(Exception):
     """The receiver did not take the alert; the message says why (retried by the caller)."""
 
 
-def webhook_post(*, url: str, payload: dict[str, Any], timeout: float = 10.0) -> int:
-    """POST the payload as JSON; any non-2xx answer or network error raises DeliveryFailed."""
+def webhook_post(*, url: str, payload: dict[str, Any], timeout: float = 10.0, allow_private: bool = False) -> int:
+    """POST the payload as JSON, through the SSRF guard (netguard: loopback and private addresses only with
+    `allow_private`, link-local and metadata addresses never, no redirects); any non-2xx answer, refused target
+    or network error raises DeliveryFailed, whose message never carries the URL (it may hold a token)."""
+    refusal = netguard.url_refusal(url, allow_private=allow_private)
+    if refusal:
+        raise DeliveryFailed(refusal)
     try:
-        response = httpx.post(url, json=payload, timeout=timeout, follow_redirects=False)
-    except httpx.HTTPError as exc:
-        raise DeliveryFailed(f"{exc.__class__.__name__}: {exc}") from None
+        with netguard.http_client(allow_private=allow_private, timeout=timeout) as client:
+            response = client.post(url, json=payload)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise DeliveryFailed(f"{exc.__class__.__name__}: {redact(str(exc))}") from None
     if not 200 <= response.status_code < 300:
         raise DeliveryFailed(f"HTTP {response.status_code}: {response.text[:200]}")
     return response.status_code

@@ -5,7 +5,9 @@ A node controller says how the portal stops, starts and rebuilds one node:
 - `pg_ctl`  — a data directory on this machine (the local demo, a portal running beside its database):
               stop/start with pg_ctl, rebuild with pg_rewind and, when that cannot work, pg_basebackup.
 - `command` — anything else (ssh, systemctl, an orchestrator's CLI): argv lists from the catalog, run
-              without a shell; the rebuild command gets the new primary's address in its environment.
+              without a shell, as the command user when the worker is root, with only the variables `env`
+              names (never the portal's own: `env_problems`); the rebuild command also gets the new primary's
+              address in its environment.
 
 Without a controller the portal can still fence a reachable primary through SQL (read-only by default
 and its client sessions ended) — weaker than stopping it, and said so where it is used.
@@ -13,6 +15,7 @@ and its client sessions ended) — weaker than stopping it, and said so where it
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,8 +25,8 @@ from typing import Any
 
 import psycopg
 
-from .commands import CommandFailed, as_postgres_user, run_command
-from .controllers import ARGV, TableReader, is_argv
+from .commands import DEFAULT_COMMAND_USER, CommandFailed, as_postgres_user, env_problems, run_command, run_program
+from .controllers import ARGV, NAMES, TableReader, is_argv, is_env_list
 from .localpg import PG_BIN, LocalInstance, chown_to_postgres
 from .postgres import NodeAddress
 
@@ -286,13 +289,15 @@ def _standby_configure(data: Path, source: NodeAddress, slot: str) -> None:
 
 @dataclass(frozen=True)
 class CommandController(NodeController):
-    """Programs from the catalog. The rebuild command finds the new primary in HADR_PRIMARY_HOST,
-    HADR_PRIMARY_PORT and HADR_REPLICATION_SLOT."""
+    """Programs from the catalog, run as `run_as` when the worker is root, given the variables `env` names. The
+    rebuild command finds the new primary in HADR_PRIMARY_HOST, HADR_PRIMARY_PORT and HADR_REPLICATION_SLOT."""
 
     stop_argv: tuple[str, ...] = ()
     start_argv: tuple[str, ...] = ()
     rebuild_argv: tuple[str, ...] = ()
     timeout_seconds: float = 120
+    env: tuple[str, ...] = ()
+    run_as: str = DEFAULT_COMMAND_USER
     kind = "command"
 
     def describe(self) -> str:
@@ -301,8 +306,9 @@ class CommandController(NodeController):
     def _run(self, what: str, argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 0) -> str:
         if not argv:
             raise NodeActionFailed(f"the node's command controller has no {what} command")
+        passed = {name: os.environ[name] for name in self.env if name in os.environ} | dict(env or {})
         try:
-            result = run_command(argv, timeout=timeout or self.timeout_seconds, env=env, inherit_environment=False)
+            result = run_program(argv, user=self.run_as, timeout=timeout or self.timeout_seconds, env=passed)
         except CommandFailed as exc:
             raise NodeActionFailed(str(exc)) from None
         output = (result.stdout + result.stderr).strip()
@@ -339,6 +345,7 @@ def controller_problems(config: Mapping[str, Any]) -> list[str]:
         for key in ("stop", "start", "rebuild"):
             read.take(key, is_argv, ARGV)
         read.seconds("timeout_seconds", 120, low=1)
+        read.problems += env_problems(read.take("env", is_env_list, NAMES) or ())
     read.refuse_unknown()
     return read.problems
 
@@ -351,6 +358,7 @@ def hook_problems(config: Mapping[str, Any]) -> list[str]:
     read.known.discard("controller")
     read.take("argv", is_argv, ARGV, required=True)
     read.seconds("timeout_seconds", 60, low=1)
+    read.problems += env_problems(read.take("env", is_env_list, NAMES) or ())
     read.refuse_unknown()
     return read.problems
 
@@ -359,8 +367,9 @@ def is_absolute_path(value: Any) -> bool:
     return isinstance(value, str) and Path(value).is_absolute()
 
 
-def controller_from_config(config: Mapping[str, Any]) -> NodeController:
-    """The controller a node's catalog entry describes (a controller that can do nothing when empty)."""
+def controller_from_config(config: Mapping[str, Any], *, command_user: str = DEFAULT_COMMAND_USER) -> NodeController:
+    """The controller a node's catalog entry describes (a controller that can do nothing when empty); a command
+    controller's programs run as `command_user` when the worker is root (pg_ctl always as `postgres`)."""
     problems = controller_problems(config)
     if problems:
         raise NodeActionFailed(" ".join(problems))
@@ -373,4 +382,6 @@ def controller_from_config(config: Mapping[str, Any]) -> NodeController:
         start_argv=tuple(config.get("start") or ()),
         rebuild_argv=tuple(config.get("rebuild") or ()),
         timeout_seconds=float(config.get("timeout_seconds", 120)),
+        env=tuple(config.get("env") or ()),
+        run_as=command_user,
     )

@@ -36,6 +36,8 @@ from psycopg.conninfo import make_conninfo
 from .commands import CommandFailed, as_postgres_user, run_command
 from .localpg import PG_BIN, chown_to_postgres
 from .pgbackup import PgTarget, classify_failure
+from .postgres import superuser_refusal
+from .sqlguard import sql_refusal
 
 _STDERR_TAIL_LINES = 8
 _ITEM_LINE = re.compile(r"^pg_restore: (?:processing item|finished item) (\d+) (.*)$")
@@ -355,13 +357,23 @@ class QueryOutcome:
     error: str = ""
 
 
-def queries_run(target: PgTarget, statements: Sequence[str], *, timeout: float = 60) -> list[QueryOutcome]:
+def queries_run(
+    target: PgTarget, statements: Sequence[str], *, timeout: float = 60, kind: str = "verification query"
+) -> list[QueryOutcome]:
     """Run each statement in a transaction of its own, READ ONLY from its start (so not even a set_config() in one
     query can make the next one writable), with a statement timeout; the first column of its first row, or the
-    error. One failing query does not stop the others."""
+    error. One failing query does not stop the others.
+
+    The statements are user-written: each must pass the SQL guard (adapters.sqlguard), and none runs when
+    `target.user` turns out to be a superuser (each then fails with the reason)."""
     outcomes = []
     with _connect(target, timeout=timeout, default_transaction_read_only="on") as conn:
+        superuser = superuser_refusal(conn, kind)
         for statement in statements:
+            refusal = f"the restored database {superuser}" if superuser else sql_refusal(statement, kind=kind)
+            if refusal:
+                outcomes.append(QueryOutcome(error=f"refused: {refusal}"))
+                continue
             try:
                 with conn.transaction():
                     conn.execute("SET TRANSACTION READ ONLY")

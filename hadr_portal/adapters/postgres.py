@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import psycopg
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 # Errors worth retrying: the server is starting, restarting or briefly unreachable.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError,)
@@ -29,3 +31,55 @@ class NodeAddress:
     def public(self) -> str:
         """The conninfo without the password, as it may be logged or passed on a command line."""
         return make_conninfo(host=self.host, port=self.port, dbname=self.dbname, user=self.user)
+
+
+def dsn_valid(dsn: str) -> bool:
+    """Whether libpq can read `dsn` (a postgresql:// URI or key=value pairs); checked before connecting, so that
+    libpq's parse errors, which quote the text they choke on (a password included), are never shown."""
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return False
+    return bool(dsn.strip())
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """What of `dsn` must never appear in an error message: the DSN itself and its password, as written and decoded."""
+    found = [dsn]
+    try:
+        parts = urlsplit(dsn)
+        if parts.password:
+            found += [parts.password, unquote(parts.password)]
+    except ValueError:
+        pass
+    found += [value.strip("'") for value in re.findall(r"\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn)]
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except psycopg.ProgrammingError:
+        password = None
+    if password:
+        found.append(str(password))
+    return [secret for secret in found if secret]
+
+
+def without_dsn(text: str, dsn: str) -> str:
+    """`text` with the DSN and its password replaced by [redacted] (see core.redaction for the rest)."""
+    for secret in sorted(dsn_secrets(dsn), key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+def superuser_refusal(conn: psycopg.Connection[Any], kind: str) -> str:
+    """Why user-written SQL (a `kind`, e.g. "funnel query") may not run on `conn`, or "" when it may: a superuser
+    bypasses every privilege and READ ONLY itself (pg_promote, dblink, server files), so it never runs one."""
+    row = conn.execute(
+        "SELECT current_user::text, coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)"
+        " OR current_setting('is_superuser') = 'on'"
+    ).fetchone()
+    if not row or not row[1]:
+        return ""
+    return (
+        f"was reached as {row[0]}, a superuser; a {kind} never runs as a superuser. Give it a read role instead "
+        "(CREATE ROLE hadr_reader LOGIN PASSWORD '…' IN ROLE pg_read_all_data): the cluster's read_user and "
+        "read_password_env, or that role in the DSN variable"
+    )

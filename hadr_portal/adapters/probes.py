@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import socket
 import ssl
 import threading
@@ -26,6 +27,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import netguard
+from .postgres import dsn_valid, without_dsn
+
 UP, DEGRADED, DOWN = "up", "degraded", "down"
 _SEVERITY = {UP: 0, DEGRADED: 1, DOWN: 2}
 
@@ -35,6 +39,12 @@ _SEVERITY = {UP: 0, DEGRADED: 1, DOWN: 2}
 _GRACE_SECONDS = 0.5
 # probe_host has no timeout of its own, but a hung network mount blocks disk_usage() forever.
 _HOST_GRACE_SECONDS = 5.0
+
+
+# Disks one host report may carry, and how a disk is named: its mount point (POSIX, or a Windows drive).
+MAX_DISKS = 32
+MOUNT_POINT_MAX_LENGTH = 255
+MOUNT_POINT = re.compile(rf"(?:/[^\x00-\x1f\x7f]{{0,{MOUNT_POINT_MAX_LENGTH - 1}}}|[A-Za-z]:\\?)")
 
 
 @dataclass(frozen=True)
@@ -56,9 +66,12 @@ def probe_http(
     max_body_bytes: int = 1_048_576,
     tls_warning_days: int = 14,
     verify_tls: bool = True,
+    allow_private: bool = False,
 ) -> ProbeResult:
     """GET `url`; check the status, optionally a keyword in the first `max_body_bytes`, and for
-    https the certificate's expiry. Redirects are not followed: a 302 is what the target said."""
+    https the certificate's expiry. Redirects are not followed: a 302 is what the target said.
+    The connection goes through the SSRF guard (netguard): loopback and private addresses only
+    with `allow_private`, link-local and metadata addresses never."""
 
     def work() -> ProbeResult:
         parsed = httpx.URL(url)
@@ -71,8 +84,8 @@ def probe_http(
         # Ask for the body as sent, so the byte cap counts what crosses the wire.
         headers = {"User-Agent": "hadr-portal-probe", "Accept-Encoding": "identity"}
         body, out_of_time = bytearray(), False
-        with httpx.Client(
-            timeout=timeout, follow_redirects=False, verify=_tls_context(verify_tls), headers=headers
+        with netguard.http_client(
+            allow_private=allow_private, timeout=timeout, verify=_tls_context(verify_tls), headers=headers
         ) as client:
             started = time.monotonic()
             with client.stream("GET", parsed) as response:
@@ -106,14 +119,14 @@ def probe_http(
     return _guarded(timeout, work)
 
 
-def probe_tcp(*, host: str, port: int, timeout: float) -> ProbeResult:
-    """Open a TCP connection and close it again."""
+def probe_tcp(*, host: str, port: int, timeout: float, allow_private: bool = False) -> ProbeResult:
+    """Open a TCP connection and close it again, through the SSRF guard (as `probe_http`)."""
 
     def work() -> ProbeResult:
         if not 0 < port < 65536:  # getaddrinfo would quietly wrap 70000 round to 4464
             return ProbeResult(DOWN, f"invalid port {port}")
         started = time.monotonic()
-        with socket.create_connection((host, port), timeout=timeout):
+        with netguard.connect(host, port, timeout=timeout, allow_private=allow_private):
             latency_ms = _ms_since(started)
         return ProbeResult(UP, f"connected in {latency_ms:.0f} ms", latency_ms, {"host": host, "port": port})
 
@@ -163,8 +176,11 @@ def probe_postgres(
     """Role, connection use and replication health of one node.
 
     On a primary, `lag_bytes` in data is the largest replay lag among its replicas; on a
-    replica it is received minus replayed WAL.
+    replica it is received minus replayed WAL. `user` and `superuser` say which role the probe
+    connected as. The message never carries the conninfo or its password.
     """
+    if not dsn_valid(conninfo):
+        return ProbeResult(DOWN, "not a valid PostgreSQL DSN (postgresql://… or key=value pairs)")
 
     def work() -> ProbeResult:
         started = time.monotonic()
@@ -175,11 +191,12 @@ def probe_postgres(
             application_name="hadr-portal-probe",
             options=f"-c statement_timeout={max(1, int(timeout * 1000))}",
         ) as conn:
-            in_recovery, version, used, maximum = _one(
+            in_recovery, version, used, maximum, user, superuser = _one(
                 conn,
                 "SELECT pg_is_in_recovery(), current_setting('server_version'),"
                 " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
-                " current_setting('max_connections')::int",
+                " current_setting('max_connections')::int, current_user::text,"
+                " current_setting('is_superuser') = 'on'",
             )
             latency_ms = _ms_since(started)
             data: dict[str, Any] = {
@@ -187,6 +204,8 @@ def probe_postgres(
                 "server_version": version,
                 "connections": used,
                 "max_connections": maximum,
+                "user": user,
+                "superuser": superuser,
             }
             checks = _replica_checks(conn, data) if in_recovery else _primary_checks(conn, data, expected_replicas)
         if data["lag_bytes"] is not None:
@@ -196,7 +215,8 @@ def probe_postgres(
         checks.append((level, f"{used}/{maximum} connections"))
         return _result(checks, latency_ms, data)
 
-    return _guarded(timeout, work)
+    result = _guarded(timeout, work)
+    return replace(result, message=without_dsn(result.message, conninfo))
 
 
 def _primary_checks(conn: psycopg.Connection[Any], data: dict[str, Any], expected: int) -> list[tuple[str, str]]:
@@ -266,14 +286,26 @@ def evaluate_host(
     memory_critical: float = 95,
     disk_warning: float = 85,
     disk_critical: float = 95,
+    max_disks: int = MAX_DISKS,
 ) -> ProbeResult:
     """Apply host thresholds to `{"cpu": 12.5, "memory": 40, "disks": {"/": 71.2}}`, measured here
-    or pushed by another host. Raises ValueError naming the field when a value is not 0–100."""
+    or pushed by another host. Raises ValueError naming the field when a value is not 0–100, when there
+    are more than `max_disks` disks (each one is a series on /metrics), or when a disk is not named by
+    its mount point (an absolute path, or a drive like C:\\, of printable characters, at most 255)."""
     if not isinstance(values, Mapping):
         raise ValueError('host values must be an object like {"cpu": 12.5, "memory": 40}')
     disks = values.get("disks", {})
     if not isinstance(disks, Mapping):
         raise ValueError("disks must be an object mapping mount paths to percentages")
+    if len(disks) > max_disks:
+        raise ValueError(f"disks: {len(disks)} given, at most {max_disks} are accepted (HADR_PUSH_MAX_DISKS)")
+    for path in disks:
+        if not isinstance(path, str) or not MOUNT_POINT.fullmatch(path):
+            shown = repr(path) if len(repr(path)) <= 60 else repr(path)[:57] + "..."
+            raise ValueError(
+                f"disks: {shown} is not a mount point; give absolute paths like /var/lib/postgresql "
+                f"(at most {MOUNT_POINT_MAX_LENGTH} printable characters)"
+            )
     metrics = [
         ("cpu", "cpu", values.get("cpu"), cpu_warning, cpu_critical),
         ("memory", "memory", values.get("memory"), memory_warning, memory_critical),
@@ -389,6 +421,8 @@ def _describe(exc: BaseException, timeout: float) -> str:
         chain.append(cause)
         cause = cause.__cause__ or cause.__context__
     for cause in chain:
+        if isinstance(cause, netguard.TargetRefused):
+            return str(cause)
         if isinstance(cause, ConnectionRefusedError):
             return "connection refused"
         if isinstance(cause, socket.gaierror):

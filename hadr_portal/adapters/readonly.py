@@ -2,7 +2,9 @@
 unless asked.
 
 The funnel collector reads the application's data here; it must not load the primary, so by default
-the node must report `pg_is_in_recovery()` before the query is sent.
+the node must report `pg_is_in_recovery()` before the query is sent. A user-written query (`guard` names its
+kind) must pass the SQL guard (adapters.sqlguard) and never runs as a superuser. Error messages never carry
+the conninfo or its password.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 
 import psycopg
 
+from .postgres import dsn_valid, superuser_refusal, without_dsn
 from .probes import _describe
+from .sqlguard import SqlRefused, sql_check
 
 _GRACE_SECONDS = 5.0  # past the timeout, before a silent server is given up on
 
@@ -31,18 +35,29 @@ def read_only_query(
     timeout: float,
     replica_only: bool = True,
     where: str = "the node",
+    guard: str = "",
 ) -> list[tuple[Any, ...]]:
     """Run `sql` with `params` in a read-only transaction bounded by `timeout` seconds (connect and
     statement); with `replica_only`, refuse a node that is not in recovery. Raises ReadOnlyQueryError.
 
+    With `guard` (the kind of user-written query, e.g. "funnel query"), the SQL must pass `sql_check` before
+    anything connects, and a connection whose role is a superuser is refused before the query is sent.
+
     A server that stops answering after the connection is made (frozen, not down) trips neither timeout:
     the caller stops waiting `_GRACE_SECONDS` after the timeout and the query is left to its own thread.
     """
+    if guard:
+        try:
+            sql_check(sql, kind=guard, placeholders=True)
+        except SqlRefused as exc:
+            raise ReadOnlyQueryError(f"refused: {exc}") from None
+    if not dsn_valid(conninfo):
+        raise ReadOnlyQueryError(f"{where}: not a valid PostgreSQL DSN (postgresql://… or key=value pairs)")
     outcome: list[list[tuple[Any, ...]] | BaseException] = []
 
     def work() -> None:
         try:
-            outcome.append(_query(conninfo, sql, params or {}, timeout, replica_only, where))
+            outcome.append(_query(conninfo, sql, params or {}, timeout, replica_only, where, guard))
         except BaseException as exc:  # handed to the caller below
             outcome.append(exc)
 
@@ -57,7 +72,7 @@ def read_only_query(
 
 
 def _query(
-    conninfo: str, sql: str, params: Mapping[str, Any], timeout: float, replica_only: bool, where: str
+    conninfo: str, sql: str, params: Mapping[str, Any], timeout: float, replica_only: bool, where: str, guard: str
 ) -> list[tuple[Any, ...]]:
     limit_ms = max(1, int(timeout * 1000))
     try:
@@ -73,6 +88,9 @@ def _query(
                     f"refused: {where} reports being a primary (pg_is_in_recovery() is false); "
                     "the query runs only on a replica so that it never loads the primary"
                 )
+            refusal = superuser_refusal(conn, guard) if guard else ""
+            if refusal:
+                raise ReadOnlyQueryError(f"refused: {where} {refusal}")
             rows = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]  # configuration, not input
             conn.rollback()
     except ReadOnlyQueryError:
@@ -80,5 +98,5 @@ def _query(
     except psycopg.errors.QueryCanceled:
         raise ReadOnlyQueryError(f"{where}: query timed out after {timeout:g} s (statement_timeout)") from None
     except (psycopg.Error, OSError) as exc:
-        raise ReadOnlyQueryError(f"{where}: {_describe(exc, timeout)}") from None
+        raise ReadOnlyQueryError(f"{where}: {without_dsn(_describe(exc, timeout), conninfo)}") from None
     return [tuple(row) for row in rows]

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol
 
+from .commands import env_reference_problem
+
 CHUNK_SIZE = 8 * 1024 * 1024  # what put_stream reads at a time
 READ_CHUNK_SIZE = 1024 * 1024  # what open_read yields at a time
 PARTIAL_SUFFIX = ".partial"
@@ -634,6 +636,8 @@ def storage_from_config(kind: str, config: Mapping[str, Any], environ: Mapping[s
         for setting, argument in (("access_key_env", "access_key_id"), ("secret_key_env", "secret_access_key")):
             name = config.get(setting)
             if name:
+                if problem := env_reference_problem(name):
+                    raise StorageError(f"refused: {problem}")
                 if name not in environ or not environ[name]:
                     raise StorageError(f"environment variable {name} (the S3 {setting}) is not set")
                 credentials[argument] = environ[name]

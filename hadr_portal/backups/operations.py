@@ -13,7 +13,7 @@ from hadr_portal.adapters.storage import TransientStorageError
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import OperationContext, OperationKind, register
 from hadr_portal.core.permissions import Action
-from hadr_portal.databases.models import Cluster
+from hadr_portal.databases.models import Cluster, Purpose
 from hadr_portal.databases.topology import cluster_primary
 
 from .models import Backup, BackupPolicy
@@ -24,16 +24,16 @@ MANIFEST_SUFFIX = ".manifest.json"
 
 
 def pg_target(policy: BackupPolicy) -> PgTarget:
-    """The node to back up: the cluster's current primary as its checks last saw it."""
-    return cluster_target(policy.cluster, policy.dbname)
+    """The node to back up, as the backup role: the cluster's current primary as its checks last saw it."""
+    return cluster_target(policy.cluster, policy.dbname, purpose=Purpose.BACKUP)
 
 
-def cluster_target(cluster: Cluster, dbname: str) -> PgTarget:
-    """A database on the cluster's current primary (the node applications should use)."""
+def cluster_target(cluster: Cluster, dbname: str, *, purpose: Purpose = Purpose.ADMIN) -> PgTarget:
+    """A database on the cluster's current primary (the node applications should use), as `purpose`'s role."""
     primary = cluster_primary(cluster) or cluster.nodes.order_by("name").first()
     if primary is None:
         raise BackupFailed(f"Cluster {cluster.name} has no nodes in the catalog.")
-    address = primary.address()
+    address = primary.address(purpose)
     return PgTarget(host=address.host, port=address.port, user=address.user, password=address.password, dbname=dbname)
 
 

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
+from hadr_portal.accounts.stepup import step_up_challenge
 from hadr_portal.core.findings import blockers, findings_from
 from hadr_portal.core.htmx import render_page
 from hadr_portal.core.operation_views import operation_response
@@ -63,6 +64,10 @@ def restore_step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
 
 
 def _run(request: HttpRequest, restore: Restore) -> HttpResponse:
+    if restore.target == Restore.Target.REPLACE and (
+        challenge := step_up_challenge(request, what=f"Replace {restore.target_database} with the restored backup")
+    ):
+        return challenge  # production is replaced: a fresh two-factor code first
     try:
         operation = wizard.restore_request(restore=restore, actor=request.user, address=client_address(request))
     except OperationConflict as exc:

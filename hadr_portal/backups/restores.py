@@ -21,6 +21,7 @@ import shutil
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ from hadr_portal.core.findings import OK, blockers
 from hadr_portal.core.models import Operation, OperationLogLine
 from hadr_portal.core.operations import OperationContext, OperationKind, register
 from hadr_portal.core.permissions import Action
+from hadr_portal.core.redaction import redact
+from hadr_portal.core.validators import env_reference
+from hadr_portal.databases.models import Purpose
 
 from .models import Backup, BackupPolicy, Restore
 from .operations import backup_take, cluster_target, remove_objects
@@ -196,7 +200,7 @@ def _verify(context: OperationContext, restore: Restore, target: PgTarget) -> No
     # the queries and amcheck read different things: side by side, on two connections
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="restore-verify") as pool:
         checking = pool.submit(amcheck_run, target)
-        outcomes = queries_run(target, [query["sql"] for query in queries]) if queries else []
+        outcomes = queries_run(_as_reader(restore, target), [query["sql"] for query in queries]) if queries else []
         amcheck = checking.result()
     results = [
         verification_evaluate(
@@ -226,6 +230,15 @@ def _verify(context: OperationContext, restore: Restore, target: PgTarget) -> No
     if failed:
         raise RestoreFailed("Verification failed: " + ", ".join(result.name for result in failed))
     context.progress(92, "Verified")
+
+
+def _as_reader(restore: Restore, target: PgTarget) -> PgTarget:
+    """The restored database as the read role of the cluster it was restored into: the verification queries are
+    user-written and never run as the admin account (a physical restore is a copy of the policy's cluster,
+    its roles and passwords included)."""
+    cluster = restore.policy.cluster if restore.is_physical else (restore.target_cluster or restore.policy.cluster)
+    user, password_env = cluster.credentials(Purpose.READ)
+    return replace(target, user=user, password=env_reference(password_env))
 
 
 def _swap(context: OperationContext, restore: Restore, server: PgTarget, work: str) -> None:
@@ -325,7 +338,7 @@ def restore_cleanup(operation: Operation) -> None:
 
 
 def _note(operation: Operation, message: str) -> None:
-    OperationLogLine.objects.create(operation=operation, message=message)
+    OperationLogLine.objects.create(operation=operation, message=redact(message))
 
 
 def drill_data_directory(restore: Restore) -> Path:

@@ -1,8 +1,10 @@
 """A policy's verification queries: what a restored database must answer before anyone relies on it.
 
 Each query is a table of the catalog, `{name = "users", sql = "SELECT count(*) FROM app_users", expect = "> 0"}`.
-The SQL is configuration, never request input, and runs read-only (`default_transaction_read_only`) with a
-timeout; it must be one SELECT (or WITH … SELECT). The first column of the first row is compared with `expect`:
+The SQL is configuration, never request input: it must pass the SQL guard (one SELECT or WITH … SELECT calling
+only allowlisted functions, see adapters/sqlguard.py) when it is saved and again when it runs, and it runs as the
+cluster's read role (never a superuser), read-only (`default_transaction_read_only`), with a timeout. The first
+column of the first row is compared with `expect`:
 
 - `> N`, `>= N`, `= N`, `!= N`, `< N`, `<= N`   a number
 - `not null`                                     any value but NULL (or no row)
@@ -22,11 +24,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from hadr_portal.adapters.sqlguard import sql_refusal
+
 QUERY_KEYS = ("name", "sql", "expect")
 MAX_SQL_LENGTH = 4000
 _COMPARISON = re.compile(r"^(>=|<=|!=|=|>|<)\s*(-?\d+(?:\.\d+)?)$")
 _WITHIN = re.compile(r"^within\s+(\d+)\s*([smhd])\s+of\s+backup$")
-_READ_ONLY = re.compile(r"^\s*(select|with)\b", re.IGNORECASE)
 _OPERATORS = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -86,15 +89,10 @@ def verify_queries_validate(value: object) -> None:
 def sql_problems(text: object) -> list[str]:
     if not isinstance(text, str) or not text.strip():
         return ["sql is required (one SELECT)"]
-    body = text.strip().rstrip(";").strip()
-    problems = []
-    if len(body) > MAX_SQL_LENGTH:
-        problems.append(f"sql is longer than {MAX_SQL_LENGTH} characters")
-    if not _READ_ONLY.match(body):
-        problems.append("sql must be one read-only SELECT (or WITH … SELECT)")
-    elif ";" in body:
-        problems.append("sql must be one statement (no ';' inside)")
-    return problems
+    if len(text.strip()) > MAX_SQL_LENGTH:
+        return [f"sql is longer than {MAX_SQL_LENGTH} characters"]
+    refusal = sql_refusal(text, kind="verification query")
+    return [f"sql refused: {refusal}"] if refusal else []
 
 
 def expectation_valid(expect: str) -> bool:

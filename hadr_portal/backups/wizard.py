@@ -100,12 +100,18 @@ def restore_situation_set(*, restore: Restore, actor: Actor | None, situation: s
         errors.append("Choose what happened.")
     when: datetime | None = None
     if incident_at.strip():
-        when = parse_datetime(incident_at.strip())
-        if when is None:
-            errors.append("When did it happen? Give a date and time, e.g. 2025-01-31 14:05.")
+        try:
+            when = parse_datetime(incident_at.strip())
+            if when is not None:
+                when = timezone.make_aware(when) if timezone.is_naive(when) else when
+                timezone.localtime(when)  # at the ends of the calendar there is no such local time
+        except (ValueError, OverflowError):  # well formed but impossible: 2025-02-30, 25:00
+            errors.append(f"{incident_at.strip()!r} is not a date and time that exists; e.g. 2025-01-31 14:05.")
+            when = None
         else:
-            when = timezone.make_aware(when) if timezone.is_naive(when) else when
-            if when > timezone.now() + timedelta(minutes=5):
+            if when is None:
+                errors.append("When did it happen? Give a date and time, e.g. 2025-01-31 14:05.")
+            elif when > timezone.now() + timedelta(minutes=5):
                 errors.append("The incident cannot be in the future.")
     if errors:
         return errors
@@ -178,8 +184,11 @@ def restore_target_set(
 def _physical_target_set(restore: Restore, *, data_directory: str, port: str) -> list[str]:
     errors = []
     directory = Path(data_directory.strip()) if data_directory.strip() else None
+    room = Restore._meta.get_field("data_directory").max_length or 500
     if directory is None or not directory.is_absolute():
         errors.append("Give the new server's data directory as an absolute path.")
+    elif len(str(directory)) > room:
+        errors.append(f"The data directory's path is {len(str(directory))} characters long; at most {room}.")
     number = int(port) if port.strip().isdigit() else None
     if number is None or not 1024 <= number <= 65535:
         errors.append("Give the new server's port, a number from 1024 to 65535.")

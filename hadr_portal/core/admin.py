@@ -1,13 +1,17 @@
-"""Admin: administrators manage users and roles here, audited; audit entries and operations are read-only."""
+"""Admin: administrators manage users and roles here. Every change made in the admin is audited, with its
+fields; audit entries and operations are read-only (and so are the Errors page's rows, metrics.admin)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date, time
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group, User
 from django.db.models import Model, QuerySet
+from django.forms import ModelChoiceField, ModelMultipleChoiceField
 from django.http import HttpRequest
 
 from .audit import audit_record
@@ -16,31 +20,125 @@ from .operations import client_address
 
 
 class AuditedAdminMixin:
-    """Every add, change and delete made through the admin also lands in the audit log."""
+    """Every add, change and delete made through the admin also lands in the audit log (core.audit), with what
+    changed: each changed field's old and new value, the inline rows added, changed or deleted, and a deleted
+    object's values. Values are redacted like every audit parameter (a `password` or `token` field is hidden
+    whole). `audit_every_admin()` applies it to every registered model, the third-party ones included."""
 
-    def _audit(self, request: HttpRequest, obj: Model, verb: str, detail: str = "") -> None:
+    def _audit(self, request: HttpRequest, obj: Model, verb: str, detail: str = "", changes: Any = None) -> None:
         audit_record(
             actor=request.user,
             action=f"admin.{obj._meta.model_name}.{verb}",
-            target=f"{obj._meta.model_name}:{obj}",
+            target=f"{obj._meta.model_name}:{obj}"[:200],
             outcome=AuditEntry.Outcome.SUCCESS,
             address=client_address(request),
+            parameters=changes or {},
             detail=detail,
         )
 
+    def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> Any:
+        # called right before log_addition / log_change, with the forms they do not receive
+        _pending(request).append(admin_changes(form, formsets or (), add=add))
+        return super().construct_change_message(request, form, formsets, add)  # type: ignore[misc]
+
     def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
-        self._audit(request, obj, "add")
+        self._audit(request, obj, "add", changes=_take(request))
         return super().log_addition(request, obj, message)  # type: ignore[misc]
 
     def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
         changed = [field for entry in message or [] for field in entry.get("changed", {}).get("fields", [])]
-        self._audit(request, obj, "change", f"changed: {', '.join(changed)}" if changed else "")
+        detail = f"changed: {', '.join(changed)}" if changed else ""
+        self._audit(request, obj, "change", detail, changes=_take(request))
         return super().log_change(request, obj, message)  # type: ignore[misc]
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         for obj in queryset:
-            self._audit(request, obj, "delete")
+            self._audit(request, obj, "delete", changes={"deleted": object_values(obj)})
         return super().log_deletions(request, queryset)  # type: ignore[misc]
+
+
+def audit_every_admin(site: admin.AdminSite = admin.site) -> None:
+    """Give every ModelAdmin registered on `site` the audit mixin (in place: the registry keeps its instances).
+    Called once the admin modules of every app are loaded (CoreConfig.ready); models registered by other
+    packages (two-factor devices, sign-in attempts) are audited like the portal's own."""
+    for model_admin in site._registry.values():
+        cls = type(model_admin)
+        if not isinstance(model_admin, AuditedAdminMixin):
+            model_admin.__class__ = type(cls.__name__, (AuditedAdminMixin, cls), {"__module__": cls.__module__})
+
+
+def admin_changes(form: Any, formsets: Any, *, add: bool) -> dict[str, Any]:
+    """What one admin form (and its inlines) changed, as JSON: {"fields": {...}, "inlines": [...]}."""
+    changes: dict[str, Any] = {}
+    if fields := _form_changes(form, add=add):
+        changes["fields"] = fields
+    rows: list[dict[str, Any]] = []
+    for formset in formsets:
+        forms_by_object = {id(inline.instance): inline for inline in formset.forms}
+        name = formset.model._meta.model_name
+        for obj in getattr(formset, "new_objects", []):
+            rows.append({"row": f"{name}:{obj}", "added": _form_changes(forms_by_object.get(id(obj)), add=True)})
+        for obj, _ in getattr(formset, "changed_objects", []):
+            rows.append({"row": f"{name}:{obj}", "changed": _form_changes(forms_by_object.get(id(obj)), add=False)})
+        for obj in getattr(formset, "deleted_objects", []):
+            rows.append({"row": f"{name}:{obj}", "deleted": object_values(obj)})
+    if rows:
+        changes["inlines"] = rows
+    return changes
+
+
+def object_values(obj: Model) -> dict[str, Any]:
+    """A model instance's stored values, as JSON (related rows by id)."""
+    return {field.attname: _plain(field.value_from_object(obj)) for field in obj._meta.concrete_fields}
+
+
+def _form_changes(form: Any, *, add: bool) -> dict[str, Any]:
+    if form is None or not hasattr(form, "cleaned_data"):
+        return {}
+    changes: dict[str, Any] = {}
+    for name in form.changed_data:
+        field = form.fields.get(name)
+        new = _shown(form.cleaned_data.get(name), field)
+        changes[name] = new if add else {"from": _shown(form[name].initial, field), "to": new}
+    return changes
+
+
+def _shown(value: Any, field: Any) -> Any:
+    """A form value as the audit log keeps it: related rows by name (an initial value may be only their ids)."""
+    try:
+        if isinstance(field, ModelMultipleChoiceField) and isinstance(value, list | tuple):
+            if not all(isinstance(item, Model) for item in value):
+                value = list(field.queryset.filter(pk__in=[getattr(item, "pk", item) for item in value]))
+        elif isinstance(field, ModelChoiceField) and value not in (None, "") and not isinstance(value, Model):
+            value = field.queryset.filter(pk=value).first() or value
+    except (TypeError, ValueError):  # not an id after all: keep it as it is
+        pass
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Model):
+        return str(value)
+    if isinstance(value, date | time):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, QuerySet | list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    return str(value)
+
+
+def _pending(request: HttpRequest) -> list[dict[str, Any]]:
+    if not hasattr(request, "_admin_changes"):
+        request._admin_changes = []  # type: ignore[attr-defined]
+    return request._admin_changes  # type: ignore[attr-defined,no-any-return]
+
+
+def _take(request: HttpRequest) -> dict[str, Any]:
+    pending = _pending(request)
+    return pending.pop() if pending else {}
 
 
 admin.site.unregister(User)

@@ -16,3 +16,7 @@ class CoreConfig(AppConfig):
         from hadr_portal import celery  # noqa: F401
 
         from . import signals  # noqa: F401  (audit of sign-ins)
+        from .admin import audit_every_admin
+
+        # every app's admin module is loaded by now (the admin app, listed first, loads them in its ready())
+        audit_every_admin()

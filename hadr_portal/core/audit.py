@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .models import AuditEntry, Operation
 from .permissions import user_roles
+from .redaction import REDACTED, redact, redact_mapping
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -19,21 +20,7 @@ logger = logging.getLogger(__name__)
 # a second entry for the same attempt (core/middleware.py).
 refusal_recorded: ContextVar[bool] = ContextVar("refusal_recorded", default=False)
 
-SECRET_MARKERS = ("password", "secret", "token", "key", "credential", "dsn")
-REDACTED = "[redacted]"
-
-
-def scrub(parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of the parameters with anything that looks like a secret replaced."""
-    clean: dict[str, Any] = {}
-    for name, value in parameters.items():
-        if any(marker in name.lower() for marker in SECRET_MARKERS):
-            clean[name] = REDACTED
-        elif isinstance(value, Mapping):
-            clean[name] = scrub(value)
-        else:
-            clean[name] = value
-    return clean
+__all__ = ["REDACTED", "audit_record", "refusal_recorded"]
 
 
 def audit_record(
@@ -47,7 +34,11 @@ def audit_record(
     detail: str = "",
     operation: Operation | None = None,
 ) -> AuditEntry:
-    """Append one entry. `actor=None` means the portal itself (schedules, the reaper)."""
+    """Append one entry. `actor=None` means the portal itself (schedules, the reaper).
+
+    Nothing secret is written: the parameters go through `redact_mapping` (a value under a secret's name, such
+    as `password` or `api_token`, is hidden whole; credentials inside any string are cut out), and the target
+    and detail through `redact`."""
     if outcome == AuditEntry.Outcome.REFUSED:
         refusal_recorded.set(True)
     authenticated = actor is not None and actor.is_authenticated
@@ -58,10 +49,10 @@ def audit_record(
         + (user_roles(actor) if authenticated else []),  # type: ignore[arg-type]
         address=address or None,
         action=action,
-        target=target,
-        parameters=scrub(parameters or {}),
+        target=redact(target),
+        parameters=redact_mapping(dict(parameters or {})),
         outcome=outcome,
-        detail=detail[:4000],
+        detail=redact(detail)[:4000],
         operation=operation,
     )
     logger.info(
@@ -70,7 +61,7 @@ def audit_record(
             "audit_id": entry.pk,
             "actor": entry.actor_name,
             "action": action,
-            "target": target,
+            "target": entry.target,
             "outcome": outcome,
             "operation_id": operation.pk if operation else None,
         },

@@ -9,6 +9,10 @@ after a failure. The services here do the rest, the same way for every kind:
 - `operation_execute()`  atomic claim (a second delivery does nothing), heartbeat, retries, outcome
 - `operation_cancel()`   cancel a queued one at once; ask a running, cancellable one to stop
 - `operations_reap()`    fail running operations whose worker stopped heartbeating, and clean up
+- `output_visible()`     whether an account may read an operation's log, error and result
+
+Log lines, errors, progress messages and results are passed through `redaction.redact` as they are written, so
+the stored output of a program holds no credential it printed.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from django.utils import timezone
 from .audit import audit_record
 from .logging import current_operation_id
 from .models import AuditEntry, Operation, OperationLogLine
-from .permissions import Action, require, user_can
+from .permissions import PERMISSIONS, Action, Role, require, user_can
+from .redaction import redact, redact_mapping
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -97,6 +102,24 @@ def registered_kinds() -> dict[str, OperationKind]:
     return dict(_KINDS)
 
 
+def output_visible(user: AbstractBaseUser | AnonymousUser, operation: Operation) -> bool:
+    """Whether `user` may read an operation's log lines, error and result: those who may run its kind (they
+    would see the same output running it themselves). Everyone else sees its status and progress only."""
+    kind = _KINDS.get(operation.kind)
+    return user_can(user, kind.action) if kind else bool(getattr(user, "is_superuser", False))
+
+
+def output_roles(operation: Operation) -> str:
+    """The roles that may read an operation's output, in words: "DevOps", "DevOps and DBA", "administrators"."""
+    kind = _KINDS.get(operation.kind)
+    allowed = [role.value for role in Role if kind and role in PERMISSIONS[kind.action]]
+    return " and ".join(", ".join(allowed).rsplit(", ", 1)) if allowed else "administrators"
+
+
+def _log_line(operation_id: int, message: str, level: str = OperationLogLine.Level.INFO) -> None:
+    OperationLogLine.objects.create(operation_id=operation_id, level=level, message=redact(message))
+
+
 @dataclass
 class OperationContext:
     """What a runner may do with its operation: log, report progress, honour cancellation."""
@@ -111,6 +134,7 @@ class OperationContext:
         return dict(self.operation.parameters)
 
     def log(self, message: str, *, level: str = OperationLogLine.Level.INFO) -> None:
+        message = redact(message)
         OperationLogLine.objects.create(operation_id=self.operation.pk, level=level, message=message)
         logger.log(logging.WARNING if level != "info" else logging.INFO, message)
 
@@ -125,7 +149,7 @@ class OperationContext:
 
     def _write_progress(self, percent: int, message: str) -> None:
         Operation.objects.filter(pk=self.operation.pk, status=Status.RUNNING).update(
-            progress=percent, progress_message=message, heartbeat_at=timezone.now()
+            progress=percent, progress_message=redact(message), heartbeat_at=timezone.now()
         )
         self._last_progress = percent
 
@@ -218,18 +242,19 @@ def _finish(
     """Move an operation to its final state (log line, audit entry), unless someone already did.
 
     `only_if` narrows the claim further (the reaper: only while the heartbeat is still stale)."""
+    error = redact(error)
     values: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "error": error[:10000]}
     if result is not None:
-        values["result"] = dict(result)
+        values["result"] = redact_mapping(dict(result))
     if status == Status.SUCCEEDED:
         values["progress"] = 100
     claim = Operation.objects.filter(pk=operation_id, status=from_status)
     changed = (claim.filter(only_if) if only_if is not None else claim).update(**values)
     if changed:
-        OperationLogLine.objects.create(
-            operation_id=operation_id,
-            level=OperationLogLine.Level.INFO if status == Status.SUCCEEDED else OperationLogLine.Level.ERROR,
-            message=f"Operation {status}" + (f": {error}" if error else "."),
+        _log_line(
+            operation_id,
+            f"Operation {status}" + (f": {error}" if error else "."),
+            OperationLogLine.Level.INFO if status == Status.SUCCEEDED else OperationLogLine.Level.ERROR,
         )
         operation = Operation.objects.get(pk=operation_id)
         audit_record(
@@ -353,9 +378,7 @@ def _cleanup(spec: OperationKind, operation: Operation) -> None:
         OperationLogLine.objects.create(operation=operation, message="Clean-up done.")
     except Exception as exc:
         logger.exception("clean-up failed")
-        OperationLogLine.objects.create(
-            operation=operation, level=OperationLogLine.Level.ERROR, message=f"Clean-up failed: {_describe(exc)}"
-        )
+        _log_line(operation.pk, f"Clean-up failed: {_describe(exc)}", OperationLogLine.Level.ERROR)
 
 
 def operation_cancel(

@@ -10,6 +10,7 @@ from django.dispatch import receiver
 from .audit import audit_record
 from .models import AuditEntry
 from .operations import client_address
+from .selectors import ATTEMPTED_USERNAME
 
 
 def _audit_sign_in(action: str, username: str, outcome: str, request: Any, actor: Any = None, detail: str = "") -> None:
@@ -36,5 +37,16 @@ def audit_sign_out(sender: Any, request: Any, user: Any, **_: Any) -> None:
 
 @receiver(user_login_failed)
 def audit_failed_sign_in(sender: Any, credentials: dict[str, Any], request: Any = None, **_: Any) -> None:
-    username = str(credentials.get("username", ""))[:150]
-    _audit_sign_in("auth.sign_in", username, AuditEntry.Outcome.REFUSED, request, detail="wrong username or password")
+    """The typed name is kept in `attempted_username`, which only administrators see (core.selectors): it may be a
+    password typed in the wrong field, or tell an attacker which accounts exist. A lockout (django-axes) refuses
+    without checking the password: it marks the request locked before any failure is counted."""
+    locked = getattr(request, "axes_locked_out", False) and getattr(request, "axes_failures_since_start", 0) is None
+    audit_record(
+        actor=None,
+        action="auth.sign_in",
+        target="sign-in",
+        parameters={ATTEMPTED_USERNAME: str(credentials.get("username", ""))[:150]},
+        outcome=AuditEntry.Outcome.REFUSED,
+        address=client_address(request),
+        detail="account locked: too many failed sign-ins from this address" if locked else "wrong username or password",
+    )

@@ -30,7 +30,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def operations(request: HttpRequest) -> HttpResponse:
     filters = {key: request.GET.get(key, "").strip() for key in ("status", "kind", "q")}
-    page = Paginator(selectors.operations_list(filters), 50).get_page(request.GET.get("page"))
+    page = Paginator(selectors.operations_list(filters, user=request.user), 50).get_page(request.GET.get("page"))
     context = {
         "page": page,
         "filters": filters,
@@ -44,7 +44,7 @@ def operations(request: HttpRequest) -> HttpResponse:
 @require_GET
 def operation_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        operation, log_lines = selectors.operation_with_log(pk)
+        operation, log_lines = selectors.operation_with_log(pk, user=request.user)
     except Operation.DoesNotExist:
         raise Http404("No such operation") from None
     context = {"operation": operation, "log_lines": log_lines}
@@ -70,8 +70,11 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     filters = {
         key: request.GET.get(key, "").strip() for key in ("actor", "action", "target", "outcome", "since", "until")
     }
-    entries, errors = selectors.audit_entries(filters)
+    administrator = request.user.is_superuser  # only they see the names typed at failed sign-ins
+    entries, errors = selectors.audit_entries(filters, administrator=administrator)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    selectors.audit_entries_shown(page.object_list, administrator=administrator)
     context = {"page": page, "filters": filters, "errors": errors, "outcomes": AuditEntry.Outcome.choices}
     # htmx does not swap 4xx responses: the fragment carries the error message with a 200 instead.
     status = 400 if errors and not request.htmx else 200

@@ -7,16 +7,18 @@ allows (unless a DBA writes down why), never report success before a write has c
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hadr_portal.adapters.commands import CommandFailed, run_command
+from hadr_portal.adapters.commands import CommandFailed, run_program
 from hadr_portal.adapters.pgnode import (
     NodeActionFailed,
     accepts_writes,
@@ -33,7 +35,7 @@ from hadr_portal.core.operations import OperationContext, OperationError, Operat
 from hadr_portal.core.permissions import Action
 
 from .board import topology_changed
-from .models import Cluster, Failover, Node
+from .models import Cluster, Failover, Node, Purpose
 from .topology import cluster_primary, cluster_probe
 
 if TYPE_CHECKING:
@@ -289,7 +291,7 @@ def failover_run(context: OperationContext) -> Mapping[str, Any]:
     fencing = _fence(context, plan, isolation)
 
     context.progress(50, f"Promoting {candidate.name}")
-    conninfo = candidate.address().conninfo()
+    conninfo = candidate.address(Purpose.ADMIN).conninfo()
     try:
         promote(conninfo)
     except Exception as exc:
@@ -344,8 +346,8 @@ def _fence(context: OperationContext, plan: FailoverPlan, isolation: str) -> str
     if plan.old_primary_state == "unreachable":
         context.log(f"{old.name} is unreachable; the DBA confirmed it is isolated: {isolation}", level="warning")
         return f"unreachable; isolated per the DBA: {isolation}"
-    controller = controller_from_config(old.controller)
-    conninfo = old.address().conninfo()
+    controller = controller_from_config(old.controller, command_user=settings.COMMAND_USER)
+    conninfo = old.address(Purpose.ADMIN).conninfo()
     try:
         if controller.kind == "none":
             ended = fence_read_only(conninfo)
@@ -378,10 +380,11 @@ def _run_hook(context: OperationContext, cluster: Cluster, new: Node, old: Node 
         "HADR_NEW_PRIMARY_PORT": str(new.port),
         "HADR_OLD_PRIMARY": old.name if old else "",
     }
+    passed = {name: os.environ[name] for name in hook.get("env", ()) if name in os.environ}
     started = time.monotonic()
     try:
-        result = run_command(
-            hook["argv"], timeout=float(hook.get("timeout_seconds", 60)), env=env, inherit_environment=False
+        result = run_program(
+            hook["argv"], user=settings.COMMAND_USER, timeout=float(hook.get("timeout_seconds", 60)), env=passed | env
         )
     except CommandFailed as exc:
         raise NodeActionFailed(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +12,7 @@ from django.db import models
 from hadr_portal.adapters.pgnode import controller_problems, hook_problems
 from hadr_portal.adapters.postgres import NodeAddress
 from hadr_portal.core.models import Operation
-from hadr_portal.core.validators import env_name, slug
+from hadr_portal.core.validators import env_name, env_reference, slug
 
 
 def _table_check(value: object, problems: Callable[[dict[str, Any]], list[str]], example: str) -> None:
@@ -32,19 +31,64 @@ def hook_validate(value: object) -> None:
     _table_check(value, hook_problems, '{argv = ["/usr/local/bin/point-dsn"], timeout_seconds = 60}')
 
 
+class Purpose(models.TextChoices):
+    """Why the portal connects to a managed node: each purpose uses the database role it needs, no more."""
+
+    ADMIN = "admin", "Administration: failover, fencing, rebuild, restore"
+    MONITOR = "monitor", "Monitoring: health checks, replication lag, database sizes"
+    READ = "read", "Reading: funnel and restore verification queries"
+    BACKUP = "backup", "Backups: pg_dump and pg_basebackup"
+
+
+# What each purpose's own role needs, as the Databases page and the README say it.
+PURPOSE_GRANTS = {
+    Purpose.MONITOR: "pg_monitor",
+    Purpose.READ: "pg_read_all_data (or SELECT on the tables its queries read); never a superuser",
+    Purpose.BACKUP: "REPLICATION and pg_read_all_data",
+}
+
+
+def _role_field(purpose: str, grants: str) -> models.CharField:
+    return models.CharField(
+        max_length=63,
+        blank=True,
+        help_text=f"Database role for {purpose} ({grants}); empty: the admin user",
+    )
+
+
+def _password_env_field(purpose: str) -> models.CharField:
+    return models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[env_name],
+        help_text=f"Environment variable holding the {purpose} role's password (never the password itself)",
+    )
+
+
 class Cluster(models.Model):
-    """A primary with its replicas, holding the application's databases."""
+    """A primary with its replicas, holding the application's databases.
+
+    `user` / `password_env` is the admin account (failover, fencing, rebuild, restore need it). Monitoring,
+    reading and backups each use a role of their own when one is set (`credentials()`), else the admin account;
+    user-written queries refuse to run as a superuser, so reading needs its own role in practice.
+    """
 
     name = models.CharField(max_length=64, unique=True, validators=[slug])
     description = models.CharField(max_length=200, blank=True)
     dbname = models.CharField(max_length=63, default="postgres", help_text="Database the portal connects to")
-    user = models.CharField(max_length=63, default="postgres")
+    user = models.CharField(max_length=63, default="postgres", help_text="Admin account: failover, rebuild, restore")
     password_env = models.CharField(
         max_length=100,
         blank=True,
         validators=[env_name],
         help_text="Name of the environment variable holding the password (never the password itself)",
     )
+    monitor_user = _role_field("health checks, replication lag and sizes", PURPOSE_GRANTS[Purpose.MONITOR])
+    monitor_password_env = _password_env_field("monitoring")
+    read_user = _role_field("funnel and verification queries", PURPOSE_GRANTS[Purpose.READ])
+    read_password_env = _password_env_field("read")
+    backup_user = _role_field("pg_dump and pg_basebackup", PURPOSE_GRANTS[Purpose.BACKUP])
+    backup_password_env = _password_env_field("backup")
     max_failover_lag_bytes = models.BigIntegerField(
         default=16 * 1024 * 1024,
         validators=[MinValueValidator(0)],
@@ -76,6 +120,27 @@ class Cluster(models.Model):
         """How operations and the audit log name this cluster."""
         return f"cluster:{self.name}"
 
+    def clean(self) -> None:
+        """A purpose's password variable names the password of its own role: no variable without the role."""
+        errors = {
+            f"{purpose.value}_user": f"Name the role whose password {purpose.value}_password_env holds."
+            for purpose in PURPOSE_GRANTS
+            if getattr(self, f"{purpose.value}_password_env") and not getattr(self, f"{purpose.value}_user")
+        }
+        if errors:
+            raise ValidationError(errors)
+
+    def own_role(self, purpose: Purpose) -> bool:
+        """Whether `purpose` has a role of its own (False: it falls back to the admin account)."""
+        return purpose != Purpose.ADMIN and bool(getattr(self, f"{Purpose(purpose).value}_user"))
+
+    def credentials(self, purpose: Purpose) -> tuple[str, str]:
+        """(user, name of the password variable) that `purpose` connects with: its own role, else the admin one."""
+        if self.own_role(purpose):
+            prefix = Purpose(purpose).value
+            return getattr(self, f"{prefix}_user"), getattr(self, f"{prefix}_password_env")
+        return self.user, self.password_env
+
 
 class Node(models.Model):
     """One PostgreSQL server of a cluster, and what it last said about itself."""
@@ -100,9 +165,11 @@ class Node(models.Model):
     def __str__(self) -> str:
         return f"{self.cluster.name}/{self.name}"
 
-    def address(self) -> NodeAddress:
-        password = os.environ.get(self.cluster.password_env, "") if self.cluster.password_env else ""
-        return NodeAddress(self.host, self.port, self.cluster.dbname, self.cluster.user, password)
+    def address(self, purpose: Purpose) -> NodeAddress:
+        """Where and as whom to connect for `purpose` (see Cluster.credentials); the password from its variable."""
+        user, password_env = self.cluster.credentials(purpose)
+        password = env_reference(password_env)
+        return NodeAddress(self.host, self.port, self.cluster.dbname, user, password)
 
     @property
     def role(self) -> str:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from hadr_portal.adapters.pgnode import NodeActionFailed, controller_from_config, ensure_slot, wait_streaming
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request, register
 from hadr_portal.core.permissions import Action
 
 from .board import topology_changed
-from .models import Cluster, Node
+from .models import Cluster, Node, Purpose
 from .topology import cluster_probe
 
 if TYPE_CHECKING:
@@ -60,8 +62,8 @@ def rebuild_run(context: OperationContext) -> Mapping[str, Any]:
     node = cluster.nodes.get(name=context.parameters["node"])
     context.progress(5, "Pre-checks")
     primary = rebuild_source(cluster, node)
-    controller = controller_from_config(node.controller)
-    source = primary.address()
+    controller = controller_from_config(node.controller, command_user=settings.COMMAND_USER)
+    source = primary.address(Purpose.ADMIN)
     context.log(f"{node.name} will follow {primary.name} ({source.public()}) through slot {node.slot_name}")
     if ensure_slot(source.conninfo(), node.slot_name):
         context.log(f"Created replication slot {node.slot_name} on {primary.name}")
@@ -72,7 +74,7 @@ def rebuild_run(context: OperationContext) -> Mapping[str, Any]:
     context.log(f"{node.name} rebuilt with {method}")
     context.progress(70, f"Starting {node.name}")
     context.log(controller.start())
-    seconds = wait_streaming(node.address().conninfo(), timeout=STREAMING_TIMEOUT_SECONDS)
+    seconds = wait_streaming(node.address(Purpose.ADMIN).conninfo(), timeout=STREAMING_TIMEOUT_SECONDS)
     context.log(f"{node.name} streams from {primary.name} ({seconds:.1f} s after start)")
     cluster_probe(cluster)
     topology_changed()

@@ -11,6 +11,7 @@ from django.utils import timezone
 from hadr_portal.core.models import Operation
 
 from .models import Cluster, Failover, Node
+from .roles import PurposeRole, cluster_roles
 from .topology import cluster_primary
 
 LAG_HISTORY_HOURS = 24
@@ -26,6 +27,7 @@ class ClusterOverview:
     primary: Node | None = None
     last_failover: Failover | None = None
     lag_history: list[tuple[datetime, float]] = field(default_factory=list)
+    roles: list[PurposeRole] = field(default_factory=list)  # the database role each purpose connects with
 
 
 def clusters_overview() -> list[ClusterOverview]:
@@ -53,6 +55,7 @@ def clusters_overview() -> list[ClusterOverview]:
             cluster_primary(c),
             failovers.get(c.pk),
             cluster_lag_history(c),
+            cluster_roles(c, list(c.nodes.all())),
         )
         for c in clusters
     ]

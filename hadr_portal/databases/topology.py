@@ -10,12 +10,14 @@ from django.utils import timezone
 
 from hadr_portal.adapters.probes import DOWN, ProbeResult, probe_postgres
 
-from .models import Cluster, Node
+from .models import Cluster, Node, Purpose
 
 
 def node_probe(node: Node, *, timeout: float = 5.0, expected_replicas: int = 0) -> ProbeResult:
-    """Connect to the node and read its role, position, replication and connection use (never raises)."""
-    return probe_postgres(conninfo=node.address().conninfo(), timeout=timeout, expected_replicas=expected_replicas)
+    """Connect to the node as the monitoring role and read its role, position, replication and connection use
+    (never raises)."""
+    conninfo = node.address(Purpose.MONITOR).conninfo()
+    return probe_postgres(conninfo=conninfo, timeout=timeout, expected_replicas=expected_replicas)
 
 
 def node_snapshot(result: ProbeResult) -> dict[str, Any]:
@@ -35,6 +37,8 @@ def node_snapshot(result: ProbeResult) -> dict[str, Any]:
         "replication_slots": data.get("replication_slots", []),
         "connections": data.get("connections"),
         "max_connections": data.get("max_connections"),
+        "user": data.get("user", ""),  # the monitoring connection's role, and whether it is a superuser
+        "superuser": data.get("superuser"),
         "latency_ms": result.latency_ms,
         "refused": not reachable and result.message == "connection refused",
         "error": "" if reachable and result.outcome != DOWN else result.message,

@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET, require_http_methods
 
+from hadr_portal.accounts.stepup import step_up_challenge
 from hadr_portal.core.htmx import render_page
 from hadr_portal.core.operation_views import operation_response
 from hadr_portal.core.operations import OperationConflict, OperationError, client_address
@@ -52,6 +53,8 @@ def failover(request: HttpRequest, name: str) -> HttpResponse:
     if request.method == "POST":
         if values["confirm"] != cluster.name:
             error = f"Type the cluster's name, {cluster.name}, to confirm the failover."
+        elif challenge := step_up_challenge(request, what=f"Fail over {cluster.name}"):
+            return challenge  # a fresh two-factor code first
         else:
             try:
                 operation = failover_request(

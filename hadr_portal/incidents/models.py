@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from hadr_portal.core.permissions import Role
+from hadr_portal.core.targets import target_url_refusal
 
 ROLE_CHOICES = [(role.value, role.value) for role in Role]
 
@@ -127,6 +129,11 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        """A webhook without credentials in it, to an address the SSRF guard accepts (checked again on sending)."""
+        if self.webhook and (refusal := target_url_refusal(self.webhook, env_key=None)):
+            raise ValidationError({"webhook": refusal})
 
 
 class EscalationStep(models.Model):

@@ -36,13 +36,17 @@ def priorities_save(
     unknown = [name for name in order if name not in services]
     if unknown:
         raise ValueError(f"Unknown service: {', '.join(unknown)}")
+    room = RecoveryPriority._meta.get_field("reason").max_length or 300
+    for name, reason in reasons.items():
+        if len(reason.strip()) > room:
+            raise ValueError(f"The reason for {name} is {len(reason.strip())} characters long; at most {room}.")
     current = [priority.service.name for priority in priorities_list()]
     names = list(dict.fromkeys(order)) + [name for name in current if name not in order]
     with transaction.atomic():
         for position, name in enumerate(names, 1):
             defaults = {"position": position}
             if name in reasons:
-                defaults["reason"] = reasons[name].strip()[:300]  # type: ignore[assignment]
+                defaults["reason"] = reasons[name].strip()  # type: ignore[assignment]
             RecoveryPriority.objects.update_or_create(service=services[name], defaults=defaults)
         audit_record(
             actor=actor,

@@ -60,6 +60,11 @@ def incident_changed(incident: Incident, *, actor: Actor | None, action: str, ad
     transaction.on_commit(board_invalidate)  # the dashboard lists open incidents
 
 
+# What a person writes is kept whole or refused with the limit, never cut.
+TITLE_MAX_LENGTH = Incident._meta.get_field("title").max_length or 200
+NOTE_MAX_LENGTH = 4000
+
+
 def incident_open(
     *,
     title: str,
@@ -74,12 +79,14 @@ def incident_open(
     require(actor, Action.MANAGE_INCIDENTS)  # type: ignore[arg-type]
     if severity not in Severity.values:
         raise IncidentError(f"Unknown severity {severity!r}.")
+    if len(title.strip()) > TITLE_MAX_LENGTH:
+        raise IncidentError(f"The title is {len(title.strip())} characters long; at most {TITLE_MAX_LENGTH}.")
     now = timezone.now()
     with transaction.atomic():
         try:
             with transaction.atomic():
                 incident = Incident.objects.create(
-                    title=title.strip()[:200] or "Incident",
+                    title=title.strip() or "Incident",
                     severity=severity,
                     service=service,
                     runbook=runbook or (service.runbook if service else ""),
@@ -191,6 +198,8 @@ def incident_note_add(*, incident: Incident, text: str, actor: Actor, address: s
     text = text.strip()
     if not text:
         raise IncidentError("Write something first.")
+    if len(text) > NOTE_MAX_LENGTH:
+        raise IncidentError(f"The note is {len(text)} characters long; at most {NOTE_MAX_LENGTH}: split it in two.")
     with transaction.atomic():
         timeline_add(incident, TimelineEntry.Kind.NOTE, text, actor=actor)
         incident_changed(incident, actor=actor, action="note", address=address, detail=text)

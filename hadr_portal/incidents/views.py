@@ -47,7 +47,11 @@ def incident_list(request: HttpRequest) -> HttpResponse:
 
 @action_required(Action.MANAGE_INCIDENTS)
 def incident_open(request: HttpRequest) -> HttpResponse:
-    service = Service.objects.filter(name=request.POST.get("service", "")).first()
+    named = request.POST.get("service", "")
+    service = Service.objects.filter(name=named).first() if named else None
+    if named and service is None:
+        messages.error(request, f"No service {named!r} in the catalog: choose one from the list, or none.")
+        return redirect("incidents:list")
     try:
         incident = services.incident_open(
             title=request.POST.get("title", ""),

@@ -1,4 +1,4 @@
-"""The portal's own ERROR and CRITICAL log records, kept in the database for the Errors page.
+"""The portal's own ERROR and CRITICAL log records, kept in the database for the Errors page, redacted.
 
 The handler writes each record on a short-lived connection of its own: the record survives the rollback
 of the transaction it was logged in (often the very reason for the error), and a broken request
@@ -17,6 +17,8 @@ import time
 import traceback
 
 from django.utils import timezone
+
+from hadr_portal.core.redaction import redact
 
 TABLE = "metrics_loggederror"  # LoggedError's table: no model import while logging is configured
 PAUSE_SECONDS = 30.0
@@ -67,7 +69,10 @@ def _store(record: logging.LogRecord) -> None:
         message = record.getMessage()
     except Exception:  # a bad format string: keep what was given
         message = str(record.msg)
-    exception = "".join(traceback.format_exception(*record.exc_info)) if record.exc_info else ""
+    # the record has passed the redacting filter (settings.LOGGING); redacting again costs little and keeps
+    # secrets off the Errors page even for a handler attached without it
+    exception = "".join(traceback.format_exception(*record.exc_info)) if record.exc_info else record.exc_text or ""
+    message, exception = redact(message), redact(exception)
     operation_id = getattr(record, "operation_id", None)
     default = connections[DEFAULT_DB_ALIAS]
     settings_dict = {

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import CharField, F, Q, QuerySet, TextField, Value
@@ -10,6 +11,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from hadr_portal.core.models import Operation
+from hadr_portal.core.redaction import redact
 
 from .models import LoggedError
 
@@ -45,7 +47,7 @@ def errors_list(filters: dict[str, str]) -> tuple[QuerySet[Any], list[str]]:
                 problems.append(f"{name.title()}: {value!r} is not a date (use YYYY-MM-DD).")
             elif name == "since":
                 logged, failed = logged.filter(at__gte=start), failed.filter(finished_at__gte=start)
-            else:
+            elif start.date() < date.max:  # until the last day of the calendar: nothing to leave out
                 end = start + timedelta(days=1)
                 logged, failed = logged.filter(at__lt=end), failed.filter(finished_at__lt=end)
     if q := filters.get("q"):
@@ -74,3 +76,9 @@ def errors_list(filters: dict[str, str]) -> tuple[QuerySet[Any], list[str]]:
     else:
         rows = rows_logged.union(rows_failed, all=True)
     return rows.order_by("-at"), problems
+
+
+def rows_shown(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One page of rows as the page shows them: message and detail through `redact`, whatever the row was
+    written with (records are redacted when logged, but an older row or an operation's error may not be)."""
+    return [row | {"message": redact(row["message"] or ""), "detail": redact(row["detail"] or "")} for row in rows]

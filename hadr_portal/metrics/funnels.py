@@ -11,7 +11,6 @@ since the last success, with that reason.
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,10 +23,11 @@ from django.db.models import DurationField, ExpressionWrapper, F, Sum
 from django.utils import timezone
 
 from hadr_portal.adapters.readonly import ReadOnlyQueryError, read_only_query
-from hadr_portal.databases.models import Cluster
+from hadr_portal.databases.dsn import DsnUnavailable, dsn_from_env
+from hadr_portal.databases.models import Cluster, Purpose
 from hadr_portal.status.board import board_invalidate
 
-from .models import Funnel, FunnelDayCount, FunnelHourCount
+from .models import FUNNEL_QUERY, Funnel, FunnelDayCount, FunnelHourCount
 
 logger = logging.getLogger(__name__)
 MAX_COUNT = 10**12  # more sign-ups than people on Earth is a bug in the sender
@@ -63,12 +63,12 @@ def _collect_since(funnel: Funnel, now: datetime) -> datetime:
 
 
 def _conninfo(funnel: Funnel) -> tuple[str, str]:
-    """The conninfo of the node to read, and how to name it. Raises FunnelUnavailable."""
+    """The conninfo of the node to read (as the cluster's read role), and how to name it. Raises FunnelUnavailable."""
     if funnel.dsn_env:
-        value = os.environ.get(funnel.dsn_env, "")
-        if not value:
-            raise FunnelUnavailable(f"{funnel.dsn_env} is not set")
-        return value, funnel.dsn_env
+        try:
+            return dsn_from_env(funnel.dsn_env), funnel.dsn_env
+        except DsnUnavailable as exc:
+            raise FunnelUnavailable(str(exc)) from None
     cluster = Cluster.objects.filter(name=funnel.cluster).prefetch_related("nodes").first()
     if cluster is None:
         raise FunnelUnavailable(f"no cluster {funnel.cluster!r} in the catalog")
@@ -84,7 +84,7 @@ def _conninfo(funnel: Funnel) -> tuple[str, str]:
             roles = ", ".join(f"{node.name}: {node.role}" for node in nodes) or "no nodes"
             raise FunnelUnavailable(f"no reachable replica in cluster {cluster.name} ({roles})")
     node = chosen[0]
-    address = node.address()
+    address = node.address(Purpose.READ)
     if funnel.dbname:
         address = type(address)(address.host, address.port, funnel.dbname, address.user, address.password)
     return address.conninfo(), f"{node} ({node.host}:{node.port})"
@@ -114,8 +114,9 @@ def _hour_rows(funnel: Funnel, rows: list[tuple[Any, ...]]) -> dict[tuple[dateti
 def funnel_collect(*, funnel: Funnel, now: datetime | None = None) -> Collected:
     """Run the funnel's query on a replica and replace its counts from the start of the day of the last success.
 
-    Guarantees: the query runs only on a node that reports being a replica, read-only, within the funnel's
-    timeout; on any failure nothing is replaced and the funnel records the reason (FunnelUnavailable raised).
+    Guarantees: the query passes the SQL guard, and runs only on a node that reports being a replica, as a role
+    that is not a superuser (the cluster's read role), read-only, within the funnel's timeout; on any failure
+    nothing is replaced and the funnel records the reason (FunnelUnavailable raised).
     """
     now = now or timezone.now()
     since = _collect_since(funnel, now)
@@ -129,6 +130,7 @@ def funnel_collect(*, funnel: Funnel, now: datetime | None = None) -> Collected:
             params={"since": since},
             timeout=funnel.timeout_seconds,
             where=where,
+            guard=FUNNEL_QUERY,
         )
         hours = _hour_rows(funnel, rows)
     except (FunnelUnavailable, ReadOnlyQueryError) as exc:
@@ -228,6 +230,10 @@ def _pushed_when(payload: Mapping[str, Any], now: datetime) -> tuple[date | None
         raise CountsRejected(f"hour must be like 2025-01-31T13:00:00Z, got {payload['hour']!r}") from None
     if timezone.is_naive(hour):
         raise CountsRejected("hour needs a time zone, e.g. 2025-01-31T13:00:00Z")
+    try:
+        timezone.localtime(hour)  # at the very ends of the calendar (year 1, year 9999) it has no local date
+    except OverflowError:
+        raise CountsRejected(f"hour {payload['hour']!r} is out of range") from None
     if (hour.minute, hour.second, hour.microsecond) != (0, 0, 0):
         raise CountsRejected("hour must be the start of an hour, e.g. 13:00:00")
     if hour > now + timedelta(hours=1):

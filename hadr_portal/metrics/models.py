@@ -10,19 +10,23 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from hadr_portal.core.validators import env_name, slug
+from hadr_portal.adapters.sqlguard import sql_refusal
+from hadr_portal.core.validators import dsn_env_name, slug
 from hadr_portal.status.models import new_token
 
 STEP_PATTERN = re.compile(r"^[a-z0-9_][a-z0-9_-]*$")
 SINCE_PLACEHOLDER = "%(since)s"
+FUNNEL_QUERY = "funnel query"  # how the SQL guard's refusals name it
 
 
 class Funnel(models.Model):
     """A conversion funnel: ordered steps whose counts come from a read-only query on a replica, or are pushed.
 
-    The query is configuration (catalog or admin), never request input. It runs on a node that reports
-    being a replica — never on a primary — with a statement timeout in a read-only transaction, and
-    receives one parameter, `%(since)s`; it returns `(step, hour, count)` rows.
+    The query is configuration (catalog or admin), never request input. It must pass the SQL guard (one SELECT
+    calling only allowlisted functions: adapters/sqlguard.py), checked when saved and again when it runs. It
+    runs on a node that reports being a replica — never on a primary — as the cluster's read role (never a
+    superuser), with a statement timeout in a read-only transaction, and receives one parameter, `%(since)s`;
+    it returns `(step, hour, count)` rows.
     """
 
     class Source(models.TextChoices):
@@ -37,7 +41,10 @@ class Funnel(models.Model):
     node = models.CharField(max_length=64, blank=True, help_text="That node only (empty: any node that is a replica)")
     dbname = models.CharField(max_length=63, blank=True, help_text="Database to read (empty: the cluster's)")
     dsn_env = models.CharField(
-        max_length=100, blank=True, validators=[env_name], help_text="Or: variable holding a replica's DSN"
+        max_length=100,
+        blank=True,
+        validators=[dsn_env_name],
+        help_text="Or: a HADR_DSN_* variable holding a replica's DSN (its user a read role, never a superuser)",
     )
     query = models.TextField(blank=True, help_text="SELECT step, hour, count ... WHERE created_at >= %(since)s")
     interval_seconds = models.PositiveIntegerField(
@@ -73,11 +80,14 @@ class Funnel(models.Model):
         if self.source == self.Source.QUERY:
             if bool(self.cluster) == bool(self.dsn_env):
                 errors["cluster"] = "Name a cluster (its replica is read) or a DSN variable in dsn_env, not both."
+            refusal = sql_refusal(self.query, kind=FUNNEL_QUERY, placeholders=True)
             if SINCE_PLACEHOLDER not in self.query:
                 errors["query"] = (
                     "The query must select (step, hour, count) rows and take %(since)s, e.g. "
                     "WHERE created_at >= %(since)s."
                 )
+            elif refusal:
+                errors["query"] = f"Refused: {refusal}."
         if errors:
             raise ValidationError(errors)
 

@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from hadr_portal.adapters.readonly import ReadOnlyQueryError, read_only_query
-from hadr_portal.databases.models import Cluster, Node
+from hadr_portal.databases.models import Cluster, Node, Purpose
 from hadr_portal.status.models import Check
 
 from .models import DatabaseSize
@@ -162,7 +162,11 @@ def database_sizes_sample(*, now: datetime | None = None) -> int:
             continue
         try:
             rows = read_only_query(
-                conninfo=node.address().conninfo(), sql=SIZES_SQL, timeout=10, replica_only=False, where=str(node)
+                conninfo=node.address(Purpose.MONITOR).conninfo(),
+                sql=SIZES_SQL,
+                timeout=10,
+                replica_only=False,
+                where=str(node),
             )
         except ReadOnlyQueryError as exc:
             logger.warning("database sizes of %s not sampled: %s", cluster.name, exc)

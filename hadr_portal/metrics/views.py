@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 from ipaddress import ip_address
 
 from django.conf import settings
@@ -16,6 +15,8 @@ from django.views.decorators.http import require_GET, require_POST
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from hadr_portal.core.htmx import render_page
+from hadr_portal.core.middleware import raw_body
+from hadr_portal.core.pushbody import BodyRefused, body_json, push_token
 
 from . import errors, selectors
 from .exposition import exposition_text
@@ -43,6 +44,7 @@ def errors_page(request: HttpRequest) -> HttpResponse:
     filters = {key: request.GET.get(key, "").strip() for key in ("source", "level", "since", "until", "q")}
     rows, problems = errors.errors_list(filters)
     page = Paginator(rows, 50).get_page(request.GET.get("page"))
+    page.object_list = errors.rows_shown(page.object_list)
     context = {
         "page": page,
         "filters": filters,
@@ -97,19 +99,19 @@ def prometheus_metrics(request: HttpRequest) -> HttpResponse:
 
 @login_not_required
 @csrf_exempt
+@raw_body
 @require_POST
 def funnel_counts(request: HttpRequest, name: str) -> JsonResponse:
-    """An application pushes one day's (or hour's) counts: `Authorization: Bearer <the funnel's token>`."""
-    token = _bearer(request)
+    """An application pushes one day's (or hour's) counts: `Authorization: Bearer <the funnel's token>` (or
+    `X-HADR-Token`). The token is checked before the body is read; the body is bounded like every push's."""
+    token = push_token(request)
     funnel = Funnel.objects.filter(name=name, enabled=True).first()
     if funnel is None or not token or not hmac.compare_digest(token.encode(), funnel.token.encode()):
         return JsonResponse({"error": "unknown funnel or wrong token (Authorization: Bearer <token>)"}, status=401)
     try:
-        payload = json.loads(request.body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return JsonResponse({"error": "the body is not valid JSON"}, status=400)
-    try:
-        stored = funnel_counts_push(funnel=funnel, payload=payload)
+        stored = funnel_counts_push(funnel=funnel, payload=body_json(request))
+    except BodyRefused as exc:
+        return exc.response()
     except CountsRejected as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse(stored)

@@ -6,7 +6,6 @@ Which transitions alert: to `down`; to `degraded` for tier-1 services; and the r
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -19,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hadr_portal.adapters.notifiers import DeliveryFailed, webhook_post
+from hadr_portal.core.validators import env_reference
 
 from .models import AlertChannel, AlertDelivery, State, Transition
 from .signals import transition_committed
@@ -89,7 +89,7 @@ def alert_deliver(*, delivery_id: int) -> AlertDelivery:
         return delivery
     channel = delivery.channel
     subject, text, payload = alert_message(delivery.transition)
-    url = os.environ.get(channel.target_env, "") if channel.target_env else channel.target
+    url = env_reference(channel.target_env) if channel.target_env else channel.target
     delivery_attempt(
         delivery,
         lambda: message_send(
@@ -130,4 +130,4 @@ def message_send(*, kind: str, target: str, subject: str, text: str, payload: di
     else:
         if not target:
             raise DeliveryFailed(f"no webhook URL (is {where or 'the target'} set?)")
-        webhook_post(url=target, payload=payload)
+        webhook_post(url=target, payload=payload, allow_private=settings.ALLOW_PRIVATE_TARGETS)

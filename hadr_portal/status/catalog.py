@@ -37,7 +37,8 @@ from hadr_portal.backups.models import BackupPolicy, StorageTarget
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Action, Role, require
-from hadr_portal.core.validators import ENV_NAME_PATTERN
+from hadr_portal.core.redaction import redact
+from hadr_portal.core.validators import env_reference_problem
 from hadr_portal.databases.models import Cluster, Node
 from hadr_portal.incidents.models import Contact, EscalationStep, Severity
 from hadr_portal.incidents.selectors import escalation_list
@@ -129,6 +130,13 @@ CLUSTER_KEYS = {
     "dbname": Key(TEXT),
     "user": Key(TEXT),
     "password_env": Key(TEXT),
+    # a role per purpose (empty: the admin account above); databases.models.Purpose
+    "monitor_user": Key(TEXT),
+    "monitor_password_env": Key(TEXT),
+    "read_user": Key(TEXT),
+    "read_password_env": Key(TEXT),
+    "backup_user": Key(TEXT),
+    "backup_password_env": Key(TEXT),
     "max_failover_lag_bytes": Key(WHOLE),
     "post_failover_hook": Key(TABLE),
     "nodes": Key(ARRAY),
@@ -262,12 +270,13 @@ def catalog_export(*, include_tokens: bool = False) -> dict[str, Any]:
     """The whole catalog as plain data in the file's shape, every list ordered by name.
 
     Tokens are included only with `include_tokens`, and only for heartbeat and host-push checks (the
-    only ones whose token is a URL key anybody uses).
+    only ones whose token is a URL key anybody uses). Every other string goes through `redact`: a
+    credential that was typed into a URL, a description or a query never reaches the file.
     """
     clusters = Cluster.objects.prefetch_related("nodes").order_by("name")
     policies = BackupPolicy.objects.select_related("cluster", "storage").order_by("name")
     services = Service.objects.prefetch_related("checks").order_by("name")
-    return {
+    catalog = {
         "clusters": [_cluster_export(cluster) for cluster in clusters],
         "storage_targets": [
             _values(target, STORAGE_KEYS) | {"config": _sorted(target.config)}
@@ -284,6 +293,18 @@ def catalog_export(*, include_tokens: bool = False) -> dict[str, Any]:
             if EscalationStep.objects.filter(severity=severity).exists()
         ],
     }
+    return _export_redacted(catalog)
+
+
+def _export_redacted(value: Any, key: str = "") -> Any:
+    """The export with every string redacted, but for the tokens asked for (`token` keys)."""
+    if key == "token":
+        return value
+    if isinstance(value, Mapping):
+        return {name: _export_redacted(item, name) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_export_redacted(item) for item in value]
+    return redact(value) if isinstance(value, str) else value
 
 
 def _values(instance: models.Model, keys: Iterable[str]) -> dict[str, Any]:
@@ -482,6 +503,9 @@ def _read_table(raw: Any, path: str, keys: Mapping[str, Key], problems: list[str
             # bool is an int to Python, never to an operator: `port = true` is a mistake
             problems.append(f"{path}.{key}: expected {TYPE_WORDS[spec.types[-1]]}, got {_describe(value)}.")
             bad.add(key)
+        elif key not in CHILDREN.values() and _nul_in(value):  # nodes and checks are read as tables of their own
+            problems.append(f"{path}.{key}: contains a NUL character (\\u0000), which cannot be stored.")
+            bad.add(key)
         else:
             values[key] = value
     for key, spec in keys.items():
@@ -489,6 +513,17 @@ def _read_table(raw: Any, path: str, keys: Mapping[str, Key], problems: list[str
             problems.append(f"{path}.{key}: required, but missing.")
             bad.add(key)
     return values, bad
+
+
+def _nul_in(value: Any) -> bool:
+    """A NUL anywhere in a string of the value (nested tables and arrays included): PostgreSQL refuses it."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_nul_in(key) or _nul_in(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_nul_in(item) for item in value)
+    return False
 
 
 def _choose(
@@ -731,10 +766,8 @@ def _storage_config(kind: str, raw: Mapping[str, Any], path: str, problems: list
         if config.get(key) == "":
             problems.append(f"{path}.{key}: required for {kind} storage, but empty.")
     for key in CREDENTIAL_KEYS:
-        if config.get(key) and not ENV_NAME_PATTERN.match(config[key]):
-            problems.append(
-                f"{path}.{key}: The name of an environment variable, e.g. HADR_S3_ACCESS_KEY (never the secret itself)."
-            )
+        if config.get(key) and (problem := env_reference_problem(str(config[key]))):
+            problems.append(f"{path}.{key}: {problem} E.g. HADR_S3_ACCESS_KEY (never the secret itself).")
     if kind == "s3" and not bad & set(CREDENTIAL_KEYS):
         if bool(config.get("access_key_env")) != bool(config.get("secret_key_env")):
             problems.append(f"{path}: set both access_key_env and secret_key_env, or neither (boto3's default chain).")

@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
-from hadr_portal.core.validators import ENV_NAME_PATTERN
+from hadr_portal.adapters.probes import MAX_DISKS
+from hadr_portal.core.targets import target_host_refusal, target_url_refusal
+from hadr_portal.core.validators import DSN_ENV_HELP, DSN_ENV_PATTERN, env_reference_problem
 
 from .models import Check
 
@@ -19,7 +21,7 @@ HOST_LIMITS = ("cpu_warning", "cpu_critical", "memory_warning", "memory_critical
 
 # field -> (kinds that use it, required?)
 FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "url": (("http",), True),
+    "url": (("http",), False),  # or url_env: exactly one of the two
     "expected_status": (("http",), False),
     "keyword": (("http",), False),
     "tls_warning_days": (("http",), False),
@@ -34,7 +36,7 @@ FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
     "lag_critical_bytes": (("postgres",), False),
     "connections_warning_pct": (("postgres",), False),
     "connections_critical_pct": (("postgres",), False),
-    "url_env": (("redis",), False),
+    "url_env": (("redis", "http"), False),
     "queue": (("celery",), True),
     "period_seconds": (("heartbeat",), True),
     "grace_seconds": (("heartbeat",), False),
@@ -62,6 +64,9 @@ def _int(errors: dict[str, str], name: str, value: Any, low: int, high: int) -> 
     return number
 
 
+REDIS_OWN = ("HADR_REDIS_URL",)  # the one portal secret a check may name: a Redis check of the portal's own broker
+
+
 def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
     if kind not in Check.Kind.values:
         raise ValidationError({"kind": f"Unknown kind of check {kind!r}; one of {', '.join(Check.Kind.values)}."})
@@ -84,9 +89,22 @@ def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
         if name in config and not isinstance(config[name], str):
             errors[name] = f"{config[name]!r} is not text."
     if "url" in config and isinstance(config["url"], str):
-        parts = urlsplit(str(config["url"]))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(str(config["url"]))
+            full = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:  # e.g. brackets that are not an IPv6 address
+            full = False
+        if refusal := target_url_refusal(config["url"], env_key="url_env"):
+            errors["url"] = refusal
+        elif not full:
             errors["url"] = "Enter a full http:// or https:// URL, e.g. http://127.0.0.1:8001/health."
+    if kind == "http" and ("url" in config) == ("url_env" in config) and "url" not in errors:
+        errors["url"] = (
+            "Give the URL, or the environment variable holding it (url_env) when it carries credentials — "
+            f"{'not both' if 'url' in config else 'one of the two'}."
+        )
+    if "host" in config and isinstance(config["host"], str) and (refusal := target_host_refusal(config["host"])):
+        errors["host"] = refusal
     for name, low, high in (
         ("expected_status", 100, 599),
         ("tls_warning_days", 0, 365),
@@ -131,10 +149,15 @@ def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
         paths = [p.strip() for p in paths.split(",")] if isinstance(paths, str) else list(paths)
         if not paths or not all(isinstance(p, str) and p.startswith("/") for p in paths):
             errors["disk_paths"] = "Absolute paths, comma-separated, e.g. /, /var/lib/postgresql."
+        elif len(paths) > MAX_DISKS:
+            errors["disk_paths"] = f"At most {MAX_DISKS} paths ({len(paths)} given): each one is a series on /metrics."
         config["disk_paths"] = paths
-    for name in ("dsn_env", "url_env"):
-        if name in config and name not in errors and not ENV_NAME_PATTERN.match(str(config[name])):
-            errors[name] = "The name of an environment variable, e.g. HADR_DATABASE_URL (never the secret itself)."
+    if "url_env" in config and "url_env" not in errors:
+        own = REDIS_OWN if kind == "redis" else ()
+        if problem := env_reference_problem(str(config["url_env"]), allowed=own):
+            errors["url_env"] = f"{problem} Never the secret itself."
+    if "dsn_env" in config and "dsn_env" not in errors and not DSN_ENV_PATTERN.match(str(config["dsn_env"])):
+        errors["dsn_env"] = f"{DSN_ENV_HELP} Never the DSN itself, nor another of the portal's variables."
     if kind == "postgres" and not {"cluster", "node", "dsn_env"} & set(errors):
         by_node = "cluster" in config or "node" in config
         if by_node == ("dsn_env" in config) or (by_node and not ("cluster" in config and "node" in config)):

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
+from hadr_portal.adapters.localpg import LOCAL_ROLES
 from hadr_portal.backups.models import DEFAULT_DRILL_SCHEDULE
 
 # The onboarding application's funnel, read from whichever node is the replica (demo/onboarding.py's tables).
@@ -48,26 +49,17 @@ def _nodes(spec: str) -> list[dict[str, Any]]:
     return nodes
 
 
-# What `scripts/localenv.py restart` needs to find the environment `make up` built: the only variables the
-# restart command of the demo application is given.
-LOCAL_ENVIRONMENT = [
-    "HADR_RUN_DIR",
-    "HADR_PORT",
-    "HADR_PORTAL_DB_PORT",
-    "HADR_DEMO_PRIMARY_PORT",
-    "HADR_DEMO_REPLICA_PORT",
-    "HADR_REDIS_PORT",
-    "HADR_DEMO_APP_PORT",
-]
+def local_restart(process: str, env: dict[str, str]) -> dict[str, Any]:
+    """A command controller restarting one process of the local environment (`localenv.py restart NAME`).
 
-
-def local_restart(process: str) -> dict[str, Any]:
-    """A command controller restarting one process of the local environment (`localenv.py restart NAME`)."""
+    It runs as the command user, like every catalog command, and is given no variable: the run directory is in its
+    arguments, and what the process starts with is in the run directory (`make up` keeps it there for that user).
+    HADR_DEMO_PYTHON is an interpreter that user can run (`make up` finds one)."""
     root = Path(settings.BASE_DIR)
+    python = env.get("HADR_DEMO_PYTHON") or sys.executable
     return {
         "controller": "command",
-        "argv": [sys.executable, str(root / "scripts" / "localenv.py"), "restart", process],
-        "env": LOCAL_ENVIRONMENT,
+        "argv": [python, str(root / "scripts" / "localenv.py"), "--run-dir", env["HADR_RUN_DIR"], "restart", process],
         "cwd": str(root),
         "timeout_seconds": 60,
         "wait_seconds": 60,
@@ -156,7 +148,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
             ],
             "Records sign-ups and onboarding steps; the product itself",
             # only in the local environment (`make up` sets HADR_RUN_DIR): a Compose worker cannot restart a container
-            restart=local_restart("demo-app") if env.get("HADR_RUN_DIR") else None,
+            restart=local_restart("demo-app", env) if env.get("HADR_RUN_DIR") else None,
         ),
         service(
             "portal-web",
@@ -181,7 +173,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
             1440,
             "portal-itself",
             [
-                check("postgres", "postgres", {"dsn_env": "HADR_DATABASE_URL", "expected_replicas": 0}, interval=30),
+                check("postgres", "postgres", {"dsn_env": "HADR_DSN_PORTAL", "expected_replicas": 0}, interval=30),
             ],
             "The portal's own metadata (never on the managed cluster)",
         ),
@@ -257,6 +249,9 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                 "dbname": "onboarding",
                 "user": "postgres",
                 "password_env": "HADR_DEMO_PASSWORD",
+                # monitoring, reading and backups each as a role of their own (`make up` creates them)
+                **{f"{role.purpose}_user": role.name for role in LOCAL_ROLES},
+                **{f"{role.purpose}_password_env": role.password_variable for role in LOCAL_ROLES},
                 "max_failover_lag_bytes": 16 * 1024 * 1024,
                 "nodes": nodes,
             }

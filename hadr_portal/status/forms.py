@@ -5,14 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from .checkconfig import FIELDS, config_validate
 from .models import Check, MaintenanceWindow, Service
+from .restartform import SECTIONS, RestartSetting
 
 
 class ServiceForm(forms.ModelForm):
+    """A service, and how it restarts: a choice of controller with the fields of each (`restartform`; commands
+    are code, written only in the catalog file or chosen from the command allowlist)."""
+
     class Meta:
         model = Service
         fields = [
@@ -25,13 +30,37 @@ class ServiceForm(forms.ModelForm):
             "rto_minutes",
             "rpo_minutes",
             "runbook",
-            "restart",
         ]
-        widgets = {"restart": forms.Textarea(attrs={"rows": 3, "spellcheck": "false"})}
 
-    def clean_restart(self) -> Any:
-        """An empty box means no restart controller (the model's validator judges anything else)."""
-        return self.cleaned_data.get("restart") or {}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.restart = RestartSetting(dict(self.instance.restart or {}), list(settings.COMMAND_ALLOWLIST))
+        self.fields.update(self.restart.fields())
+        self.initial.update(self.restart.initial())
+
+    def service_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.fields if not name.startswith("restart_")]
+
+    def restart_sections(self) -> list[tuple[str, str, list[forms.BoundField]]]:
+        """(choices the section belongs to, its title, its fields), for the page."""
+        return [(choices, title, [self[name] for name in names]) for choices, title, names in SECTIONS]
+
+    @property
+    def refusals(self) -> list[str]:
+        """Attempts to write a command through this form (to be audited), one sentence each."""
+        return self.restart.refusals
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        table = self.restart.clean(self, cleaned)
+        if table is not None:
+            self.instance.restart = table
+        return cleaned
+
+    def changed_settings(self) -> list[str]:
+        """The service's changed fields, `restart` standing for the whole restart table."""
+        changed = [name for name in self.changed_data if not name.startswith("restart_")]
+        return changed + (["restart"] if self.instance.restart != self.restart.stored else [])
 
 
 class PriorityForm(forms.ModelForm):
@@ -58,7 +87,7 @@ CONFIG_WIDGETS: dict[str, forms.Field] = {
     "lag_critical_bytes": forms.CharField(label="Lag critical (bytes)", required=False),
     "connections_warning_pct": forms.CharField(label="Connections warning (%)", required=False),
     "connections_critical_pct": forms.CharField(label="Connections critical (%)", required=False),
-    "url_env": forms.CharField(label="Redis URL environment variable", required=False),
+    "url_env": forms.CharField(label="…or URL environment variable (a URL with credentials)", required=False),
     "queue": forms.ChoiceField(
         choices=[("", "—"), ("checks", "checks"), ("ops", "ops"), ("default", "default")], required=False
     ),
@@ -93,6 +122,14 @@ class CheckForm(forms.ModelForm):
 
     def config_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in CONFIG_WIDGETS]
+
+    def clean_name(self) -> str:
+        """Unique within the service (the form has no service field, so Django's own check would skip it)."""
+        name: str = self.cleaned_data["name"]
+        others = Check.objects.filter(service_id=self.instance.service_id, name=name).exclude(pk=self.instance.pk)
+        if self.instance.service_id and others.exists():
+            raise ValidationError(f"{self.instance.service.display_name} already has a check named {name}.")
+        return name
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

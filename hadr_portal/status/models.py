@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from hadr_portal.adapters.controllers import ControllerConfigError, controller_from_config
 from hadr_portal.core.permissions import Role
-from hadr_portal.core.validators import ENV_NAME_PATTERN, slug
+from hadr_portal.core.targets import target_url_refusal
+from hadr_portal.core.validators import env_reference_problem, slug
 
 
 class State(models.TextChoices):
@@ -37,9 +38,22 @@ def restart_validate(value: Any) -> None:
     """A service's `restart` table is empty (no restart controller) or one the controllers accept; the form
     and the TOML import both refuse anything else, with every problem named."""
     try:
-        controller_from_config(value)
+        controller_from_config(value, allow_private=settings.ALLOW_PRIVATE_TARGETS)
     except ControllerConfigError as exc:
         raise ValidationError(exc.problems) from None
+
+
+def runbook_validate(value: str) -> None:
+    """A service's runbook is one of the files in runbooks/, named without `.md`: never a path elsewhere."""
+    from hadr_portal.runbooks.documents import NAME, runbooks_directory
+
+    if not NAME.match(value):
+        raise ValidationError(
+            f"{value!r} is not a runbook's name: give the name of a file in runbooks/ without .md, e.g. service-failure."
+        )
+    if not (runbooks_directory() / f"{value}.md").is_file():
+        known = sorted(path.stem for path in runbooks_directory().glob("*.md") if NAME.match(path.stem))
+        raise ValidationError(f"There is no runbook runbooks/{value}.md; the runbooks are {', '.join(known)}.")
 
 
 class Service(models.Model):
@@ -75,7 +89,12 @@ class Service(models.Model):
     rpo_minutes = models.PositiveIntegerField(
         default=1440, validators=[MinValueValidator(0)], help_text="Recovery point objective"
     )
-    runbook = models.CharField(max_length=100, blank=True, help_text="Runbook file name in runbooks/, without .md")
+    runbook = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[runbook_validate],
+        help_text="Runbook file name in runbooks/, without .md",
+    )
     restart = models.JSONField(
         default=dict,
         blank=True,
@@ -274,7 +293,8 @@ class AlertChannel(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """E-mail channels need addresses; webhooks an http(s) URL, given here or by variable name."""
+        """E-mail channels need addresses; webhooks an http(s) URL, given here (without credentials, to an address
+        the SSRF guard accepts) or by variable name."""
         if self.kind == self.Kind.EMAIL:
             addresses = [a.strip() for a in self.target.split(",") if a.strip()]
             if not addresses:
@@ -287,10 +307,10 @@ class AlertChannel(models.Model):
         elif self.kind != self.Kind.WEBHOOK:
             return  # an unknown kind is reported by the field's own validation
         elif self.target_env:
-            if not ENV_NAME_PATTERN.match(self.target_env):
-                raise ValidationError(
-                    {"target_env": "The name of an environment variable, e.g. HADR_SLACK_WEBHOOK_URL."}
-                )
+            if problem := env_reference_problem(self.target_env):
+                raise ValidationError({"target_env": f"{problem} E.g. HADR_SLACK_WEBHOOK_URL."})
+        elif refusal := target_url_refusal(self.target, env_key="target_env"):
+            raise ValidationError({"target": refusal})
         elif urlsplit(self.target).scheme not in ("http", "https"):
             raise ValidationError(
                 {"target": "Give the webhook's http(s) URL, or the variable that holds it in target_env."}

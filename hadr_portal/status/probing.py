@@ -6,7 +6,6 @@ callable that the thread pool runs; the callable touches only the network.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -18,9 +17,12 @@ from django.utils import timezone
 
 from hadr_portal.adapters import probes
 from hadr_portal.adapters.probes import ProbeResult
+from hadr_portal.core.validators import env_reference
 from hadr_portal.core.workers import workers_by_queue
-from hadr_portal.databases.models import Cluster
+from hadr_portal.databases.dsn import DsnUnavailable, dsn_from_env
+from hadr_portal.databases.models import Cluster, Purpose
 
+from .checkconfig import REDIS_OWN
 from .models import Check
 
 Probe = Callable[[], ProbeResult]
@@ -29,12 +31,14 @@ HOST_THRESHOLDS = ("cpu_warning", "cpu_critical", "memory_warning", "memory_crit
 
 
 def _conninfo(config: dict[str, Any]) -> tuple[str, int]:
-    """The node's conninfo and how many replicas its cluster should have."""
+    """The node's conninfo (as the cluster's monitoring role) and how many replicas its cluster should have.
+    Raises DsnUnavailable for a `dsn_env` that is not a set HADR_DSN_* variable."""
     if config.get("dsn_env"):
-        return os.environ.get(config["dsn_env"], ""), int(config.get("expected_replicas", 0))
+        return dsn_from_env(config["dsn_env"]), int(config.get("expected_replicas", 0))
     cluster = Cluster.objects.prefetch_related("nodes").get(name=config["cluster"])
     node = next(n for n in cluster.nodes.all() if n.name == config["node"])
-    return node.address().conninfo(), int(config.get("expected_replicas", len(cluster.nodes.all()) - 1))
+    conninfo = node.address(Purpose.MONITOR).conninfo()
+    return conninfo, int(config.get("expected_replicas", len(cluster.nodes.all()) - 1))
 
 
 def _celery_probe(queue: str) -> ProbeResult:
@@ -88,19 +92,33 @@ def probe_for(check: Check) -> Probe:
     """The network call for a pull check. Raises KeyError/ValueError on a broken config."""
     c, timeout = check.config, check.timeout_seconds
     if check.kind == Check.Kind.HTTP:
+        # a URL with credentials in it is kept in the environment (url_env), never in the catalog
+        url = env_reference(c["url_env"]) if c.get("url_env") else c["url"]
+        if not url:
+            return partial(ProbeResult, probes.DOWN, f"environment variable {c['url_env']} (the URL) is not set")
         return partial(
             probes.probe_http,
-            url=c["url"],
+            url=url,
             timeout=timeout,
             expected_status=int(c.get("expected_status", 200)),
             keyword=c.get("keyword", ""),
             tls_warning_days=int(c.get("tls_warning_days", 14)),
             verify_tls=bool(c.get("verify_tls", True)),
+            allow_private=settings.ALLOW_PRIVATE_TARGETS,
         )
     if check.kind == Check.Kind.TCP:
-        return partial(probes.probe_tcp, host=c["host"], port=int(c["port"]), timeout=timeout)
+        return partial(
+            probes.probe_tcp,
+            host=c["host"],
+            port=int(c["port"]),
+            timeout=timeout,
+            allow_private=settings.ALLOW_PRIVATE_TARGETS,
+        )
     if check.kind == Check.Kind.POSTGRES:
-        conninfo, expected = _conninfo(c)
+        try:
+            conninfo, expected = _conninfo(c)
+        except DsnUnavailable as exc:
+            return partial(ProbeResult, probes.DOWN, str(exc))
         limits = {
             k: int(c[k])
             for k in ("lag_warning_bytes", "lag_critical_bytes", "connections_warning_pct", "connections_critical_pct")
@@ -108,7 +126,7 @@ def probe_for(check: Check) -> Probe:
         }
         return partial(probes.probe_postgres, conninfo=conninfo, timeout=timeout, expected_replicas=expected, **limits)
     if check.kind == Check.Kind.REDIS:
-        url = os.environ.get(c.get("url_env", ""), "") if c.get("url_env") else c.get("url", settings.REDIS_URL)
+        url = env_reference(c["url_env"], allowed=REDIS_OWN) if c.get("url_env") else c.get("url", settings.REDIS_URL)
         return partial(probes.probe_redis, url=url, timeout=timeout)
     if check.kind == Check.Kind.CELERY:
         return partial(_celery_probe, c.get("queue", "default"))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -27,6 +28,7 @@ from hadr_portal.adapters.controllers import (
 from hadr_portal.core.models import Operation, OperationLogLine
 from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request, register
 from hadr_portal.core.permissions import Action
+from hadr_portal.core.redaction import redact
 
 from .engine import checks_run
 from .models import Check, Service, State
@@ -50,7 +52,9 @@ def restart_controller(service: Service) -> Controller:
             "(the restart setting, or `restart` in the catalog file)."
         )
     try:
-        return controller_from_config(service.restart)
+        return controller_from_config(
+            service.restart, command_user=settings.COMMAND_USER, allow_private=settings.ALLOW_PRIVATE_TARGETS
+        )
     except ControllerConfigError as exc:
         raise OperationError(f"{service.display_name}'s restart setting is invalid: {exc}") from None
 
@@ -75,7 +79,8 @@ def restart_plan(service: Service, *, probed_checks: int) -> str:
         controller = restart_controller(service)
     except OperationError as exc:
         return str(exc)
-    did = f"The portal {controller.describe()} (stopped after {controller.timeout:g} s)"
+    # every account reads this: a catalog command's arguments may carry a credential
+    did = redact(f"The portal {controller.describe()} (stopped after {controller.timeout:g} s)")
     if probed_checks == 0:
         return f"{did}; the service has no health check to wait for, so the restart is not verified."
     checks = "its health check" if probed_checks == 1 else f"its {probed_checks} health checks"

@@ -42,6 +42,27 @@ def service_save(
     return service
 
 
+def restart_setting_refuse(
+    *,
+    name: str,
+    actor: AbstractBaseUser | AnonymousUser,
+    address: str | None,
+    reasons: list[str],
+    attempted: str = "",
+) -> None:
+    """Record a refused attempt to write a command through the service form (a raw restart table, a program not
+    in the command allowlist, a command or systemd controller): nothing was saved. `attempted`: what was sent."""
+    audit_record(
+        actor=actor,
+        action="catalog.service.restart",
+        target=f"service:{name[:64]}",
+        outcome=AuditEntry.Outcome.REFUSED,
+        address=address,
+        parameters={"attempted": attempted[:2000]} if attempted else {},
+        detail=" ".join(reasons),
+    )
+
+
 def check_save(*, check: Check, actor: AbstractBaseUser | AnonymousUser, address: str | None) -> Check:
     require(actor, Action.EDIT_CATALOG)
     created = check.pk is None

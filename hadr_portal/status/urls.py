@@ -14,6 +14,7 @@ urlpatterns = [
     path("services/<slug:name>/checks/<int:check_id>/", views.check_edit, name="check-edit"),
     path("services/<slug:name>/checks/<int:check_id>/delete", views.check_delete, name="check-delete"),
     path("services/<slug:name>/maintenance", views.maintenance_open, name="maintenance"),
+    path("push/heartbeat", views.heartbeat, name="heartbeat-header"),  # the token in a header
     path("push/heartbeat/<str:token>", views.heartbeat, name="heartbeat"),
     path("push/host", views.host_report, name="host-report"),
 ]

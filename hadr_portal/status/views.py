@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied
@@ -13,10 +11,13 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from hadr_portal.accounts.stepup import step_up_challenge
 from hadr_portal.core.htmx import render_page
+from hadr_portal.core.middleware import raw_body
 from hadr_portal.core.operation_views import operation_response
 from hadr_portal.core.operations import client_address
 from hadr_portal.core.permissions import Action, action_required, require, user_can
+from hadr_portal.core.pushbody import BodyRefused, body_bytes, body_json, push_token
 
 from . import push, selectors, services
 from .board import board_html
@@ -52,11 +53,19 @@ def service_edit(request: HttpRequest, name: str | None = None) -> HttpResponse:
             service=form.save(commit=False),
             actor=request.user,
             address=client_address(request),
-            changed=form.changed_data,
+            changed=form.changed_settings() if full else form.changed_data,
             priorities_only=not full,
         )
         messages.success(request, f"{saved.display_name} saved.")
         return redirect("status:service", name=saved.name)
+    if isinstance(form, ServiceForm) and form.refusals:
+        services.restart_setting_refuse(
+            name=name or request.POST.get("name", ""),
+            actor=request.user,
+            address=client_address(request),
+            reasons=form.refusals,
+            attempted=request.POST.get("restart") or request.POST.get("restart_program", ""),
+        )
     return render_page(
         request,
         "status/service_form.html",
@@ -68,6 +77,8 @@ def service_edit(request: HttpRequest, name: str | None = None) -> HttpResponse:
 @action_required(Action.RESTART_SERVICE)
 def service_restart(request: HttpRequest, name: str) -> HttpResponse:
     service = get_object_or_404(Service, name=name)
+    if service.tier == 1 and (challenge := step_up_challenge(request, what=f"Restart {service.display_name}")):
+        return challenge  # a tier-1 service: a fresh two-factor code first
     return operation_response(
         request,
         lambda: restart_request(service=service, actor=request.user, address=client_address(request)),
@@ -125,38 +136,54 @@ def maintenance_open(request: HttpRequest, name: str) -> HttpResponse:
     return redirect("status:service", name=name)
 
 
+def _text(body: str, status: int = 200) -> HttpResponse:
+    return HttpResponse(body + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
 @login_not_required
 @csrf_exempt
+@raw_body
 @require_http_methods(["GET", "POST", "HEAD"])
-def heartbeat(request: HttpRequest, token: str) -> HttpResponse:
-    """A cron job's ping: `curl -fsS -m 10 --retry 3 https://portal/push/heartbeat/<token>`."""
+def heartbeat(request: HttpRequest, token: str = "") -> HttpResponse:
+    """A cron job's ping: `curl -fsS -m 10 --retry 3 -H "X-HADR-Token: <token>" https://portal/push/heartbeat`
+    (or the token in the URL, `/push/heartbeat/<token>`). A POST's body (UTF-8 text) is the result's message."""
+    token = push_token(request, token)
+    if not token:
+        return _text("no token: send X-HADR-Token: <token> (or Authorization: Bearer <token>)", status=401)
     try:
-        push.heartbeat_ping(
-            token=token, message=request.body[:200].decode(errors="replace") if request.method == "POST" else ""
-        )
+        check = push.push_check(token=token, kind=Check.Kind.HEARTBEAT)
     except push.UnknownToken:
-        return HttpResponse("unknown heartbeat\n", status=404, content_type="text/plain")
-    return HttpResponse("OK\n", content_type="text/plain")
+        return _text("unknown heartbeat", status=404)
+    try:
+        message = body_bytes(request).decode(errors="replace").strip() if request.method == "POST" else ""
+        push.heartbeat_ping(check=check, message=message)
+    except BodyRefused as exc:
+        return _text(exc.message, status=exc.status)
+    except ValueError as exc:
+        return _text(str(exc), status=400)
+    return _text("OK")
 
 
 @login_not_required
 @csrf_exempt
+@raw_body
 @require_POST
 def host_report(request: HttpRequest) -> JsonResponse:
-    """Another host pushes its resources: `Authorization: Bearer <token>`, JSON {cpu, memory, disks}."""
-    auth = request.headers.get("Authorization", "")
-    token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+    """Another host pushes its resources: `Authorization: Bearer <token>` (or `X-HADR-Token: <token>`),
+    JSON {cpu, memory, disks}. The token is checked before the body is read."""
     try:
-        values = json.loads(request.body or b"null")
+        check = push.push_check(token=push_token(request), kind=Check.Kind.HOST_PUSH)
+    except push.UnknownToken:
+        return JsonResponse({"error": "unknown or missing token (Authorization: Bearer <token>)"}, status=401)
+    try:
+        values = body_json(request)
         if not isinstance(values, dict):
             return JsonResponse(
                 {"error": 'expected a JSON object like {"cpu": 12.5, "memory": 40, "disks": {"/": 71}}'}, status=400
             )
-        check = push.host_report(token=token, values=values)
-    except push.UnknownToken:
-        return JsonResponse({"error": "unknown or missing token (Authorization: Bearer <token>)"}, status=401)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return JsonResponse({"error": "the body is not valid JSON"}, status=400)
+        push.host_report(check=check, values=values)
+    except BodyRefused as exc:
+        return exc.response()
     except ValueError as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     check.refresh_from_db()

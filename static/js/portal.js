@@ -27,3 +27,38 @@
   document.addEventListener("DOMContentLoaded", function () { localise(document); });
   document.addEventListener("htmx:afterSettle", function (event) { localise(event.target); });
 })();
+
+// Polling pauses while the reader is typing: an element with data-pause-while-focused="INPUT" (or "TEXTAREA",
+// or both, comma-separated) skips its refresh while such a field has the focus, so the swap never eats what
+// is being typed. (Instead of an hx-trigger filter: the Content-Security-Policy allows htmx no eval.)
+document.addEventListener("htmx:beforeRequest", function (event) {
+  "use strict";
+  const elt = event.detail.elt;
+  const paused = elt && elt.dataset ? elt.dataset.pauseWhileFocused : "";
+  const focused = document.activeElement;
+  if (paused && focused && paused.split(",").map(function (t) { return t.trim(); }).includes(focused.tagName)) {
+    event.preventDefault();
+  }
+});
+
+// A form with data-kind-select="<id of a select>" shows only its fields whose data-kinds lists the chosen
+// value (the check form: each kind of check has its own settings).
+(function () {
+  "use strict";
+  function kindFields(root) {
+    root.querySelectorAll("form[data-kind-select]").forEach(function (form) {
+      const select = document.getElementById(form.dataset.kindSelect);
+      if (!select || form.dataset.kindBound) return;
+      form.dataset.kindBound = "yes";
+      function sync() {
+        form.querySelectorAll(".kind-field").forEach(function (el) {
+          el.hidden = !el.dataset.kinds.split(" ").includes(select.value);
+        });
+      }
+      select.addEventListener("change", sync);
+      sync();
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { kindFields(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { kindFields(event.target); });
+})();

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-import sys
+import os
+import pwd
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +20,11 @@ from hadr_portal.adapters.controllers import (
     WebhookController,
     controller_from_config,
 )
+from tests.conftest import COMMAND_USER, command_python
 from tests.infra.plugin import free_port
 from tests.status.factories import http_target
 
-PY = sys.executable
+PY = command_python()  # the programs run as the command user when the tests run as root
 
 
 def python(code: str, **settings: Any) -> CommandController:
@@ -34,15 +36,15 @@ def python(code: str, **settings: Any) -> CommandController:
 # --- command --------------------------------------------------------------------------------------
 
 
-def test_command_passes_only_the_named_variables_and_captures_both_outputs(tmp_path):
+def test_command_passes_only_the_named_variables_and_captures_both_outputs(exec_dir):
     controller = python(
         "import os, sys; print('restarted in', os.getcwd(), os.environ.get('APP_ENV'));"
         "print('secret key:', os.environ.get('HADR_SECRET_KEY')); print('a warning', file=sys.stderr)",
         env=["APP_ENV", "UNSET_NAME"],
-        cwd=str(tmp_path),
+        cwd=str(exec_dir),
     )
     result = controller.restart(service="shop", environ={"APP_ENV": "demo", "HADR_SECRET_KEY": "portal secret"})
-    assert result.output == f"restarted in {tmp_path} demo\nsecret key: None\na warning"
+    assert result.output == f"restarted in {exec_dir} demo\nsecret key: None\na warning"
     assert result.details == {"exit_status": 0}
     assert controller.describe().startswith(f"runs {PY} -c ")
 
@@ -66,6 +68,16 @@ def test_command_is_stopped_at_its_timeout_with_what_it_wrote():
     with pytest.raises(ControllerFailed, match="timed out after 1 s") as failed:
         controller.restart(service="shop")
     assert failed.value.output == "stuck waiting for a lock"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the command user is switched to only when the worker is root")
+def test_as_root_a_command_runs_as_the_command_user_with_its_home():
+    controller = python("import getpass, os; print(getpass.getuser(), os.getuid(), os.environ['HOME'])")
+    user = pwd.getpwnam(COMMAND_USER)
+    assert controller.restart(service="shop").output == f"{COMMAND_USER} {user.pw_uid} {user.pw_dir}"
+    missing = controller_from_config({"controller": "command", "argv": [PY, "-c", "pass"]}, command_user="no-such-user")
+    with pytest.raises(ControllerFailed, match=r"'no-such-user' \(HADR_COMMAND_USER\) does not exist.*`make install`"):
+        missing.restart(service="shop")
 
 
 # --- systemd: there is no systemd in the test environment, so only the command it runs is checked ---------
@@ -96,7 +108,8 @@ def test_webhook_posts_json_with_a_header_from_the_environment():
     with http_target() as target:
         target.body = b'{"deploying": true}'
         controller = controller_from_config(
-            {"controller": "webhook", "url": target.url + "/hooks/restart", "headers_env": {"X-Token": "HOOK_TOKEN"}}
+            {"controller": "webhook", "url": target.url + "/hooks/restart", "headers_env": {"X-Token": "HOOK_TOKEN"}},
+            allow_private=True,  # the target is on loopback (tests/security/test_ssrf.py: refused by default)
         )
         result = controller.restart(service="shop", operation=42, environ={"HOOK_TOKEN": "s3cret"})
     assert target.received == [{"service": "shop", "action": "restart", "operation": 42}]
@@ -108,7 +121,7 @@ def test_webhook_posts_json_with_a_header_from_the_environment():
 def test_webhook_answering_500_fails_with_the_body():
     with http_target() as target:
         target.status, target.body = 500, b"deploy pipeline is locked"
-        controller = controller_from_config({"controller": "webhook", "url_env": "HOOK_URL"})
+        controller = controller_from_config({"controller": "webhook", "url_env": "HOOK_URL"}, allow_private=True)
         with pytest.raises(ControllerFailed, match=rf"^{target.url} answered HTTP 500$") as failed:
             controller.restart(service="shop", environ={"HOOK_URL": target.url + "/restart?token=secret"})
     assert failed.value.output == "deploy pipeline is locked"
@@ -118,9 +131,11 @@ def test_webhook_answering_500_fails_with_the_body():
 def test_webhook_refused_connection_and_missing_variables_fail_clearly():
     closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ControllerFailed, match=rf"cannot reach {closed}: .*[Cc]onnection refused"):
-        WebhookController(url=closed + "/restart", timeout=2).restart(service="shop")
+        WebhookController(url=closed + "/restart", timeout=2, allow_private=True).restart(service="shop")
     with pytest.raises(ControllerFailed, match=r"environment variable HOOK_TOKEN .* is not set"):
-        WebhookController(url=closed, headers_env=(("X-Token", "HOOK_TOKEN"),)).restart(service="shop", environ={})
+        WebhookController(url=closed, headers_env=(("X-Token", "HOOK_TOKEN"),), allow_private=True).restart(
+            service="shop", environ={}
+        )
 
 
 # --- ECS (moto's server over HTTP) ------------------------------------------------------------------
@@ -186,6 +201,13 @@ def test_ecs_forces_a_new_deployment(ecs_endpoint, monkeypatch):
             ],
         ),
         ({"controller": "command", "argv": ["x"], "env": ["lower"]}, ["env: expected a list of environment variable"]),
+        (
+            {"controller": "command", "argv": ["x"], "env": ["APP_ENV", "HADR_SECRET_KEY", "PGPASSWORD"]},
+            [
+                "env: HADR_SECRET_KEY may not be passed to a program: HADR_* variables are the portal's own",
+                "env: PGPASSWORD may not be passed to a program: PG* variables are PostgreSQL client settings",
+            ],
+        ),
         ({"controller": "command", "argv": ["x"], "cwd": "relative"}, ["cwd: expected an absolute directory path"]),
         ({"controller": "command", "argv": ["x"], "shell": True}, ["shell: not a setting of the command controller"]),
         ({"controller": "webhook"}, ["url, url_env: give the webhook's URL"]),

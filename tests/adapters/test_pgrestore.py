@@ -33,14 +33,14 @@ def scratch(server) -> str:
     database_drop(server, name)
 
 
-def test_verification_queries_cannot_write_not_even_by_changing_the_session(server, scratch):
-    target = PgTarget(server.host, server.port, server.user, server.password, scratch)
+def test_verification_queries_cannot_write_not_even_by_changing_the_session(server, scratch, infra):
     with psycopg.connect(
         host=server.host, port=server.port, user=server.user, password=server.password, dbname=scratch
     ) as conn:
         conn.execute("CREATE TABLE t (x int)")
+    reader = PgTarget(server.host, server.port, "hadr_reader", infra.role_passwords["hadr_reader"], scratch)
     outcomes = queries_run(
-        target,
+        reader,
         [
             "SELECT set_config('default_transaction_read_only', 'off', false)",
             "WITH made AS (INSERT INTO t VALUES (1) RETURNING x) SELECT count(*) FROM made",
@@ -48,10 +48,13 @@ def test_verification_queries_cannot_write_not_even_by_changing_the_session(serv
             "SELECT * FROM no_such_table",
         ],
     )
-    assert outcomes[0].error == ""
-    assert "read-only transaction" in outcomes[1].error
+    assert "set_config is not allowed" in outcomes[0].error
+    assert "INSERT" in outcomes[1].error
     assert outcomes[2].value == 42
     assert 'relation "no_such_table" does not exist' in outcomes[3].error
+    # and as the admin account nothing runs at all: user-written SQL never runs as a superuser
+    as_admin = queries_run(PgTarget(server.host, server.port, server.user, server.password, scratch), ["SELECT 1"])
+    assert "a superuser" in as_admin[0].error
 
 
 def test_a_fetch_that_does_not_match_leaves_no_file(tmp_path):

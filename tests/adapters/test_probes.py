@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from hadr_portal.adapters import probes
 from hadr_portal.adapters.localpg import LocalInstance, make_replica
 from hadr_portal.adapters.probes import (
     ProbeResult,
@@ -30,12 +31,20 @@ from hadr_portal.adapters.probes import (
     evaluate_host,
     format_bytes,
     probe_host,
-    probe_http,
     probe_postgres,
     probe_redis,
-    probe_tcp,
 )
 from tests.infra.plugin import Infrastructure, free_port
+
+
+# Every target here is on loopback, which the SSRF guard allows only when told to (tests/security/test_ssrf.py).
+def probe_http(**kwargs: Any) -> ProbeResult:
+    return probes.probe_http(allow_private=True, **kwargs)
+
+
+def probe_tcp(**kwargs: Any) -> ProbeResult:
+    return probes.probe_tcp(allow_private=True, **kwargs)
+
 
 # --- local HTTP(S) targets -------------------------------------------------------------------
 

@@ -317,7 +317,7 @@ def test_missing_bucket_and_wrong_password_fail_clearly_and_mark_nothing_good(de
     finally:
         server.stop()
 
-    monkeypatch.setenv("HADR_DEMO_PASSWORD", "wrong")
+    monkeypatch.setenv("HADR_DEMO_BACKUP_PASSWORD", "wrong")  # backups connect as the backup role
     local = StorageTarget.objects.create(name="tmp", kind="local", config={"path": tempfile.mkdtemp(prefix="hadr-pw-")})
     policy = BackupPolicy.objects.create(name="bad-password", cluster=demo_cluster, dbname="onboarding", storage=local)
     operation, backup = run_backup(policy)

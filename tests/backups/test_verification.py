@@ -55,11 +55,16 @@ def test_freshness_says_how_far_behind_the_backup():
         ("SELECT 1", "A list of queries"),
         ([{"sql": "SELECT 1"}], "query 1: a name is required"),
         ([{"name": "a", "sql": "SELECT 1"}, {"name": "a", "sql": "SELECT 2"}], "query 'a': the name is used twice"),
-        ([{"name": "a", "sql": "UPDATE t SET x = 1"}], "sql must be one read-only SELECT"),
+        ([{"name": "a", "sql": "UPDATE t SET x = 1"}], "sql refused: a verification query must be a SELECT; UPDATE"),
         (
             [{"name": "a", "sql": "WITH x AS (DELETE FROM t RETURNING 1) SELECT 1; SELECT 2"}],
-            "sql must be one statement",
+            "must be one SELECT statement; this has 2 statements",
         ),
+        (
+            [{"name": "a", "sql": "WITH x AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM x"}],
+            r"a data-modifying WITH \(DELETE\) is not allowed in a verification query",
+        ),
+        ([{"name": "a", "sql": "SELECT pg_read_file('/etc/passwd')"}], "pg_read_file is not allowed"),
         ([{"name": "a", "sql": "SELECT 1", "colour": "red"}], "unknown key colour"),
         ([{"name": "a", "sql": "SELECT 1", "expect": "lots"}], "unknown expectation 'lots'"),
     ],

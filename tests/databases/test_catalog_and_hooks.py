@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
+import os
 
 import pytest
 
@@ -11,6 +11,7 @@ from hadr_portal.core.operations import operation_execute
 from hadr_portal.databases.failover import failover_request
 from hadr_portal.databases.models import Cluster
 from hadr_portal.status.catalog import CatalogError, catalog_export, catalog_import
+from tests.conftest import COMMAND_USER, command_python
 
 
 def cluster_table(**extra) -> dict:
@@ -59,6 +60,11 @@ def test_controllers_and_hooks_round_trip_through_the_catalog():
         ({"db1_controller": {"controller": "pg_ctl"}}, "data_directory: required for a node's pg_ctl controller"),
         ({"post_failover_hook": {"argv": []}}, "argv: expected a list of strings"),
         ({"post_failover_hook": {"argv": ["x"], "shell": True}}, "shell: not a setting of the post-failover hook"),
+        ({"post_failover_hook": {"argv": ["x"], "env": ["HADR_SECRET_KEY"]}}, "env: HADR_SECRET_KEY may not be passed"),
+        (
+            {"db1_controller": {"controller": "command", "stop": ["x"], "env": ["AWS_SECRET_ACCESS_KEY"]}},
+            "env: AWS_SECRET_ACCESS_KEY may not be passed to a program: AWS_* variables are AWS credentials",
+        ),
     ],
 )
 def test_bad_controllers_and_hooks_are_refused_with_their_place(table, message):
@@ -72,20 +78,27 @@ def test_bad_controllers_and_hooks_are_refused_with_their_place(table, message):
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_post_failover_hook_gets_the_new_primary_and_its_failure_is_reported(pg_pair, tmp_path):
-    out = tmp_path / "hook.json"
+def test_the_post_failover_hook_gets_the_new_primary_and_its_failure_is_reported(pg_pair, exec_dir, monkeypatch):
+    out = exec_dir / "hook.json"
     script = (
-        "import json, os, sys; "
-        f"json.dump({{k: v for k, v in os.environ.items() if k.startswith('HADR_')}}, open({str(out)!r}, 'w')); "
+        "import getpass, json, os, sys; "
+        "seen = {k: v for k, v in os.environ.items() if k.startswith(('HADR_', 'DNS_'))}; seen['user'] = getpass.getuser(); "
+        f"json.dump(seen, open({str(out)!r}, 'w')); "
         "print('dsn updated')"
     )
-    Cluster.objects.filter(pk=pg_pair.cluster.pk).update(post_failover_hook={"argv": [sys.executable, "-c", script]})
+    monkeypatch.setenv("DNS_ZONE", "example.internal")
+    hook = {"argv": [command_python(), "-c", script], "env": ["DNS_ZONE"]}
+    Cluster.objects.filter(pk=pg_pair.cluster.pk).update(post_failover_hook=hook)
     pg_pair.primary.stop(mode="immediate")
     operation = operation_execute(operation_id=failover_request(cluster=pg_pair.cluster, actor=None).pk)
     assert operation.status == "succeeded", operation.error
     seen = json.loads(out.read_text())
     assert seen["HADR_NEW_PRIMARY"] == "replica" and seen["HADR_OLD_PRIMARY"] == "primary"
     assert seen["HADR_NEW_PRIMARY_PORT"] == str(pg_pair.replica.port)
+    assert seen["DNS_ZONE"] == "example.internal"  # the one variable it names, and none of the portal's own
+    assert not {"HADR_SECRET_KEY", "HADR_DATABASE_URL"} & seen.keys()
+    if os.geteuid() == 0:
+        assert seen["user"] == COMMAND_USER
     assert operation.result["hook"] == "dsn updated"
 
 

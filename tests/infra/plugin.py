@@ -1,7 +1,8 @@
 """Starts the real parts the suite runs against, before Django is configured.
 
 - the portal's own PostgreSQL (pytest-django creates `test_hadr_portal` in it)
-- a managed cluster: PostgreSQL 15 primary + streaming replica (slot `replica1`)
+- a managed cluster: PostgreSQL 15 primary + streaming replica (slot `replica1`), with the portal's
+  least-privilege roles (hadr_monitor, hadr_reader, hadr_backup: `make up` creates the same)
 - Redis
 
 All on free loopback ports under a temporary directory, stopped at the end of the session.
@@ -17,12 +18,12 @@ import shutil
 import socket
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from hadr_portal.adapters.localpg import LocalInstance, make_replica
+from hadr_portal.adapters.localpg import LOCAL_ROLES, LocalInstance, ensure_roles, make_replica
 from hadr_portal.adapters.localredis import LocalRedis
 
 
@@ -40,6 +41,7 @@ class Infrastructure:
     replica: LocalInstance
     redis: LocalRedis
     demo_password: str
+    role_passwords: dict[str, str] = field(default_factory=dict)  # hadr_monitor, hadr_reader, hadr_backup
 
     def stop(self) -> None:
         for instance in (self.replica, self.primary, self.portal):
@@ -63,7 +65,8 @@ def _start() -> Infrastructure:
     replica = LocalInstance(root / "pg" / "replica", free_port(), password, fsync=False)
     redis = LocalRedis(root / "redis", free_port())
     (root / "static").mkdir()
-    infra = Infrastructure(root, portal, primary, replica, redis, password)
+    roles = {role.name: secrets.token_urlsafe(16) for role in LOCAL_ROLES}
+    infra = Infrastructure(root, portal, primary, replica, redis, password, roles)
     try:
         with ThreadPoolExecutor(3) as pool:
             list(pool.map(lambda i: i.initdb(), (portal, primary)))
@@ -73,6 +76,7 @@ def _start() -> Infrastructure:
         make_replica(primary, replica, slot="replica1")
         replica.start()
         primary.psql("CREATE DATABASE onboarding")
+        ensure_roles(primary, roles)  # the replica gets them by replication
     except BaseException:
         infra.stop()
         raise
@@ -89,6 +93,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
             "HADR_DATABASE_URL": f"postgres://postgres:{INFRA.demo_password}@127.0.0.1:{INFRA.portal.port}/hadr_portal",
             "HADR_REDIS_URL": INFRA.redis.url,
             "HADR_DEMO_PASSWORD": INFRA.demo_password,
+            **{role.password_variable: INFRA.role_passwords[role.name] for role in LOCAL_ROLES},
             "HADR_DEMO_NODES": f"primary=127.0.0.1:{INFRA.primary.port},replica=127.0.0.1:{INFRA.replica.port}",
             "HADR_LOG_FORMAT": "text",
             "HADR_OPERATION_HEARTBEAT_INTERVAL": "1",
@@ -98,6 +103,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
             "HADR_EMAIL_BACKEND": "console",
             "HADR_STATIC_ROOT": str(INFRA.root / "static"),
             "HADR_DEBUG": "true",
+            "HADR_ALLOW_PRIVATE_TARGETS": "true",  # every test target is on loopback; SSRF tests override it
+            "HADR_2FA_REQUIRED": "false",  # tests that need two-factor required override the setting
             "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
         }
     )

@@ -116,7 +116,11 @@ def test_a_slow_query_times_out_keeps_the_counts_and_the_pages_say_why(onboardin
     funnel_collect(funnel=funnel)
     counts = list(FunnelDayCount.objects.values_list("day", "step", "count"))
     Funnel.objects.filter(pk=funnel.pk).update(
-        query="SELECT 'signed_up', now(), 1 FROM pg_sleep(5) WHERE %(since)s IS NOT NULL", timeout_seconds=1
+        query=(
+            "SELECT 'signed_up', now(), count(*)::int FROM generate_series(1, 100000) a, generate_series(1, 100000) b"
+            " WHERE %(since)s IS NOT NULL"
+        ),
+        timeout_seconds=1,
     )
     funnel.refresh_from_db()
 

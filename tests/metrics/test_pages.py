@@ -26,7 +26,7 @@ def test_the_metrics_page_shows_rates_funnel_trend_resources_and_sizes(client_as
     assert "21.0 %" in html  # overall: 21 of 100
     assert "70.0 %" in html  # signed_up → email_verified
     assert "= 0.0 pts" in html  # the same rates as the period before
-    assert 'class="funnel-bar" style="width: 42.0%"' in html
+    assert '<rect class="funnel-bar" width="42.0" height="1"/>' in html
     assert html.count('class="chart metrics-chart"') >= 1 + 3 + 1  # trend; CPU, memory, disk /; size
     assert "Failover cluster:demo (succeeded)" in html  # a marker, linked to the operation
     assert "Backup backup:demo-onboarding (failed)" in html

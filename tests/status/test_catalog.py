@@ -639,11 +639,13 @@ BAD = {
     ),
     "verification query that writes": (
         _set(["backup_policies", 0, "verify"], [{"name": "wipe", "sql": "DELETE FROM app_users", "expect": "= 0"}]),
-        "backup_policies[0] (nightly).verify: query 'wipe': sql must be one read-only SELECT (or WITH … SELECT)",
+        "backup_policies[0] (nightly).verify: query 'wipe': sql refused: a verification query must be a SELECT; "
+        "DELETE is not allowed",
     ),
     "verification query with two statements": (
         _set(["backup_policies", 0, "verify"], [{"name": "two", "sql": "SELECT 1; DROP TABLE app_users"}]),
-        "backup_policies[0] (nightly).verify: query 'two': sql must be one statement (no ';' inside)",
+        "backup_policies[0] (nightly).verify: query 'two': sql refused: a verification query must be one SELECT "
+        "statement; this has 2 statements",
     ),
     "unknown expectation": (
         _set(["backup_policies", 0, "verify"], [{"name": "n", "sql": "SELECT 1", "expect": "about 3"}]),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import urllib.request
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from playwright.sync_api import expect
 
+from hadr_portal.adapters.commands import run_program
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operations import operation_execute
 from hadr_portal.core.permissions import Role
@@ -25,7 +24,7 @@ from hadr_portal.status.demo import demo_catalog
 from hadr_portal.status.engine import checks_run
 from hadr_portal.status.models import Check, Service
 from hadr_portal.status.restart import restart_request
-from tests.conftest import make_user, sign_in, wait_for
+from tests.conftest import COMMAND_USER, command_python, make_user, sign_in, wait_for
 from tests.infra.plugin import free_port
 from tests.status.factories import make_check, make_service
 
@@ -62,7 +61,8 @@ SHOP = textwrap.dedent(
 
 
 class Shop:
-    """A real service for the restart to bring back: its process, port, and the restart command for it."""
+    """A real service for the restart to bring back: its process, port, and the restart command for it. It runs as
+    the command user, as the portal's restart command will (in a directory that user can write)."""
 
     def __init__(self, root: Path) -> None:
         self.script, self.pidfile, self.port = root / "shop.py", root / "shop.pid", free_port()
@@ -70,10 +70,10 @@ class Shop:
         self.pids: list[int] = []
 
     def restart_argv(self, delay: float = 0.0) -> list[str]:
-        return [sys.executable, str(self.script), "start", str(self.pidfile), str(self.port), str(delay)]
+        return [command_python(), str(self.script), "start", str(self.pidfile), str(self.port), str(delay)]
 
     def start(self) -> None:
-        subprocess.run(self.restart_argv(), check=True, capture_output=True)
+        run_program(self.restart_argv(), user=COMMAND_USER)
         wait_for(self.answers, timeout=10, message="the shop did not start")
 
     def answers(self) -> bool:
@@ -98,9 +98,8 @@ class Shop:
 
 
 @pytest.fixture
-def shop(tmp_path: Path) -> Iterator[Shop]:
-    tmp_path.chmod(0o755)
-    shop = Shop(tmp_path)
+def shop(exec_dir: Path) -> Iterator[Shop]:
+    shop = Shop(exec_dir)
     yield shop
     shop.stop()
 
@@ -214,7 +213,7 @@ def restart_now(service: Service) -> Operation:
 
 
 def test_a_failing_restart_command_fails_the_operation_with_its_output(db, shop):
-    failing = [sys.executable, "-c", "import sys; print('stopping shop'); sys.exit('shop: port already in use')"]
+    failing = [command_python(), "-c", "import sys; print('stopping shop'); sys.exit('shop: port already in use')"]
     service, _ = shop_service(shop, argv=failing)
     operation = restart_now(service)
     assert operation.status == Operation.Status.FAILED
@@ -226,7 +225,7 @@ def test_a_failing_restart_command_fails_the_operation_with_its_output(db, shop)
 def test_a_missing_or_hanging_command_fails_with_why(db, shop):
     service, _ = shop_service(shop, argv=["/nonexistent/restart-shop"])
     assert restart_now(service).error == "restart-shop: program not found; is it installed?"
-    hanging = [sys.executable, "-c", "import time; print('waiting for a lock', flush=True); time.sleep(30)"]
+    hanging = [command_python(), "-c", "import time; print('waiting for a lock', flush=True); time.sleep(30)"]
     Service.objects.filter(pk=service.pk).update(
         restart={"controller": "command", "argv": hanging, "timeout_seconds": 1}
     )
@@ -236,7 +235,7 @@ def test_a_missing_or_hanging_command_fails_with_why(db, shop):
 
 
 def test_a_command_that_starts_nothing_fails_at_the_deadline_with_the_checks_reason(db, shop):
-    service, _ = shop_service(shop, argv=[sys.executable, "-c", "print('nothing to do')"], wait_seconds=2)
+    service, _ = shop_service(shop, argv=[command_python(), "-c", "print('nothing to do')"], wait_seconds=2)
     operation = restart_now(service)
     assert operation.status == Operation.Status.FAILED
     assert operation.error.startswith("Shop front is not healthy 2 s after the restart: health: ")
@@ -315,13 +314,17 @@ def test_bad_restart_settings_are_refused_by_the_import_and_the_form(client_as):
     url = reverse("status:service-edit", kwargs={"name": "web"})
     fields = {"name": "web", "display_name": "Web", "kind": "web", "tier": "2", "owner_role": "DevOps"}
     fields |= {"rto_minutes": "60", "rpo_minutes": "60"}
-    response = devops.post(url, fields | {"restart": '{"controller": "systemd"}'})
+    webhook = fields | {"restart_controller": "webhook", "restart_timeout_seconds": "60", "restart_wait_seconds": "120"}
+    response = devops.post(url, webhook | {"restart_url": "ftp://deploy.example.com/hook"})
     assert response.status_code == 400
-    assert "unit: required for the systemd controller" in response.content.decode()
-    assert devops.post(url, fields | {"restart": '{"controller": "systemd", "unit": "web.service"}'}).status_code == 302
-    assert Service.objects.get(name="web").restart == {"controller": "systemd", "unit": "web.service"}
-    assert devops.post(url, fields | {"restart": ""}).status_code == 302
+    assert "url: expected an http(s) URL" in response.content.decode()
+    assert devops.post(url, webhook | {"restart_url_env": "DEPLOY_HOOK_URL"}).status_code == 302
+    assert Service.objects.get(name="web").restart == {"controller": "webhook", "url_env": "DEPLOY_HOOK_URL"}
+    assert devops.post(url, fields | {"restart_controller": "none"}).status_code == 302
     assert Service.objects.get(name="web").restart == {}
+    # the systemd controller is code: it is written only in the catalog file (tests/security/test_commands.py)
+    response = devops.post(url, fields | {"restart_controller": "none", "restart": '{"controller": "systemd"}'})
+    assert response.status_code == 400 and Service.objects.get(name="web").restart == {}
 
 
 def test_the_demo_application_restarts_through_the_local_environment_only():
@@ -329,6 +332,7 @@ def test_the_demo_application_restarts_through_the_local_environment_only():
         return next(s for s in demo_catalog(environ)["services"] if s["name"] == "onboarding-app")["restart"]
 
     assert onboarding({}) == {}  # e.g. under Docker Compose: a worker cannot restart another container
-    restart = onboarding({"HADR_RUN_DIR": "/srv/hadr/.run"})
-    assert restart["argv"][-3:] == [str(Path(__file__).parents[2] / "scripts" / "localenv.py"), "restart", "demo-app"]
-    assert "HADR_DEMO_APP_PORT" in restart["env"] and "HADR_SECRET_KEY" not in restart["env"]
+    restart = onboarding({"HADR_RUN_DIR": "/srv/hadr/.run", "HADR_DEMO_PYTHON": "/usr/bin/python3"})
+    localenv = str(Path(__file__).parents[2] / "scripts" / "localenv.py")
+    assert restart["argv"] == ["/usr/bin/python3", localenv, "--run-dir", "/srv/hadr/.run", "restart", "demo-app"]
+    assert "env" not in restart  # run as the command user, given no variable: the run directory holds the rest

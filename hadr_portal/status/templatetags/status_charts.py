@@ -72,7 +72,8 @@ def latency_chart(
 
 @register.filter
 def bytes_or_dash(value: int | None) -> str:
-    return "—" if value is None else format_bytes(value)
+    """A byte count, or a dash when there is none (None, or a key the probe did not report: "")."""
+    return "—" if value is None or value == "" else format_bytes(value)
 
 
 @register.filter

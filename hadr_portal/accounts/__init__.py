@@ -1,0 +1,1 @@
+"""Accounts: two-factor sign-in (TOTP and recovery codes), step-up before destructive actions, sign-in lockouts."""
