@@ -38,7 +38,7 @@ SERVICE_FIELDS = {
 class Recorder(BaseHTTPRequestHandler):
     received: list[str] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         Recorder.received.append(str(self.headers))
         self.send_response(200)
         self.end_headers()
