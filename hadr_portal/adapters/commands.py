@@ -80,7 +80,8 @@ def env_reference_problem(name: str, *, allowed: Iterable[str] = ()) -> str | No
     secrets, `*_FILE` forms and DJANGO_* included); None when it may. `allowed` lifts the rule for names a
     purpose legitimately reads (a Redis check of the portal's own broker reads HADR_REDIS_URL)."""
     if not ENV_NAME_PATTERN.match(name):
-        return f"{name!r} is not an environment variable name (capitals, digits and _, e.g. APP_DB_PASSWORD)."
+        # never echoed: what was typed instead of a name may be the secret itself
+        return "The name of an environment variable (capitals, digits and _), never the secret itself."
     if name in set(allowed):
         return None
     if name.removesuffix("_FILE") in PORTAL_SECRET_VARIABLES or name.startswith("DJANGO_"):

@@ -38,7 +38,7 @@ from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Action, Role, require
 from hadr_portal.core.redaction import redact
-from hadr_portal.core.validators import env_reference_problem
+from hadr_portal.core.validators import ENV_NAME_PATTERN, env_reference_problem
 from hadr_portal.databases.models import Cluster, Node
 from hadr_portal.incidents.models import Contact, EscalationStep, Severity
 from hadr_portal.incidents.selectors import escalation_list
@@ -766,8 +766,12 @@ def _storage_config(kind: str, raw: Mapping[str, Any], path: str, problems: list
         if config.get(key) == "":
             problems.append(f"{path}.{key}: required for {kind} storage, but empty.")
     for key in CREDENTIAL_KEYS:
-        if config.get(key) and (problem := env_reference_problem(str(config[key]))):
-            problems.append(f"{path}.{key}: {problem} E.g. HADR_S3_ACCESS_KEY (never the secret itself).")
+        if config.get(key) and not ENV_NAME_PATTERN.match(config[key]):
+            problems.append(
+                f"{path}.{key}: The name of an environment variable, e.g. HADR_S3_ACCESS_KEY (never the secret itself)."
+            )
+        elif config.get(key) and (problem := env_reference_problem(str(config[key]))):
+            problems.append(f"{path}.{key}: {problem}")
     if kind == "s3" and not bad & set(CREDENTIAL_KEYS):
         if bool(config.get("access_key_env")) != bool(config.get("secret_key_env")):
             problems.append(f"{path}: set both access_key_env and secret_key_env, or neither (boto3's default chain).")

@@ -16,7 +16,7 @@ from django.utils import timezone
 from hadr_portal.adapters.controllers import ControllerConfigError, controller_from_config
 from hadr_portal.core.permissions import Role
 from hadr_portal.core.targets import target_url_refusal
-from hadr_portal.core.validators import env_reference_problem, slug
+from hadr_portal.core.validators import ENV_NAME_PATTERN, env_reference_problem, slug
 
 
 class State(models.TextChoices):
@@ -307,8 +307,12 @@ class AlertChannel(models.Model):
         elif self.kind != self.Kind.WEBHOOK:
             return  # an unknown kind is reported by the field's own validation
         elif self.target_env:
+            if not ENV_NAME_PATTERN.match(self.target_env):
+                raise ValidationError(
+                    {"target_env": "The name of an environment variable, e.g. HADR_SLACK_WEBHOOK_URL."}
+                )
             if problem := env_reference_problem(self.target_env):
-                raise ValidationError({"target_env": f"{problem} E.g. HADR_SLACK_WEBHOOK_URL."})
+                raise ValidationError({"target_env": problem})
         elif refusal := target_url_refusal(self.target, env_key="target_env"):
             raise ValidationError({"target": refusal})
         elif urlsplit(self.target).scheme not in ("http", "https"):

@@ -29,19 +29,11 @@ from hadr_portal.status.catalog import CatalogError, catalog_dump_toml, catalog_
 from hadr_portal.status.models import Service
 from hadr_portal.status.restart import restart_request
 from tests.conftest import COMMAND_USER, wait_for
-from tests.status.factories import make_service
+from tests.status.factories import SERVICE_FORM_FIELDS, make_service
 
 ROOT = Path(__file__).resolve().parents[2]
 SHELL_COMMAND = {"controller": "command", "argv": ["/bin/sh", "-c", "id > /tmp/pwned"], "env": ["HADR_SECRET_KEY"]}
-SERVICE_FIELDS = {
-    "name": "shop",
-    "display_name": "Shop",
-    "kind": "web",
-    "tier": "2",
-    "owner_role": "DevOps",
-    "rto_minutes": "60",
-    "rpo_minutes": "60",
-}
+SERVICE_FIELDS = SERVICE_FORM_FIELDS
 
 
 def edit_url(name: str = "shop") -> str:

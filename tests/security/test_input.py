@@ -24,7 +24,7 @@ from hadr_portal.metrics.models import Funnel
 from hadr_portal.status.catalog import CatalogError, catalog_import
 from hadr_portal.status.models import Check, CheckResult, Service
 from hadr_portal.status.push import MESSAGE_MAX_LENGTH
-from tests.status.factories import make_check, make_service
+from tests.status.factories import SERVICE_FORM_FIELDS, make_check, make_service
 
 NUL_WORDS = "NUL character"
 
@@ -292,13 +292,7 @@ def test_the_last_day_of_the_calendar_in_a_filter_is_no_500(client_as, url):
 
 def _service_form(**changes: str) -> dict[str, str]:
     return {
-        "name": "shop",
-        "display_name": "Shop",
-        "kind": "web",
-        "tier": "2",
-        "owner_role": "DevOps",
-        "rto_minutes": "60",
-        "rpo_minutes": "60",
+        **SERVICE_FORM_FIELDS,
         "runbook": "",
         "restart_controller": "none",
         **changes,

@@ -20,19 +20,11 @@ from hadr_portal.databases.models import Cluster, Purpose
 from hadr_portal.status.catalog import CatalogError, catalog_import
 from hadr_portal.status.models import AlertChannel, Service
 from tests.conftest import make_user
-from tests.status.factories import make_service
+from tests.status.factories import SERVICE_FORM_FIELDS, make_service
 
 pytestmark = pytest.mark.django_db
 
-SERVICE_FIELDS = {
-    "name": "shop",
-    "display_name": "Shop",
-    "kind": "web",
-    "tier": "2",
-    "owner_role": "DevOps",
-    "rto_minutes": "60",
-    "rpo_minutes": "60",
-}
+SERVICE_FIELDS = SERVICE_FORM_FIELDS
 
 
 class Recorder(BaseHTTPRequestHandler):

@@ -12,6 +12,17 @@ from typing import Any
 
 from hadr_portal.status.models import Check, Service
 
+# The service form's fields for a service named "shop" (tests add or change what they are about).
+SERVICE_FORM_FIELDS = {
+    "name": "shop",
+    "display_name": "Shop",
+    "kind": "web",
+    "tier": "2",
+    "owner_role": "DevOps",
+    "rto_minutes": "60",
+    "rpo_minutes": "60",
+}
+
 
 def make_service(name: str = "app", *, tier: int = 2, kind: str = "web", **fields: Any) -> Service:
     return Service.objects.create(
