@@ -35,6 +35,15 @@ def infra() -> plugin.Infrastructure:
     return plugin.INFRA
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _fast_password_hashing() -> None:
+    """Accounts are made by the hundred here: a deliberately slow hash (PBKDF2, ~0.2 s) would cost a minute of
+    the suite and prove nothing about the portal. Production keeps Django's default hashers."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_user(username: str = "alice", *roles: Role, superuser: bool = False) -> User:
     user = User.objects.create_user(username=username, password=PASSWORD, is_superuser=superuser, is_staff=superuser)
     for role in roles:
