@@ -29,11 +29,12 @@ status: ## Show what runs, and where
 logs: ## Follow every log of the local environment
 	@$(PY) scripts/localenv.py logs --follow
 
-test: install-dev ## Run the whole test suite (starts its own PostgreSQL, Redis, workers, Chromium)
-	@$(PY) -m pytest
+TEST_WORKERS ?= 2
+test: install-dev ## Run the whole test suite (starts its own PostgreSQL, Redis, workers, Chromium), in TEST_WORKERS processes
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install-dev ## The suite without the slow tests (worker processes, browser)
-	@$(PY) -m pytest -m "not slow"
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 lint: install-dev ## ruff check + format check, Django checks, missing migrations
 	@.venv/bin/ruff check .

@@ -5,7 +5,8 @@
   least-privilege roles (hadr_monitor, hadr_reader, hadr_backup: `make up` creates the same)
 - Redis
 
-All on free loopback ports under a temporary directory, stopped at the end of the session.
+All on free loopback ports under a temporary directory, stopped at the end of the session. Under
+`pytest -n N` (pytest-xdist, as `make test` runs it) every worker process has its own set.
 Loaded with `-p tests.infra.plugin` (pyproject.toml) so that its environment exists before
 pytest-django imports the settings.
 """
@@ -86,6 +87,18 @@ def _start() -> Infrastructure:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     global INFRA
+    if _is_xdist_controller(early_config):
+        # `pytest -n N`: each worker process starts its own parts; the controller only hands out tests, but it
+        # still configures Django, which needs settings that connect nowhere.
+        os.environ.update(
+            {
+                "HADR_SECRET_KEY": secrets.token_urlsafe(50),
+                "HADR_DATABASE_URL": "postgres://controller@127.0.0.1:1/unused",
+                "HADR_REDIS_URL": "redis://127.0.0.1:1/0",
+                "HADR_DEBUG": "true",
+            }
+        )
+        return
     INFRA = _start()
     os.environ.update(
         {
@@ -108,6 +121,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
             "DJANGO_ALLOW_ASYNC_UNSAFE": "true",
         }
     )
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    workers = getattr(config.known_args_namespace, "numprocesses", None)
+    return bool(workers) and "PYTEST_XDIST_WORKER" not in os.environ
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
