@@ -213,6 +213,17 @@ def wait_for(
     raise AssertionError(message or f"condition not met within {timeout} s")
 
 
+# Fixtures that start processes or serve the portal for real: a test using one is slow whatever it is marked.
+SLOW_FIXTURES = frozenset({"start_worker", "live_server", "page", "browser", "transactional_db"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test-fast` leaves out the slow tests: those marked so, and those using a SLOW_FIXTURES fixture."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Keep each phase's report on the test item (the browser fixture screenshots failures)."""
