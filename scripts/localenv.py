@@ -40,6 +40,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hadr_portal.adapters import commands  # noqa: E402
 from hadr_portal.adapters.commands import CommandFailed, run_command, run_program  # noqa: E402
 from hadr_portal.adapters.localpg import LOCAL_ROLES, PG_BIN, LocalInstance, ensure_roles, make_replica  # noqa: E402
 from hadr_portal.adapters.localredis import LocalRedis  # noqa: E402
@@ -50,7 +51,7 @@ VENV_BIN = Path(sys.executable).parent
 # The demo application runs as the command user (HADR_COMMAND_USER) when `make up` runs as root, like every program
 # the catalog names: its Restart button runs `localenv.py restart demo-app` as that user, which must be able to
 # stop and start it. Its pid, log and launch file live in .run/demo-app/, owned by that user.
-COMMAND_USER = os.environ.get("HADR_COMMAND_USER") or "hadr-exec"
+COMMAND_USER = os.environ.get("HADR_COMMAND_USER") or commands.DEFAULT_COMMAND_USER
 DEMO_APP = RUN / "demo-app"
 
 
@@ -183,14 +184,12 @@ def spawn(name: str, argv: list[str], env: dict[str, str]) -> int:
 
 
 def command_account() -> pwd.struct_passwd:
-    """The command user, whom the demo application runs as when `make up` runs as root."""
+    """The command user, whom the demo application runs as when `make up` runs as root (the account restart
+    commands run as: one definition, in adapters.commands)."""
     try:
-        return pwd.getpwnam(COMMAND_USER)
-    except KeyError:
-        raise EnvError(
-            f"The command user {COMMAND_USER} (HADR_COMMAND_USER) does not exist: run `make install`, which creates "
-            "it (restart commands and hooks run as that unprivileged account, never as root)."
-        ) from None
+        return commands.command_account(COMMAND_USER, ["demo-app"])
+    except CommandFailed as exc:
+        raise EnvError(f"{exc}.") from None
 
 
 def owned_by(path: Path, account: pwd.struct_passwd | None) -> Path:

@@ -214,13 +214,17 @@ def wait_for(
 
 
 # Fixtures that start processes or serve the portal for real: a test using one is slow whatever it is marked.
-SLOW_FIXTURES = frozenset({"start_worker", "live_server", "page", "browser", "transactional_db"})
+SLOW_FIXTURES = frozenset({"start_worker", "live_server", "page", "transactional_db"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`make test-fast` leaves out the slow tests: those marked so, and those using a SLOW_FIXTURES fixture."""
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("slow"):
+        database = item.get_closest_marker("django_db")
+        transactional = bool(database and database.kwargs.get("transaction"))  # not in fixturenames
+        if (transactional or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))) and not item.get_closest_marker(
+            "slow"
+        ):
             item.add_marker(pytest.mark.slow)
 
 

@@ -11,14 +11,13 @@ from django.urls import reverse
 from hadr_portal.core.validators import env_reference
 
 
-def lockout_alerts_queue(*, address: str, failures: int, minutes: int) -> int:
-    """One delivery task per enabled channel, each retried on its own; returns how many were queued."""
+def lockout_alerts_queue(*, address: str, failures: int, minutes: int) -> None:
+    """One delivery task per enabled channel, each retried on its own."""
     from hadr_portal.status.models import AlertChannel
 
     from .tasks import lockout_alert_task
 
-    channels = list(AlertChannel.objects.filter(enabled=True).values_list("pk", flat=True))
-    for channel_id in channels:
+    for channel_id in AlertChannel.objects.filter(enabled=True).values_list("pk", flat=True):
         transaction.on_commit(
             partial(
                 lockout_alert_task.apply_async,
@@ -26,7 +25,6 @@ def lockout_alerts_queue(*, address: str, failures: int, minutes: int) -> int:
                 queue="default",
             )
         )
-    return len(channels)
 
 
 def lockout_message(*, address: str, failures: int, minutes: int) -> tuple[str, str, dict[str, object]]:

@@ -75,9 +75,10 @@ def _alert_due(address: str | None, minutes: int) -> bool:
     """One alert per address per lockout period, and at most one a minute in all: a password-guessing run across
     many accounts or addresses must not bury the channels (the audit log keeps every lockout)."""
     try:
+        # the overall pause first: a lockout held back by it must not also use up its address's one alert
         return bool(
-            cache.add(f"accounts:lockout-alert:{address}", True, timeout=max(60, minutes * 60))
-            and cache.add("accounts:lockout-alert", True, timeout=ALERT_PAUSE_SECONDS)
+            cache.add("accounts:lockout-alert", True, timeout=ALERT_PAUSE_SECONDS)
+            and cache.add(f"accounts:lockout-alert:{address}", True, timeout=max(60, minutes * 60))
         )
     except Exception:  # the cache is down: alert anyway, a lockout matters more than a duplicate
         logger.warning("lockout alert: cache unavailable, alerting without the rate limit", exc_info=True)

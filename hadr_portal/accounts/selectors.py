@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from hadr_portal.core.permissions import user_roles
@@ -37,10 +37,6 @@ def recovery_codes_left(user: AbstractBaseUser) -> int:
     return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
 
 
-def recovery_device(user: AbstractBaseUser) -> StaticDevice | None:
-    return StaticDevice.objects.filter(user=user, confirmed=True).first()
-
-
 @dataclass(frozen=True)
 class TwoFactorState:
     """For templates and the middleware: `request.two_factor`."""
@@ -48,11 +44,6 @@ class TwoFactorState:
     enrolled: bool
     required: bool
     verified: bool
-
-    @property
-    def offered(self) -> bool:
-        """Not enrolled, not forced: the page links to enrolment instead."""
-        return not self.enrolled and not self.required
 
 
 def two_factor_state(user: AbstractBaseUser | AnonymousUser) -> TwoFactorState:

@@ -43,6 +43,34 @@ def verification_record(request: HttpRequest, device: Device) -> None:
     request.session[VERIFIED_AT] = time.time()
 
 
+def session_code_check(
+    request: HttpRequest,
+    code: str,
+    *,
+    action: str,
+    target: str,
+    accepted: str,
+    parameters: dict[str, str] | None = None,
+) -> str:
+    """Check a code typed for this session, audit the attempt, and on success verify the session as of now.
+    Returns "" when accepted, else the reason for the person who typed it."""
+    check = code_verify(user=request.user, code=code)  # type: ignore[arg-type]
+    audit_record(
+        actor=request.user,
+        action=action,
+        target=target,
+        outcome=AuditEntry.Outcome.SUCCESS if check.ok else AuditEntry.Outcome.REFUSED,
+        parameters=parameters,
+        address=client_address(request),
+        detail=accepted if check.ok else check.error,
+    )
+    if not check.ok:
+        return check.error
+    assert check.device is not None
+    verification_record(request, check.device)
+    return ""
+
+
 def verification_age(request: HttpRequest) -> float | None:
     """Seconds since the last accepted code in this session; None if the session was never verified."""
     verified_at = request.session.get(VERIFIED_AT)
@@ -76,21 +104,16 @@ def step_up_challenge(request: HttpRequest, *, what: str) -> HttpResponse | None
         return HttpResponseClientRedirect(url) if request.htmx else redirect(url)  # type: ignore[attr-defined]
     error = ""
     if CODE_FIELD in request.POST:
-        check = code_verify(user=user, code=request.POST[CODE_FIELD])  # type: ignore[arg-type]
-        audit_record(
-            actor=user,
+        error = session_code_check(
+            request,
+            request.POST[CODE_FIELD],
             action="auth.step_up",
             target=request.path,
-            outcome=AuditEntry.Outcome.SUCCESS if check.ok else AuditEntry.Outcome.REFUSED,
+            accepted="fresh code accepted",
             parameters={"for": what},
-            address=client_address(request),
-            detail="fresh code accepted" if check.ok else check.error,
         )
-        if check.ok:
-            assert check.device is not None
-            verification_record(request, check.device)
+        if not error:
             return None
-        error = check.error
     return step_up_form(request, what=what, error=error)
 
 

@@ -12,12 +12,10 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from hadr_portal.core.audit import audit_record
-from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.operations import client_address
 
 from . import selectors, services
-from .stepup import step_up_required, verification_record
+from .stepup import session_code_check, step_up_required, verification_record
 
 
 @require_GET
@@ -116,19 +114,14 @@ def verify(request: HttpRequest) -> HttpResponse:
         return redirect("accounts:enrol")
     error = ""
     if request.method == "POST":
-        check = services.code_verify(user=request.user, code=request.POST.get("code", ""))  # type: ignore[arg-type]
-        audit_record(
-            actor=request.user,
+        error = session_code_check(
+            request,
+            request.POST.get("code", ""),
             action="auth.verify",
             target=f"user:{request.user.get_username()}",
-            outcome=AuditEntry.Outcome.SUCCESS if check.ok else AuditEntry.Outcome.REFUSED,
-            address=client_address(request),
-            detail="session verified with a code" if check.ok else check.error,
+            accepted="session verified with a code",
         )
-        if check.ok:
-            assert check.device is not None
-            verification_record(request, check.device)
+        if not error:
             return redirect(next_url or "dashboard")
-        error = check.error
     context = {"error": error, "next": next_url}
     return render(request, "accounts/verify.html", context, status=400 if error else 200)

@@ -216,6 +216,8 @@ def probe_postgres(
         return _result(checks, latency_ms, data)
 
     result = _guarded(timeout, work)
+    if result.outcome == UP:  # a message built above from figures; only an error's text may quote the DSN
+        return result
     return replace(result, message=without_dsn(result.message, conninfo))
 
 

@@ -127,11 +127,6 @@ class SqlRefused(ValueError):
     """A user-written query that may not run; the message says what is refused and what is allowed."""
 
 
-def allowed_functions_text() -> str:
-    """The allowed functions by group, as the README and refusals list them."""
-    return "; ".join(f"{group}: {', '.join(names)}" for group, names in FUNCTION_GROUPS.items())
-
-
 def _allowed_summary() -> str:
     groups = ", ".join(f"{group} ({', '.join(names[:3])} …)" for group, names in FUNCTION_GROUPS.items())
     return f"{groups}; the README lists them all (Security → Database roles)"

@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from hadr_portal.adapters import netguard
+from hadr_portal.core.targets import target_url_refusal
 from hadr_portal.core.validators import slug
 
 from .verification import verify_queries_validate
@@ -48,13 +48,10 @@ class StorageTarget(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """No credentials in an S3 endpoint URL: they are named by access_key_env / secret_key_env."""
+        """An S3 endpoint URL passes the rule of every outbound URL (core.targets): no credentials in it (they are
+        named by access_key_env / secret_key_env), no refused address."""
         endpoint = self.config.get("endpoint_url") if isinstance(self.config, dict) else None
-        if isinstance(endpoint, str) and (
-            refusal := netguard.userinfo_refusal(
-                endpoint, instead="S3 credentials go in the variables named by access_key_env and secret_key_env"
-            )
-        ):
+        if isinstance(endpoint, str) and (refusal := target_url_refusal(endpoint, env_key="access_key_env")):
             raise ValidationError({"config": f"endpoint_url: {refusal}"})
 
 

@@ -51,7 +51,6 @@ from hadr_portal.core.models import Operation, OperationLogLine
 from hadr_portal.core.operations import OperationContext, OperationKind, register
 from hadr_portal.core.permissions import Action
 from hadr_portal.core.redaction import redact
-from hadr_portal.core.validators import env_reference
 from hadr_portal.databases.models import Purpose
 
 from .models import Backup, BackupPolicy, Restore
@@ -237,8 +236,8 @@ def _as_reader(restore: Restore, target: PgTarget) -> PgTarget:
     user-written and never run as the admin account (a physical restore is a copy of the policy's cluster,
     its roles and passwords included)."""
     cluster = restore.policy.cluster if restore.is_physical else (restore.target_cluster or restore.policy.cluster)
-    user, password_env = cluster.credentials(Purpose.READ)
-    return replace(target, user=user, password=env_reference(password_env))
+    user, password = cluster.login(Purpose.READ)
+    return replace(target, user=user, password=password)
 
 
 def _swap(context: OperationContext, restore: Restore, server: PgTarget, work: str) -> None:

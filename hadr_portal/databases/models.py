@@ -141,6 +141,11 @@ class Cluster(models.Model):
             return getattr(self, f"{prefix}_user"), getattr(self, f"{prefix}_password_env")
         return self.user, self.password_env
 
+    def login(self, purpose: Purpose) -> tuple[str, str]:
+        """(user, password) that `purpose` connects with, the password read from its variable."""
+        user, password_env = self.credentials(purpose)
+        return user, env_reference(password_env)
+
 
 class Node(models.Model):
     """One PostgreSQL server of a cluster, and what it last said about itself."""
@@ -167,8 +172,7 @@ class Node(models.Model):
 
     def address(self, purpose: Purpose) -> NodeAddress:
         """Where and as whom to connect for `purpose` (see Cluster.credentials); the password from its variable."""
-        user, password_env = self.cluster.credentials(purpose)
-        password = env_reference(password_env)
+        user, password = self.cluster.login(purpose)
         return NodeAddress(self.host, self.port, self.cluster.dbname, user, password)
 
     @property

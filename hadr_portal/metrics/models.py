@@ -80,13 +80,12 @@ class Funnel(models.Model):
         if self.source == self.Source.QUERY:
             if bool(self.cluster) == bool(self.dsn_env):
                 errors["cluster"] = "Name a cluster (its replica is read) or a DSN variable in dsn_env, not both."
-            refusal = sql_refusal(self.query, kind=FUNNEL_QUERY, placeholders=True)
             if SINCE_PLACEHOLDER not in self.query:
                 errors["query"] = (
                     "The query must select (step, hour, count) rows and take %(since)s, e.g. "
                     "WHERE created_at >= %(since)s."
                 )
-            elif refusal:
+            elif refusal := sql_refusal(self.query, kind=FUNNEL_QUERY, placeholders=True):
                 errors["query"] = f"Refused: {refusal}."
         if errors:
             raise ValidationError(errors)

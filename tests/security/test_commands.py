@@ -33,7 +33,6 @@ from tests.status.factories import SERVICE_FORM_FIELDS, make_service
 
 ROOT = Path(__file__).resolve().parents[2]
 SHELL_COMMAND = {"controller": "command", "argv": ["/bin/sh", "-c", "id > /tmp/pwned"], "env": ["HADR_SECRET_KEY"]}
-SERVICE_FIELDS = SERVICE_FORM_FIELDS
 
 
 def edit_url(name: str = "shop") -> str:
@@ -59,7 +58,7 @@ def test_devops_posting_a_shell_command_in_the_service_form_is_refused_saved_now
     make_service("shop", display_name="Shop")
     devops = client_as(Role.DEVOPS)
 
-    response = devops.post(edit_url(), SERVICE_FIELDS | {"restart": json.dumps(SHELL_COMMAND)})
+    response = devops.post(edit_url(), SERVICE_FORM_FIELDS | {"restart": json.dumps(SHELL_COMMAND)})
 
     assert response.status_code == 400
     page = response.content.decode()
@@ -72,14 +71,14 @@ def test_devops_posting_a_shell_command_in_the_service_form_is_refused_saved_now
 
     # the same with the form's own fields: a command or systemd controller is not one of its choices
     for controller in ("command", "systemd"):
-        response = devops.post(edit_url(), SERVICE_FIELDS | {"restart_controller": controller})
+        response = devops.post(edit_url(), SERVICE_FORM_FIELDS | {"restart_controller": controller})
         assert response.status_code == 400
         assert f"A {controller} controller cannot be written here." in response.content.decode()
     assert Service.objects.get(name="shop").restart == {}
     assert len(refusals()) == 3
 
     # nor through a new service
-    response = devops.post(reverse("status:service-new"), SERVICE_FIELDS | {"name": "evil", "restart": "{}"})
+    response = devops.post(reverse("status:service-new"), SERVICE_FORM_FIELDS | {"name": "evil", "restart": "{}"})
     assert response.status_code == 400 and not Service.objects.filter(name="evil").exists()
     assert refusals()[0].target == "service:evil"
 
@@ -94,7 +93,9 @@ def test_a_program_outside_the_allowlist_is_refused_and_audited(client_as, setti
     assert f'<option value="{allowed}">{allowed}</option>' in page
     assert "Run an allowlisted program" in page and "systemd" not in page.split("<legend>Restart</legend>")[1]
 
-    response = devops.post(edit_url(), SERVICE_FIELDS | {"restart_controller": "program", "restart_program": "/bin/sh"})
+    response = devops.post(
+        edit_url(), SERVICE_FORM_FIELDS | {"restart_controller": "program", "restart_program": "/bin/sh"}
+    )
     assert response.status_code == 400
     assert "/bin/sh is not in the command allowlist (HADR_COMMAND_ALLOWLIST: " in response.content.decode()
     assert Service.objects.get(name="shop").restart == {}
@@ -110,7 +111,7 @@ def test_a_catalog_command_is_kept_as_it_is_and_shown_read_only(client_as):
     assert "Keep the command defined in the catalog file" in page
     assert "It runs /usr/local/bin/restart-shop --graceful, with the variables APP_ENV, in /srv/shop" in page
     # saving other fields keeps it, whatever else is posted in the restart fields
-    fields = SERVICE_FIELDS | {"display_name": "Shop front", "restart_controller": "keep"}
+    fields = SERVICE_FORM_FIELDS | {"display_name": "Shop front", "restart_controller": "keep"}
     response = devops.post(edit_url(), fields | {"restart_program": "/bin/sh", "restart_arguments": "-c\nid"})
     assert response.status_code == 302
     service = Service.objects.get(name="shop")
@@ -134,7 +135,7 @@ def test_an_allowlisted_program_runs_on_a_real_worker_as_the_command_user_withou
     settings.COMMAND_ALLOWLIST = [str(script)]
     make_service("shop", display_name="Shop")
     devops = client_as(Role.DEVOPS)
-    fields = SERVICE_FIELDS | {"restart_controller": "program", "restart_program": str(script)}
+    fields = SERVICE_FORM_FIELDS | {"restart_controller": "program", "restart_program": str(script)}
     response = devops.post(edit_url(), fields | {"restart_arguments": "--graceful\n$HOME; rm -rf / `id`"})
     assert response.status_code == 302, response.content.decode()
     assert Service.objects.get(name="shop").restart == {

@@ -24,8 +24,6 @@ from tests.status.factories import SERVICE_FORM_FIELDS, make_service
 
 pytestmark = pytest.mark.django_db
 
-SERVICE_FIELDS = SERVICE_FORM_FIELDS
-
 
 class Recorder(BaseHTTPRequestHandler):
     received: list[str] = []
@@ -52,7 +50,7 @@ def listener():
 def test_devops_cannot_make_a_restart_webhook_send_the_secret_key_as_a_header(client_as, listener):
     make_service("shop", display_name="Shop")
     devops = client_as(Role.DEVOPS)
-    fields = SERVICE_FIELDS | {
+    fields = SERVICE_FORM_FIELDS | {
         "restart_controller": "webhook",
         "restart_url": listener,
         "restart_headers_env": "Authorization = HADR_SECRET_KEY",
