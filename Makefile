@@ -36,12 +36,15 @@ test: install-dev ## Run the whole test suite (starts its own PostgreSQL, Redis,
 test-fast: install-dev ## The suite without the slow tests (worker processes, browser)
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
-lint: install-dev ## ruff check + format check, Django checks, missing migrations
+# mypy's Django plugin and `manage.py check` load the settings, which require these; nothing connects to them.
+LINT_ENV := HADR_SECRET_KEY=lint-only-secret-key-0123456789-0123456789-0123456789 HADR_DEBUG=true \
+  HADR_DATABASE_URL=postgres://lint@127.0.0.1:1/lint HADR_REDIS_URL=redis://127.0.0.1:1/0 \
+  PYTHONWARNINGS=ignore::RuntimeWarning
+lint: install-dev ## ruff check + format check, mypy, Django checks, missing migrations
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
-	@HADR_SECRET_KEY=lint-only-secret-key-0123456789-0123456789-0123456789 HADR_DEBUG=true \
-	  HADR_DATABASE_URL=postgres://lint@127.0.0.1:1/lint HADR_REDIS_URL=redis://127.0.0.1:1/0 \
-	  PYTHONWARNINGS=ignore::RuntimeWarning sh -c '$(PY) manage.py check && $(PY) manage.py makemigrations --check --dry-run'
+	@$(LINT_ENV) .venv/bin/mypy
+	@$(LINT_ENV) sh -c '$(PY) manage.py check && $(PY) manage.py makemigrations --check --dry-run'
 
 format: install-dev ## Apply ruff's fixes and formatting
 	@.venv/bin/ruff check --fix .
@@ -51,4 +54,5 @@ bench: install-dev ## Run the benchmarks in bench/
 	@$(PY) bench/run.py $(BENCH)
 
 clean: down ## Stop everything and delete .run/ (all local data!)
+	@for link in .run/pg .run/restores; do if [ -L "$$link" ]; then rm -rf "$$(readlink -f "$$link")"; fi; done
 	@rm -rf .run

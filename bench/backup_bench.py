@@ -104,7 +104,7 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 
 def primary(dbname: str = "postgres") -> Any:
     """The demo cluster's primary as the portal knows it (the node our backups go to)."""
-    from hadr_portal.adapters.pgbackup import PgTarget
+    from hadr_portal.adapters.pg.connection import PgTarget
     from hadr_portal.databases.models import Cluster
 
     nodes = list(Cluster.objects.get(name="demo").nodes.all())
@@ -503,7 +503,7 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def backups_bench(rounds: int = 2) -> dict[str, Any]:
-    from hadr_portal.adapters.pgbackup import backup_stream
+    from hadr_portal.adapters.pg.backup import backup_stream
 
     if not shutil.which("pgbackrest"):
         print("  pgbackrest is not installed (apt-get install pgbackrest): its row will be skipped", flush=True)

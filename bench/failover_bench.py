@@ -51,7 +51,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from hadr_portal.adapters.commands import run_command  # noqa: E402
-from hadr_portal.adapters.localpg import PG_BIN, LocalInstance, chown_to_postgres, make_replica  # noqa: E402
+from hadr_portal.adapters.pg.server import PG_BIN, LocalInstance, chown_to_postgres  # noqa: E402
+from hadr_portal.demo.cluster import make_replica  # noqa: E402
 
 BENCH_PREFIX = "bench-failover-"
 WORK_DIR = ROOT / ".run" / "bench-failover"
@@ -151,7 +152,7 @@ def template_make() -> Path:
 def pair_make(template: Path, *, register: bool) -> Pair:
     """A running primary (a copy of the template) and its streaming replica; registered as a temporary
     cluster with pg_ctl controllers when `register`."""
-    from hadr_portal.adapters.pgnode import wait_streaming
+    from hadr_portal.adapters.pg.node import wait_streaming
     from hadr_portal.databases.services import cluster_upsert
 
     base = WORK_DIR / uuid.uuid4().hex[:8]

@@ -3,7 +3,7 @@
 # let the replica stream from it with a password, and create the portal's roles.
 set -e
 echo "host replication all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
-# The portal's least-privilege roles (the same as `make up` creates: hadr_portal/adapters/localpg.py LOCAL_ROLES).
+# The portal's least-privilege roles (the same as `make up` creates: hadr_portal/demo/cluster.py LOCAL_ROLES).
 psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres \
   -v monitor_pw="$HADR_DEMO_MONITOR_PASSWORD" -v read_pw="$HADR_DEMO_READ_PASSWORD" \
   -v backup_pw="$HADR_DEMO_BACKUP_PASSWORD" <<'SQL'

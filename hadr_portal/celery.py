@@ -42,62 +42,13 @@ def use_django_logging(**_: object) -> None:
 
 @app.on_after_finalize.connect
 def schedule_periodic_tasks(sender: Celery, **_: object) -> None:
-    from django.conf import settings
+    """Beat's schedule: what the apps registered in `registry.periodic_tasks` (they are ready by now: Celery's
+    Django fix-up sets Django up before the app is finalized)."""
+    from hadr_portal.core import registry
 
-    sender.add_periodic_task(
-        float(settings.OPERATION_REAPER_INTERVAL),
-        sender.signature("hadr_portal.core.tasks.operations_reap", queue="default"),
-        name="reap stale operations",
-    )
-    tick = float(settings.CHECK_TICK_SECONDS)
-    sender.add_periodic_task(
-        tick,
-        # A tick that waited longer than one period is useless: the next one claims the same checks.
-        sender.signature("hadr_portal.status.tasks.checks_tick", queue="checks", options={"expires": tick}),
-        name="run due health checks",
-    )
-    sender.add_periodic_task(
-        60.0,
-        sender.signature("hadr_portal.status.tasks.results_rollup", queue="default"),
-        name="roll up and prune check results",
-    )
-    sender.add_periodic_task(
-        60.0,
-        sender.signature("hadr_portal.status.tasks.beat_heartbeat", queue="default"),
-        name="beat heartbeat",
-    )
-    sender.add_periodic_task(
-        30.0,
-        sender.signature("hadr_portal.backups.tasks.backups_schedule", queue="default", options={"expires": 30}),
-        name="queue scheduled backups",
-    )
-    sender.add_periodic_task(
-        30.0,
-        sender.signature("hadr_portal.backups.tasks.drills_schedule", queue="default", options={"expires": 30}),
-        name="queue scheduled restore drills",
-    )
-    sender.add_periodic_task(
-        3600.0,
-        sender.signature("hadr_portal.backups.tasks.backups_prune", queue="default"),
-        name="prune backups by retention",
-    )
-    sender.add_periodic_task(
-        30.0,
-        sender.signature("hadr_portal.metrics.tasks.funnels_collect", queue="default", options={"expires": 30}),
-        name="collect due funnels on their replicas",
-    )
-    sender.add_periodic_task(
-        float(settings.DB_SIZE_INTERVAL),
-        sender.signature("hadr_portal.metrics.tasks.database_sizes_sample", queue="default"),
-        name="sample managed database sizes",
-    )
-    sender.add_periodic_task(
-        3600.0,
-        sender.signature("hadr_portal.metrics.tasks.metrics_prune", queue="default"),
-        name="prune metrics history and logged errors",
-    )
-    sender.add_periodic_task(
-        60.0,
-        sender.signature("hadr_portal.incidents.tasks.escalations_remind", queue="default", options={"expires": 60}),
-        name="escalate unacknowledged incidents",
-    )
+    for entry in registry.periodic_tasks:
+        expires = entry.expiry()
+        options = {"expires": expires} if expires is not None else {}
+        sender.add_periodic_task(
+            entry.seconds(), sender.signature(entry.task, queue=entry.queue, options=options), name=entry.name
+        )

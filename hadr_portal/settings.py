@@ -114,6 +114,8 @@ INSTALLED_APPS = [
     "hadr_portal.runbooks",
     "hadr_portal.incidents",
     "hadr_portal.accounts",
+    "hadr_portal.dashboard",
+    "hadr_portal.demo",
 ]
 
 MIDDLEWARE = [

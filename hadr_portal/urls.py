@@ -10,7 +10,6 @@ from django.urls import include, path
 from hadr_portal.accounts import signin
 from hadr_portal.core import views as core_views
 from hadr_portal.metrics import views as metrics_views
-from hadr_portal.status import views as status_views
 
 admin.site.site_header = "HADR Portal administration"
 
@@ -28,6 +27,6 @@ urlpatterns = [
     path("", include("hadr_portal.incidents.urls")),
     path("", include("hadr_portal.metrics.urls")),
     path("", include("hadr_portal.status.urls")),
-    path("", status_views.dashboard, name="dashboard"),
+    path("", include("hadr_portal.dashboard.urls")),
     path("", include("hadr_portal.core.urls")),
 ]

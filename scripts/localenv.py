@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import pwd
@@ -25,6 +26,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -41,9 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hadr_portal.adapters import commands  # noqa: E402
-from hadr_portal.adapters.commands import CommandFailed, run_command, run_program  # noqa: E402
-from hadr_portal.adapters.localpg import LOCAL_ROLES, PG_BIN, LocalInstance, ensure_roles, make_replica  # noqa: E402
-from hadr_portal.adapters.localredis import LocalRedis  # noqa: E402
+from hadr_portal.adapters.commands import CommandFailed, as_postgres_user, run_command, run_program  # noqa: E402
+from hadr_portal.adapters.pg.server import PG_BIN, LocalInstance  # noqa: E402
+from hadr_portal.demo.cluster import LOCAL_ROLES, ensure_roles, make_replica  # noqa: E402
+from hadr_portal.demo.redis_server import LocalRedis  # noqa: E402
 
 RUN = Path(os.environ.get("HADR_RUN_DIR", ROOT / ".run")).resolve()
 PIDS, LOGS, SECRETS = RUN / "pids", RUN / "logs", RUN / "secrets"
@@ -53,6 +56,11 @@ VENV_BIN = Path(sys.executable).parent
 # stop and start it. Its pid, log and launch file live in .run/demo-app/, owned by that user.
 COMMAND_USER = os.environ.get("HADR_COMMAND_USER") or commands.DEFAULT_COMMAND_USER
 DEMO_APP = RUN / "demo-app"
+# Run as root, the servers run as the postgres user, which must pass through every directory above their data. Where
+# it cannot (a run directory under /root, or in a home directory of mode 700), what it works in lives in a
+# directory of its own here instead, named after the run directory, and .run/<name> links to it.
+SERVER_HOMES = Path("/var/lib/hadr-portal")
+SERVER_DIRS = ("pg", "restores")  # the servers' data; where restores unpack theirs and drills run scratch servers
 
 
 def use_run_dir(path: Path) -> None:
@@ -135,6 +143,58 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o700)
     return path
+
+
+def server_dir(name: str) -> Path:
+    """.run/<name> (one of SERVER_DIRS) as the postgres user must be given it: where its link points, if it is one."""
+    return (RUN / name).resolve()
+
+
+def postgres_reaches(path: Path) -> bool:
+    """Whether the servers may pass through every directory down to `path` (not as root: they run as this user)."""
+    return os.geteuid() != 0 or run_command(as_postgres_user(["test", "-x", str(path)]), check=False).returncode == 0
+
+
+def server_dirs_prepare() -> None:
+    """Choose, once per run directory, where SERVER_DIRS live: in .run when the postgres user may pass through to
+    it, else in SERVER_HOMES with a link from .run. What is found there for a run directory without its link (one
+    deleted since, `make clean`) is removed first: the passwords of those servers went with it."""
+    missing = [name for name in SERVER_DIRS if not os.path.lexists(RUN / name)]
+    if not missing or postgres_reaches(RUN):
+        return
+    home = SERVER_HOMES / f"{RUN.parent.name}-{RUN.name}-{hashlib.sha256(str(RUN).encode()).hexdigest()[:10]}"
+    home.mkdir(parents=True, exist_ok=True)
+    for path in (SERVER_HOMES, home):
+        os.chmod(path, 0o711)  # passed through, never listed
+    for name in missing:
+        target = home / name
+        if target.exists():
+            print(f"  removing {target}, left by an earlier {RUN}")
+            shutil.rmtree(target)
+        target.mkdir(mode=0o711)
+        (RUN / name).symlink_to(target)
+        print(f"  {RUN / name} -> {target} (the postgres user cannot reach {RUN})")
+
+
+def check_command_user_reaches(path: Path) -> None:
+    """Run as root, the demo application and its Restart button run as the command user, from this clone: that
+    user must pass through every directory above it. Said before anything starts, naming the one that stops it."""
+    if run_program(["test", "-x", str(path)], user=COMMAND_USER, check=False).returncode == 0:
+        return
+    blocked = next(
+        (
+            directory
+            for directory in [*reversed(path.parents), path]
+            if run_program(["test", "-x", str(directory)], user=COMMAND_USER, check=False).returncode != 0
+        ),
+        path,
+    )
+    raise EnvError(
+        f"The command user {COMMAND_USER} (HADR_COMMAND_USER) cannot enter {blocked} (mode "
+        f"{stat.S_IMODE(blocked.stat().st_mode):o}): the demo application and its Restart button run as that user "
+        f"from {path}. Clone the repository where other users may enter (e.g. under /opt or /srv), or run "
+        "`make up` as an ordinary user, whom everything then runs as."
+    )
 
 
 # --- the processes --------------------------------------------------------------------------
@@ -244,15 +304,15 @@ class Environment:
 
     @property
     def portal_db(self) -> LocalInstance:
-        return LocalInstance(RUN / "pg" / "portal", self.ports.portal_db, secret("portal-db-password"))
+        return LocalInstance(server_dir("pg") / "portal", self.ports.portal_db, secret("portal-db-password"))
 
     @property
     def primary(self) -> LocalInstance:
-        return LocalInstance(RUN / "pg" / "demo-primary", self.ports.primary, secret("demo-password"))
+        return LocalInstance(server_dir("pg") / "demo-primary", self.ports.primary, secret("demo-password"))
 
     @property
     def replica(self) -> LocalInstance:
-        return LocalInstance(RUN / "pg" / "demo-replica", self.ports.replica, secret("demo-password"))
+        return LocalInstance(server_dir("pg") / "demo-replica", self.ports.replica, secret("demo-password"))
 
     @property
     def redis(self) -> LocalRedis:
@@ -298,6 +358,7 @@ class Environment:
             "HADR_DEMO_PYTHON": command_python(),
             "HADR_EMAIL_BACKEND": os.environ.get("HADR_EMAIL_BACKEND", "file"),
             "HADR_BACKUP_DIR": os.environ.get("HADR_BACKUP_DIR", str(RUN / "backups")),
+            "HADR_RESTORE_SCRATCH_DIR": os.environ.get("HADR_RESTORE_SCRATCH_DIR", str(server_dir("restores"))),
             "HADR_EMAIL_FILE_DIR": os.environ.get("HADR_EMAIL_FILE_DIR", str(RUN / "mail")),
             # /metrics: a local Prometheus (or curl) scrapes it without a token; elsewhere with this one
             "HADR_METRICS_TOKEN": secret("metrics-token"),
@@ -541,6 +602,24 @@ def wait_http(url: str, timeout: float, *, accept: Callable[[int], bool] = lambd
     return False
 
 
+def demo_cluster_up(env: Environment, started: list[Callable[[], None]]) -> None:
+    """The demo cluster: the primary with its `onboarding` database and roles, and its streaming replica, each
+    created and started as needed (what this started is added to `started`)."""
+    ensure_pg(env.primary, "demo primary", started, peer=env.replica)
+    if env.primary.is_running() and env.primary.psql("SELECT pg_is_in_recovery()") == "f":
+        ensure_database(env.primary, "onboarding", owner="onboarding", password=secret("demo-password"))
+        try:
+            ensure_roles(env.primary, env.role_passwords())  # the replica gets them by replication
+        except psycopg.Error as exc:
+            raise EnvError(f"Could not create the portal's database roles on the demo primary: {exc}") from None
+    cloned = server_dir("pg") / "demo-replica.cloned"
+    if not env.replica.exists() or not cloned.exists():  # never cloned, or a clone that was interrupted
+        print("  cloning the demo replica (pg_basebackup, slot replica1)")
+        make_replica(env.primary, env.replica, slot="replica1")
+        cloned.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
+    ensure_pg(env.replica, "demo replica", started, peer=env.primary)
+
+
 def up() -> Environment:
     env = Environment(Ports.from_env())
     RUN.mkdir(parents=True, exist_ok=True)
@@ -550,6 +629,8 @@ def up() -> Environment:
     check_binaries()
     if os.geteuid() == 0:
         command_account()  # the demo application runs as it: missing, say so before anything starts
+        check_command_user_reaches(ROOT)
+    server_dirs_prepare()
     check_ports(env)
     secret("secret-key", 50)
     started: list[Callable[[], None]] = []
@@ -557,19 +638,7 @@ def up() -> Environment:
         print("==> PostgreSQL: portal database, demo primary and replica")
         ensure_pg(env.portal_db, "portal database", started)
         ensure_database(env.portal_db, "hadr_portal")
-        ensure_pg(env.primary, "demo primary", started, peer=env.replica)
-        if env.primary.is_running() and env.primary.psql("SELECT pg_is_in_recovery()") == "f":
-            ensure_database(env.primary, "onboarding", owner="onboarding", password=secret("demo-password"))
-            try:
-                ensure_roles(env.primary, env.role_passwords())  # the replica gets them by replication
-            except psycopg.Error as exc:
-                raise EnvError(f"Could not create the portal's database roles on the demo primary: {exc}") from None
-        cloned = RUN / "pg" / "demo-replica.cloned"
-        if not env.replica.exists() or not cloned.exists():  # never cloned, or a clone that was interrupted
-            print("  cloning the demo replica (pg_basebackup, slot replica1)")
-            make_replica(env.primary, env.replica, slot="replica1")
-            cloned.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
-        ensure_pg(env.replica, "demo replica", started, peer=env.primary)
+        demo_cluster_up(env, started)
         print("==> Redis")
         if env.redis.pid() is None:
             env.redis.start()

@@ -18,9 +18,9 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from hadr_portal.adapters.localpg import LOCAL_ROLES
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster
+from hadr_portal.demo.cluster import LOCAL_ROLES
 from tests.infra import plugin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +30,11 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session")
-def infra() -> plugin.Infrastructure:
-    assert plugin.INFRA is not None
-    return plugin.INFRA
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, portal_server: plugin.Infrastructure
+) -> None:
+    """pytest-django's hook before it creates the test database: the portal's PostgreSQL starts here, for the
+    first test that uses the database, and not at all for a session that never does."""
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -151,7 +153,7 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def start_worker(transactional_db: None) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(transactional_db: None, redis_server: object) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real Celery workers for the test; all are stopped afterwards."""
     workers: list[WorkerProcess] = []
 
@@ -166,12 +168,26 @@ def start_worker(transactional_db: None) -> Iterator[Callable[..., WorkerProcess
 
 
 @pytest.fixture(autouse=True)
-def _fresh_dashboard_tiles() -> None:
-    """The dashboard's tiles are cached in Redis, which outlives a test; a `db` test never commits, so its
-    catalog changes never invalidate them: start every test from a new version."""
-    from hadr_portal.status.board import board_invalidate
+def _fresh_cache(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts from an empty cache. A test marked `redis` uses the real one, which it shares with
+    workers and outlives the test; a `db` test never commits, so its catalog changes never invalidate the
+    dashboard's tiles there: it starts from a new dashboard version. Any other test gets a cache of its own in
+    memory, so that it needs no Redis."""
+    from django.core.cache import cache
+    from django.test import override_settings
 
-    board_invalidate()
+    from hadr_portal.core.dashboard_version import dashboard_invalidate
+
+    if request.node.get_closest_marker("redis"):
+        request.getfixturevalue("redis_server")
+        dashboard_invalidate()
+        yield
+        return
+    with override_settings(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tests"}}
+    ):
+        cache.clear()
+        yield
 
 
 # Programs the catalog names run as the command user when the worker is root (as the tests are, on CI): what a test
@@ -211,21 +227,6 @@ def wait_for(
             return value
         time.sleep(interval)
     raise AssertionError(message or f"condition not met within {timeout} s")
-
-
-# Fixtures that start processes or serve the portal for real: a test using one is slow whatever it is marked.
-SLOW_FIXTURES = frozenset({"start_worker", "live_server", "page", "transactional_db"})
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test-fast` leaves out the slow tests: those marked so, and those using a SLOW_FIXTURES fixture."""
-    for item in items:
-        database = item.get_closest_marker("django_db")
-        transactional = bool(database and database.kwargs.get("transaction"))  # not in fixturenames
-        if (transactional or SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))) and not item.get_closest_marker(
-            "slow"
-        ):
-            item.add_marker(pytest.mark.slow)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

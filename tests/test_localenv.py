@@ -1,4 +1,9 @@
-"""`make up / status / down` for real, in a scratch run directory on free ports."""
+"""`make up / status / down` for real, in scratch run directories on free ports.
+
+A full `up` costs half a minute, so the tests that look at a running environment share one (`running`: each
+leaves it running, or finds it brought back); what is decided in one step of `up` (the servers, the replica's
+clone) is tested on that step alone, through scripts/localenv.py's functions in this process.
+"""
 
 from __future__ import annotations
 
@@ -12,36 +17,111 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from hadr_portal.adapters.commands import as_postgres_user, run_command
+from hadr_portal.demo.cluster import LOCAL_ROLES
+from scripts import localenv as local_environment
 from tests.conftest import COMMAND_USER, wait_for
-from tests.infra.plugin import free_port
+from tests.infra.plugin import free_port, scratch_dir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("localenv")]  # one worker shares the one `up`
 ROOT = Path(__file__).resolve().parent.parent
+PORT_VARIABLES = (
+    "HADR_PORT",
+    "HADR_PORTAL_DB_PORT",
+    "HADR_DEMO_PRIMARY_PORT",
+    "HADR_DEMO_REPLICA_PORT",
+    "HADR_REDIS_PORT",
+    "HADR_DEMO_APP_PORT",
+)
+PROCESS_NAMES = {"demo-app", "worker-checks", "worker-ops", "worker-default", "beat", "web"}
+
+
+def scratch_run_env() -> dict[str, str]:
+    """The environment of a `localenv.py` run in a new run directory, on free ports, without the test's settings."""
+    run_dir = scratch_dir("hadr-localenv-")
+    os.chmod(run_dir, 0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HADR_", "DJANGO_"))}
+    env["HADR_RUN_DIR"] = str(run_dir)
+    env.update({name: str(free_port()) for name in PORT_VARIABLES})
+    return env
+
+
+def scratch_run_env_remove(env: dict[str, str]) -> None:
+    localenv(env, "down")
+    shutil.rmtree(env["HADR_RUN_DIR"], ignore_errors=True)
 
 
 @pytest.fixture
 def run_env() -> Iterator[dict[str, str]]:
-    run_dir = Path(tempfile.mkdtemp(prefix="hadr-localenv-"))
-    os.chmod(run_dir, 0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HADR_", "DJANGO_"))}
-    env["HADR_RUN_DIR"] = str(run_dir)
-    for name in (
-        "HADR_PORT",
-        "HADR_PORTAL_DB_PORT",
-        "HADR_DEMO_PRIMARY_PORT",
-        "HADR_DEMO_REPLICA_PORT",
-        "HADR_REDIS_PORT",
-        "HADR_DEMO_APP_PORT",
-    ):
-        env[name] = str(free_port())
+    env = scratch_run_env()
     yield env
-    localenv(env, "down")
-    shutil.rmtree(run_dir, ignore_errors=True)
+    scratch_run_env_remove(env)
+
+
+@dataclass
+class Running:
+    env: dict[str, str]
+    up: subprocess.CompletedProcess[str]  # the `up` that started what runs
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.env["HADR_RUN_DIR"])
+
+
+@pytest.fixture(scope="module")
+def environment() -> Iterator[Running]:
+    env = scratch_run_env()
+    yield Running(env, localenv(env, "up"))
+    scratch_run_env_remove(env)
+
+
+@pytest.fixture
+def running(environment: Running) -> Running:
+    """The module's environment, every process of it running: started again if a test before stopped it."""
+    started = pids(environment.run_dir)
+    if set(started) != PROCESS_NAMES or not all(alive(pid) for pid in started.values()):
+        environment.up = localenv(environment.env, "up")
+    assert environment.up.returncode == 0, environment.up.stderr + environment.up.stdout
+    return environment
+
+
+@pytest.fixture
+def in_process() -> Iterator[Callable[[Path], local_environment.Environment]]:
+    """scripts/localenv.py in this process: `in_process(run_dir)` points it at that run directory (as --run-dir
+    does) and gives its Environment on free ports. Its servers are stopped and its directories removed after."""
+    made: list[tuple[Path, local_environment.Environment]] = []
+    before = local_environment.RUN
+
+    def make(run_dir: Path) -> local_environment.Environment:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o711)  # as `up` leaves it
+        local_environment.use_run_dir(run_dir)
+        ports = local_environment.Ports(*(free_port() for _ in PORT_VARIABLES))
+        made.append((run_dir, local_environment.Environment(ports)))
+        return made[-1][1]
+
+    yield make
+    for run_dir, env in made:
+        local_environment.use_run_dir(run_dir)
+        for instance in (env.replica, env.primary, env.portal_db):
+            if instance.exists():
+                instance.stop(mode="immediate")
+        for name in local_environment.SERVER_DIRS:
+            if (run_dir / name).is_symlink():
+                shutil.rmtree(local_environment.server_dir(name).parent, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    local_environment.use_run_dir(before)
+
+
+def postgres_may_enter(path: Path) -> bool:
+    return run_command(as_postgres_user(["test", "-x", str(path)]), check=False).returncode == 0
 
 
 def localenv(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -80,13 +160,11 @@ def listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_up_is_idempotent_and_down_leaves_nothing_behind(run_env):
-    run_dir = Path(run_env["HADR_RUN_DIR"])
-    first = localenv(run_env, "up")
-    assert first.returncode == 0, first.stderr + first.stdout
-    assert f"http://127.0.0.1:{run_env['HADR_PORT']}" in first.stdout
+def test_up_starts_everything_and_a_second_up_leaves_it_alone(running):
+    run_env, run_dir = running.env, running.run_dir
+    assert f"http://127.0.0.1:{run_env['HADR_PORT']}" in running.up.stdout
     password = (run_dir / "admin-password").read_text().strip()
-    assert f"admin / {password}" in first.stdout
+    assert f"admin / {password}" in running.up.stdout
     for private in ("admin-password", "env"):
         assert stat.S_IMODE((run_dir / private).stat().st_mode) == 0o600
     env_file = (run_dir / "env").read_text()
@@ -97,18 +175,39 @@ def test_up_is_idempotent_and_down_leaves_nothing_behind(run_env):
         assert response.status == 200
 
     started = pids(run_dir)
-    assert set(started) == {"demo-app", "worker-checks", "worker-ops", "worker-default", "beat", "web"}
     again = localenv(run_env, "up")
     assert again.returncode == 0, again.stderr
     assert pids(run_dir) == started, "a second `up` must leave running processes alone"
     assert localenv(run_env, "status").returncode == 0
 
-    down = localenv(run_env, "down")
-    assert down.returncode == 0, down.stderr
-    assert not [name for name, pid in started.items() if alive(pid)]
-    ports = [int(run_env[name]) for name in run_env if name.endswith("_PORT") or name == "HADR_PORT"]
-    assert not [port for port in ports if listening(port)]
-    assert localenv(run_env, "status").returncode == 3
+
+def test_make_up_creates_the_roles_with_their_own_passwords(running):
+    run_env, run_dir = running.env, running.run_dir
+    env_file = (run_dir / "env").read_text()
+    assert "export HADR_DSN_PORTAL='postgres://postgres:" in env_file
+    port = run_env["HADR_DEMO_PRIMARY_PORT"]
+    for role in LOCAL_ROLES:
+        secret = run_dir / "secrets" / f"db-role-{role.name}"
+        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+        password = secret.read_text().strip()
+        assert f"export {role.password_variable}='{password}'" in env_file
+        dsn = f"host=127.0.0.1 port={port} dbname=onboarding user={role.name} password={password}"
+        with psycopg.connect(dsn) as conn:
+            superuser, replication = conn.execute(
+                "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+            granted = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b"
+                    " ON b.oid = m.roleid JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = current_user"
+                )
+            }
+        assert not superuser and replication == (role.attributes == "REPLICATION") and granted == set(role.grants)
+    reader = (run_dir / "secrets" / "db-role-hadr_reader").read_text().strip()
+    replica = f"host=127.0.0.1 port={run_env['HADR_DEMO_REPLICA_PORT']} dbname=onboarding user=hadr_reader"
+    with psycopg.connect(f"{replica} password={reader}") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT pg_promote()")
 
 
 def test_a_taken_port_is_named_and_nothing_is_left_running(run_env):
@@ -136,24 +235,85 @@ def test_a_missing_postgresql_is_named_with_the_fix(run_env):
     assert "make install" in result.stderr
 
 
-def test_an_interrupted_replica_clone_is_redone(run_env):
-    run_dir = Path(run_env["HADR_RUN_DIR"])
-    assert localenv(run_env, "up").returncode == 0
-    assert localenv(run_env, "down").returncode == 0
-    (run_dir / "pg" / "demo-replica.cloned").unlink()  # as if pg_basebackup had been interrupted
-    result = localenv(run_env, "up")
-    assert result.returncode == 0, result.stderr
-    assert "cloning the demo replica" in result.stdout
-    assert localenv(run_env, "status").returncode == 0
+def test_an_interrupted_replica_clone_is_redone(in_process, capsys):
+    env = in_process(scratch_dir("hadr-localenv-"))
+    local_environment.demo_cluster_up(env, [])
+    for instance in (env.replica, env.primary):  # `make down`
+        instance.stop()
+    (local_environment.server_dir("pg") / "demo-replica.cloned").unlink()  # as if pg_basebackup had been interrupted
+    capsys.readouterr()
+
+    local_environment.demo_cluster_up(env, [])
+    assert "cloning the demo replica" in capsys.readouterr().out
+    assert env.primary.is_running() and env.primary.psql("SELECT pg_is_in_recovery()") == "f"
+    assert env.replica.is_running() and env.replica.psql("SELECT pg_is_in_recovery()") == "t"
+    assert (local_environment.server_dir("pg") / "demo-replica.cloned").exists()
 
 
-def test_restart_brings_back_a_killed_demo_app_through_the_demo_catalogs_controller(run_env):
+@pytest.mark.skipif(os.geteuid() != 0, reason="run by an ordinary user, the servers run as that user")
+def test_the_servers_run_from_a_run_directory_the_postgres_user_cannot_reach(in_process):
+    """A run directory under /root, or in a home directory of mode 700: its servers' data lives where postgres may
+    go, linked from the run directory."""
+    home = scratch_dir("hadr-home-")  # mode 700, as /root
+    try:
+        run_dir = home / "hadr-portal" / ".run"
+        env = in_process(run_dir)
+        assert not postgres_may_enter(run_dir)
+        local_environment.server_dirs_prepare()
+        local_environment.demo_cluster_up(env, [])
+
+        for name in local_environment.SERVER_DIRS:
+            assert (run_dir / name).is_symlink(), name
+            target = local_environment.server_dir(name)
+            assert target.is_relative_to(local_environment.SERVER_HOMES) and postgres_may_enter(target)
+        assert env.primary.data_dir.is_relative_to(local_environment.SERVER_HOMES)  # what pg_ctl controllers get
+        assert env.replica.psql("SELECT pg_is_in_recovery()") == "t"
+        assert env.primary.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1"
+        assert (run_dir / "pg" / "demo-primary.log").exists()  # `make logs` reads the servers' logs through .run
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="run by an ordinary user, the servers run as that user")
+def test_servers_data_left_by_a_deleted_run_directory_is_not_taken_for_the_new_ones(in_process):
+    """`make clean` deletes .run (the links), not what they point to: the servers' passwords went with .run."""
+    home = Path(tempfile.mkdtemp(prefix="hadr-home-"))
+    try:
+        run_dir = home / "hadr-portal" / ".run"
+        in_process(run_dir)
+        local_environment.server_dirs_prepare()
+        stale = local_environment.server_dir("pg") / "portal" / "PG_VERSION"
+        stale.parent.mkdir()
+        stale.write_text("15\n")
+        shutil.rmtree(run_dir)  # `make clean`
+
+        in_process(run_dir)
+        local_environment.server_dirs_prepare()
+        assert (run_dir / "pg").is_symlink() and local_environment.server_dir("pg") == stale.parent.parent
+        assert not stale.exists()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="run by an ordinary user, everything runs as that user")
+def test_a_clone_the_command_user_cannot_reach_is_named_before_anything_starts():
+    home = Path(tempfile.mkdtemp(prefix="hadr-home-"))
+    try:
+        (home / "hadr-portal").mkdir()
+        with pytest.raises(local_environment.EnvError) as refused:
+            local_environment.check_command_user_reaches(home / "hadr-portal")
+        assert f"cannot enter {home} (mode 700)" in str(refused.value) and "/opt" in str(refused.value)
+        local_environment.check_command_user_reaches(ROOT)  # this clone: every user may enter it
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_restart_brings_back_a_killed_demo_app_through_the_demo_catalogs_controller(running):
     """What the Restart button of the demo's onboarding application runs: as the command user, given no variable."""
     from hadr_portal.adapters.controllers import controller_from_config
-    from hadr_portal.status.demo import demo_catalog
+    from hadr_portal.demo.catalog import demo_catalog
 
-    run_dir = Path(run_env["HADR_RUN_DIR"])
-    assert localenv(run_env, "up").returncode == 0
+    run_env, run_dir = running.env, running.run_dir
     catalog = demo_catalog(env_file(run_dir))  # as `make up` seeded it
     app = next(service for service in catalog["services"] if service["name"] == "onboarding-app")
     assert "env" not in app["restart"]
@@ -174,3 +334,14 @@ def test_restart_brings_back_a_killed_demo_app_through_the_demo_catalogs_control
         assert response.status == 200
     assert "stopped demo-app" in controller.restart(service="onboarding-app", environ={}).output
     assert localenv(run_env, "status").returncode == 0
+
+
+def test_down_stops_everything_and_leaves_no_port_open(running):
+    """Last of the tests of the running environment (a test after it would start it again)."""
+    run_env = running.env
+    started = pids(running.run_dir)
+    down = localenv(run_env, "down")
+    assert down.returncode == 0, down.stderr
+    assert not [name for name, pid in started.items() if alive(pid)]
+    assert not [port for port in map(int, (run_env[name] for name in PORT_VARIABLES)) if listening(port)]
+    assert localenv(run_env, "status").returncode == 3

@@ -1,30 +1,20 @@
-"""A sign-in lockout is announced on every enabled alert channel (e-mail, webhook), like a service going down."""
+"""A sign-in lockout is announced on every enabled alert channel (e-mail, webhook), like a service going down.
+
+The channels belong to the status app, above this one: the alert goes out as core's `security_alert` signal,
+which status delivers on each channel."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 
-from hadr_portal.core.validators import env_reference
+from hadr_portal.core.signals import security_alert
 
 
 def lockout_alerts_queue(*, address: str, failures: int, minutes: int) -> None:
-    """One delivery task per enabled channel, each retried on its own."""
-    from hadr_portal.status.models import AlertChannel
-
-    from .tasks import lockout_alert_task
-
-    for channel_id in AlertChannel.objects.filter(enabled=True).values_list("pk", flat=True):
-        transaction.on_commit(
-            partial(
-                lockout_alert_task.apply_async,
-                kwargs={"channel_id": channel_id, "address": address, "failures": failures, "minutes": minutes},
-                queue="default",
-            )
-        )
+    """Announce the lockout: one delivery per enabled channel, each retried on its own, once this commits."""
+    subject, text, payload = lockout_message(address=address, failures=failures, minutes=minutes)
+    security_alert.send(sender=lockout_alerts_queue, subject=subject, text=text, payload=payload)
 
 
 def lockout_message(*, address: str, failures: int, minutes: int) -> tuple[str, str, dict[str, object]]:
@@ -47,18 +37,3 @@ def lockout_message(*, address: str, failures: int, minutes: int) -> tuple[str, 
         "url": link,
     }
     return subject, text, payload
-
-
-def lockout_alert_send(*, channel_id: int, address: str, failures: int, minutes: int) -> None:
-    """Send one channel's lockout alert; DeliveryFailed propagates (the task retries)."""
-    from hadr_portal.status.alerts import message_send
-    from hadr_portal.status.models import AlertChannel
-
-    channel = AlertChannel.objects.filter(pk=channel_id, enabled=True).first()
-    if channel is None:
-        return
-    subject, text, payload = lockout_message(address=address, failures=failures, minutes=minutes)
-    target = env_reference(channel.target_env) if channel.target_env else channel.target
-    message_send(
-        kind=channel.kind, target=target, subject=subject, text=text, payload=payload, where=channel.target_env
-    )

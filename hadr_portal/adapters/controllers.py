@@ -76,7 +76,10 @@ class ControllerResult:
 
 class Controller(Protocol):
     kind: ClassVar[str]
-    timeout: float
+
+    # Read-only: the controllers are frozen dataclasses.
+    @property
+    def timeout(self) -> float: ...
 
     def describe(self) -> str: ...
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import httpx
 import psutil
@@ -28,7 +28,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from . import netguard
-from .postgres import dsn_valid, without_dsn
+from .pg.connection import dsn_valid, without_dsn
 
 UP, DEGRADED, DOWN = "up", "degraded", "down"
 _SEVERITY = {UP: 0, DEGRADED: 1, DOWN: 2}
@@ -148,7 +148,7 @@ def probe_redis(*, url: str, timeout: float) -> ProbeResult:
             info = client.info()
         finally:
             client.close()
-        data = {
+        data: dict[str, Any] = {
             "redis_version": str(info.get("redis_version", "")),
             "role": str(info.get("role", "")),
             "used_memory": int(info.get("used_memory", 0)),
@@ -262,7 +262,20 @@ def _replica_checks(conn: psycopg.Connection[Any], data: dict[str, Any]) -> list
     return [(UP, "replica"), (UP, "streaming")]
 
 
-def probe_host(*, disk_paths: Sequence[str] = ("/",), sample_seconds: float = 0.5, **limits: float) -> ProbeResult:
+class HostThresholds(TypedDict, total=False):
+    """The percentages `evaluate_host` judges a host by; one left out keeps its default."""
+
+    cpu_warning: float
+    cpu_critical: float
+    memory_warning: float
+    memory_critical: float
+    disk_warning: float
+    disk_critical: float
+
+
+def probe_host(
+    *, disk_paths: Sequence[str] = ("/",), sample_seconds: float = 0.5, **limits: Unpack[HostThresholds]
+) -> ProbeResult:
     """CPU (sampled over `sample_seconds`), memory and disk use of the machine we run on, judged by
     `evaluate_host` with its thresholds (`cpu_warning`, `disk_critical`, ...)."""
 

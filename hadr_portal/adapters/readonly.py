@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from .postgres import dsn_valid, superuser_refusal, without_dsn
+from .pg.connection import dsn_valid, superuser_refusal, without_dsn
 from .probes import _describe
 from .sqlguard import SqlRefused, sql_check
 
@@ -91,7 +91,7 @@ def _query(
             refusal = superuser_refusal(conn, guard) if guard else ""
             if refusal:
                 raise ReadOnlyQueryError(f"refused: {where} {refusal}")
-            rows = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]  # configuration, not input
+            rows = conn.execute(sql, params).fetchall()  # configuration, not input
             conn.rollback()
     except ReadOnlyQueryError:
         raise

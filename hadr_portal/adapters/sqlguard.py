@@ -173,7 +173,7 @@ def _nodes_in(value: Any) -> Iterator[ast.Node]:
             yield from _nodes_in(item)
 
 
-def _statement_word(node: ast.Node) -> str:
+def _statement_word(node: object) -> str:
     words = {
         "InsertStmt": "INSERT",
         "UpdateStmt": "UPDATE",
@@ -191,7 +191,7 @@ def _statement_word(node: ast.Node) -> str:
 
 
 def _names(items: Any) -> list[str]:
-    return [item.sval for item in items or () if isinstance(item, ast.String)]
+    return [item.sval for item in items or () if isinstance(item, ast.String) and item.sval is not None]
 
 
 def _node_refusal(node: ast.Node, kind: str) -> str:
@@ -249,7 +249,7 @@ def _relation_refusal(node: ast.RangeVar, kind: str) -> str:
     name = ".".join(part for part in (node.catalogname, node.schemaname, node.relname) if part)
     if node.catalogname:
         return f"{name}: a {kind} reads its own database only"
-    if (node.schemaname or "") in SYSTEM_SCHEMAS or (not node.schemaname and node.relname.startswith("pg_")):
+    if (node.schemaname or "") in SYSTEM_SCHEMAS or (not node.schemaname and (node.relname or "").startswith("pg_")):
         return (
             f"{name} is a system catalog: not readable in a {kind} (it can hold password hashes and server "
             "details); query the application's tables"

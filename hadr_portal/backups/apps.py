@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from hadr_portal.core import registry
+from hadr_portal.core.registry import PeriodicTask
+
 
 class BackupsConfig(AppConfig):
     """Backup policies, backups, retention, restores and restore drills."""
@@ -10,4 +13,20 @@ class BackupsConfig(AppConfig):
     label = "backups"
 
     def ready(self) -> None:
-        from . import operations, restores  # noqa: F401  (register the kinds of operation)
+        from .backup import BACKUP
+        from .catalog import CATALOG_SECTIONS
+        from .restores import DRILL, RESTORE
+
+        for kind in (BACKUP, RESTORE, DRILL):
+            registry.operation_kinds.register(kind)
+        for section in CATALOG_SECTIONS:
+            registry.catalog_sections.register(section)
+        for task in (
+            # A scheduling pass that waited longer than its period is dropped: the next one queues the same runs.
+            PeriodicTask("queue scheduled backups", "hadr_portal.backups.tasks.backups_schedule", 30.0, expires=30.0),
+            PeriodicTask(
+                "queue scheduled restore drills", "hadr_portal.backups.tasks.drills_schedule", 30.0, expires=30.0
+            ),
+            PeriodicTask("prune backups by retention", "hadr_portal.backups.tasks.backups_prune", 3600.0),
+        ):
+            registry.periodic_tasks.register(task)

@@ -19,25 +19,19 @@ from pathlib import Path
 
 from django.conf import settings
 
-from hadr_portal.adapters.pgbackup import BackupFailed, PgTarget, server_facts
-from hadr_portal.adapters.pgrestore import (
-    RestoreFailed,
-    database_info,
-    database_sessions,
-    local_tools_major,
-    major_version,
-    port_in_use,
-    server_data_directory,
-    verify_chunks,
-)
+from hadr_portal.adapters.pg.backup import server_facts
+from hadr_portal.adapters.pg.connection import BackupFailed, PgTarget
+from hadr_portal.adapters.pg.dbadmin import database_info, database_sessions, server_data_directory
+from hadr_portal.adapters.pg.restore import RestoreFailed, local_tools_major, major_version, verify_chunks
+from hadr_portal.adapters.pg.scratch import port_in_use
 from hadr_portal.adapters.probes import format_bytes
 from hadr_portal.adapters.storage import StorageError
 from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding
+from hadr_portal.core.humanize import duration_text
 from hadr_portal.core.models import Operation
 
+from .backup import cluster_target
 from .models import Backup, Restore
-from .operations import cluster_target
-from .selectors import duration_text
 from .storage import storage_for
 
 DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")

@@ -28,33 +28,26 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from hadr_portal.adapters.pgbackup import PgTarget
-from hadr_portal.adapters.pgrestore import (
+from hadr_portal.adapters.pg.connection import PgTarget, with_database
+from hadr_portal.adapters.pg.dbadmin import database_create, database_drop, database_info, databases_swap
+from hadr_portal.adapters.pg.restore import (
     RestoreFailed,
-    amcheck_run,
-    database_create,
-    database_drop,
-    database_info,
-    databases_swap,
     fetch_verified,
     pg_restore_items,
     pg_restore_run,
-    queries_run,
-    server_remove,
-    server_start,
-    tar_extract,
     verify_chunks,
-    with_database,
 )
+from hadr_portal.adapters.pg.scratch import server_remove, server_start, tar_extract
+from hadr_portal.adapters.pg.verify import amcheck_run, queries_run
 from hadr_portal.core.findings import OK, blockers
 from hadr_portal.core.models import Operation, OperationLogLine
-from hadr_portal.core.operations import OperationContext, OperationKind, register
+from hadr_portal.core.operations import OperationContext, OperationKind
 from hadr_portal.core.permissions import Action
 from hadr_portal.core.redaction import redact
 from hadr_portal.databases.models import Purpose
 
+from .backup import backup_take, cluster_target, remove_objects
 from .models import Backup, BackupPolicy, Restore
-from .operations import backup_take, cluster_target, remove_objects
 from .preflight import restore_preflight, restore_server, scratch_directory
 from .storage import storage_for
 from .verification import VerificationResult, verification_evaluate
@@ -349,15 +342,13 @@ def drill_data_directory(restore: Restore) -> Path:
     return servers / f"drill-{restore.pk}"
 
 
-for _name, _label in ((RESTORE_KIND, "Restore"), (DRILL_KIND, "Restore drill")):
-    register(
-        OperationKind(
-            name=_name,
-            label=_label,
-            action=Action.RESTORE,
-            run=restore_run,
-            queue="ops",
-            cancellable_while_running=True,
-            cleanup=restore_cleanup,
-        )
-    )
+RESTORE = OperationKind(
+    name=RESTORE_KIND,
+    label="Restore",
+    action=Action.RESTORE,
+    run=restore_run,
+    queue="ops",
+    cancellable_while_running=True,
+    cleanup=restore_cleanup,
+)
+DRILL = replace(RESTORE, name=DRILL_KIND, label="Restore drill")

@@ -9,24 +9,12 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from hadr_portal.core.humanize import duration_text
+
 from .models import Backup, BackupPolicy, Restore
 from .retention import expires_at
 
 RTO_TREND_POINTS = 30
-
-
-def _human(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 3600:
-        return f"{max(1, seconds // 60)} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
-
-
-def duration_text(seconds: float) -> str:
-    """A duration in words a tired person reads at once: "14 s", "12 min", "3.5 h", "2.0 days"."""
-    return f"{max(0, round(seconds))} s" if seconds < 90 else _human(seconds)
 
 
 @dataclass(frozen=True)
@@ -53,14 +41,6 @@ class Freshness:
         return {"up": "green", "degraded": "amber", "down": "red"}[self.state]
 
 
-def backup_freshness(policy_name: str, *, now: datetime | None = None) -> Freshness | None:
-    now = now or timezone.now()
-    policy = BackupPolicy.objects.filter(name=policy_name).first()
-    if policy is None:
-        return None
-    return freshness_of(policy, now=now)
-
-
 def freshness_of(policy: BackupPolicy, *, now: datetime | None = None) -> Freshness:
     """The RPO, and whether the last restore drill proved the backups restore: a failed drill is `degraded`
     (the backup check alerts like any other check)."""
@@ -69,18 +49,17 @@ def freshness_of(policy: BackupPolicy, *, now: datetime | None = None) -> Freshn
     rpo = policy.rpo_minutes * 60
     missed_after = policy.period_seconds(now) + policy.grace_minutes * 60
     if last is None:
-        return Freshness(policy, None, None, "down", f"no good backup yet (RPO {_human(rpo)})")
+        return Freshness(policy, None, None, "down", f"no good backup yet (RPO {duration_text(rpo, coarse=True)})")
     age = (now - last.started_at).total_seconds()
-    text = f"last good backup {_human(age)} ago (RPO {_human(rpo)})"
+    text = f"last good backup {duration_text(age, coarse=True)} ago (RPO {duration_text(rpo, coarse=True)})"
     if age > missed_after:
-        return Freshness(
-            policy, last, age, "down", f"backup missed: {text}; the schedule allows {_human(missed_after)}"
-        )
+        allowed = duration_text(missed_after, coarse=True)
+        return Freshness(policy, last, age, "down", f"backup missed: {text}; the schedule allows {allowed}")
     if age > rpo:
         return Freshness(policy, last, age, "degraded", f"RPO exceeded: {text}")
     drill = last_drill(policy)
     if drill is not None and drill.status == Restore.Status.FAILED:
-        ago = _human((now - (drill.finished_at or now)).total_seconds())
+        ago = duration_text((now - (drill.finished_at or now)).total_seconds(), coarse=True)
         return Freshness(policy, last, age, "degraded", f"{text}; restore drill failed {ago} ago: {drill.error}")
     return Freshness(policy, last, age, "up", text)
 
@@ -125,7 +104,11 @@ def backups_for_restore(policy: BackupPolicy, *, now: datetime | None = None, li
     for restore in Restore.objects.filter(backup__in=backups, status__in=finished).order_by("finished_at", "id"):
         checks[restore.backup_id] = restore  # type: ignore[index]  # the newest one wins
     return [
-        {"backup": backup, "age": _human((now - backup.started_at).total_seconds()), "checked": checks.get(backup.pk)}
+        {
+            "backup": backup,
+            "age": duration_text((now - backup.started_at).total_seconds(), coarse=True),
+            "checked": checks.get(backup.pk),
+        }
         for backup in backups
     ]
 
@@ -138,10 +121,9 @@ def suggested_backup(policy: BackupPolicy) -> Backup | None:
 
 
 def rto_objective_minutes(policy: BackupPolicy) -> int | None:
-    """The RTO of the service whose backup check watches this policy (the catalog's objective for it)."""
-    from hadr_portal.status.models import Check
-
-    check = Check.objects.filter(kind=Check.Kind.BACKUP, config__policy=policy.name).select_related("service").first()
+    """The RTO of the service whose backup check watches this policy (the catalog's objective for it); read
+    through the policy's checks (`Check.policy`), so this app needs nothing from the status app above it."""
+    check = policy.checks.filter(kind="backup").select_related("service").first()
     return check.service.rto_minutes if check else None
 
 

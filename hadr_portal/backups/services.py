@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 from django.utils import timezone
 
-from hadr_portal.adapters.pgrestore import database_drop
+from hadr_portal.adapters.pg.dbadmin import database_drop
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operations import OperationError, operation_request
 from hadr_portal.core.permissions import Action, require
 
+from .backup import MANIFEST_SUFFIX
 from .models import Backup, BackupPolicy, Restore
-from .operations import MANIFEST_SUFFIX
 from .preflight import restore_server
 from .retention import DRAFT_HOLDS, RetentionDecision, retention_plan
 from .storage import storage_for

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from hadr_portal.adapters.pgrestore import free_port
+from hadr_portal.adapters.pg.scratch import free_port
 from hadr_portal.core.findings import Finding, blockers, findings_from
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import OperationError, operation_request

@@ -39,22 +39,22 @@ class AuditedAdminMixin:
     def construct_change_message(self, request: HttpRequest, form: Any, formsets: Any, add: bool = False) -> Any:
         # called right before log_addition / log_change, with the forms they do not receive
         _pending(request).append(admin_changes(form, formsets or (), add=add))
-        return super().construct_change_message(request, form, formsets, add)  # type: ignore[misc]
+        return super().construct_change_message(request, form, formsets, add)  # type: ignore[misc]  # ModelAdmin's (MRO)
 
     def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
         self._audit(request, obj, "add", changes=_take(request))
-        return super().log_addition(request, obj, message)  # type: ignore[misc]
+        return super().log_addition(request, obj, message)  # type: ignore[misc]  # ModelAdmin's (MRO)
 
     def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
         changed = [field for entry in message or [] for field in entry.get("changed", {}).get("fields", [])]
         detail = f"changed: {', '.join(changed)}" if changed else ""
         self._audit(request, obj, "change", detail, changes=_take(request))
-        return super().log_change(request, obj, message)  # type: ignore[misc]
+        return super().log_change(request, obj, message)  # type: ignore[misc]  # ModelAdmin's (MRO)
 
     def log_deletions(self, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
         for obj in queryset:
             self._audit(request, obj, "delete", changes={"deleted": object_values(obj)})
-        return super().log_deletions(request, queryset)  # type: ignore[misc]
+        return super().log_deletions(request, queryset)  # type: ignore[misc]  # ModelAdmin's (MRO)
 
 
 def audit_every_admin(site: admin.AdminSite = admin.site) -> None:
@@ -105,12 +105,13 @@ def _form_changes(form: Any, *, add: bool) -> dict[str, Any]:
 
 def _shown(value: Any, field: Any) -> Any:
     """A form value as the audit log keeps it: related rows by name (an initial value may be only their ids)."""
+    queryset = field.queryset if isinstance(field, ModelChoiceField) else None
     try:
         if isinstance(field, ModelMultipleChoiceField) and isinstance(value, list | tuple):
-            if not all(isinstance(item, Model) for item in value):
-                value = list(field.queryset.filter(pk__in=[getattr(item, "pk", item) for item in value]))
-        elif isinstance(field, ModelChoiceField) and value not in (None, "") and not isinstance(value, Model):
-            value = field.queryset.filter(pk=value).first() or value
+            if queryset is not None and not all(isinstance(item, Model) for item in value):
+                value = list(queryset.filter(pk__in=[getattr(item, "pk", item) for item in value]))
+        elif queryset is not None and value not in (None, "") and not isinstance(value, Model):
+            value = queryset.filter(pk=value).first() or value
     except (TypeError, ValueError):  # not an id after all: keep it as it is
         pass
     return _plain(value)
@@ -131,6 +132,7 @@ def _plain(value: Any) -> Any:
 
 
 def _pending(request: HttpRequest) -> list[dict[str, Any]]:
+    # The changes wait on the request itself, an attribute Django does not declare.
     if not hasattr(request, "_admin_changes"):
         request._admin_changes = []  # type: ignore[attr-defined]
     return request._admin_changes  # type: ignore[attr-defined,no-any-return]
@@ -146,7 +148,7 @@ admin.site.unregister(Group)
 
 
 @admin.register(User)
-class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):  # type: ignore[type-arg]  # generic in the stubs only
     list_display = ("username", "email", "is_active", "is_superuser", "roles", "last_login")
 
     @admin.display(description="Roles")
@@ -159,7 +161,7 @@ class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
     pass
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]  # generic in the stubs only
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

@@ -12,7 +12,7 @@ from .permissions import user_roles
 from .redaction import REDACTED, redact, redact_mapping
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from .permissions import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ __all__ = ["REDACTED", "audit_record", "refusal_recorded"]
 
 def audit_record(
     *,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: Actor | None,
     action: str,
     outcome: str,
     target: str = "",
@@ -41,12 +41,12 @@ def audit_record(
     and detail through `redact`."""
     if outcome == AuditEntry.Outcome.REFUSED:
         refusal_recorded.set(True)
-    authenticated = actor is not None and actor.is_authenticated
+    user = actor if actor is not None and actor.is_authenticated else None
     entry = AuditEntry.objects.create(
-        actor=actor if authenticated else None,
-        actor_name=actor.get_username() if authenticated else "system",  # type: ignore[union-attr]
-        actor_roles=(["superuser"] if getattr(actor, "is_superuser", False) else [])
-        + (user_roles(actor) if authenticated else []),  # type: ignore[arg-type]
+        actor=user,
+        actor_name=user.get_username() if user is not None else "system",
+        actor_roles=(["superuser"] if user is not None and user.is_superuser else [])
+        + (user_roles(user) if user is not None else []),
         address=address or None,
         action=action,
         target=redact(target),

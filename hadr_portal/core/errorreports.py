@@ -11,7 +11,7 @@ import re
 from types import SimpleNamespace
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from .redaction import REDACTED, redact
@@ -44,9 +44,9 @@ class RedactingExceptionReporterFilter(SafeExceptionReporterFilter):
         cleansed = super().cleanse_setting(key, value)
         return redact(cleansed) if isinstance(cleansed, str) else cleansed
 
-    def get_post_parameters(self, request: HttpRequest | None) -> Any:
+    def get_post_parameters(self, request: HttpRequest | None) -> dict[str, Any]:
         parameters = super().get_post_parameters(request)
-        if not parameters:
+        if not parameters or not isinstance(parameters, QueryDict):  # {} when there is no request
             return parameters
         cleansed = parameters.copy()
         for key in cleansed:

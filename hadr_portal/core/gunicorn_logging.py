@@ -22,7 +22,7 @@ class RedactedAtoms(SafeAtoms):
     the atoms a format uses cost anything."""
 
     def __getitem__(self, key: str) -> Any:
-        value = super().__getitem__(key)
+        value = super().__getitem__(key)  # type: ignore[no-untyped-call]  # gunicorn has no annotations
         return redact(value) if isinstance(value, str) else value
 
 
@@ -33,7 +33,7 @@ class RedactingLogger(Logger):
     atoms_wrapper_class = RedactedAtoms
 
     def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
+        super().setup(cfg)  # type: ignore[no-untyped-call]  # gunicorn has no annotations
         redacting = RedactingFilter()
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:

@@ -7,6 +7,14 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
+from django_htmx.middleware import HtmxDetails
+
+
+class HtmxHttpRequest(HttpRequest):
+    """The request a view gets behind django-htmx's middleware, which sets `request.htmx`: annotate a view's
+    request with it when the view reads `request.htmx`."""
+
+    htmx: HtmxDetails
 
 
 def render_page(

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from . import registry
+
 
 class AuditEntry(models.Model):
     """One state change: who (with which roles), from where, when, what, on what, the outcome.
@@ -100,9 +102,7 @@ class Operation(models.Model):
 
     @property
     def kind_label(self) -> str:
-        from .operations import registered_kinds
-
-        kind = registered_kinds().get(self.kind)
+        kind = registry.operation_kinds.get(self.kind)
         return kind.label if kind else self.kind
 
     @property

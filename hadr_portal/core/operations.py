@@ -1,9 +1,10 @@
 """Operations: the one shape for every long action.
 
-A kind of operation (backup, failover, connectivity check, ...) is registered once with
-`register()`: which permission it needs, which queue runs it, whether it is exclusive per
-target, which errors are transient (retried with exponential backoff), and how to clean up
-after a failure. The services here do the rest, the same way for every kind:
+A kind of operation (backup, failover, connectivity check, ...) is an `OperationKind` that the app
+owning it registers in `registry.operation_kinds` from its ready(): which permission it needs, which
+queue runs it, whether it is exclusive per target, which errors are transient (retried with
+exponential backoff), and how to clean up after a failure. The services here do the rest, the same
+way for every kind:
 
 - `operation_request()`  permission check, Operation + audit entry in one transaction, enqueue on commit
 - `operation_execute()`  atomic claim (a second delivery does nothing), heartbeat, retries, outcome
@@ -35,14 +36,16 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from . import registry
 from .audit import audit_record
+from .dispatch import task_send
 from .logging import current_operation_id
 from .models import AuditEntry, Operation, OperationLogLine
 from .permissions import PERMISSIONS, Action, Role, require, user_can
 from .redaction import redact, redact_mapping
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from .permissions import Actor
 
 logger = logging.getLogger(__name__)
 Status = Operation.Status
@@ -67,7 +70,7 @@ class OperationCancelled(Exception):
 
 @dataclass(frozen=True)
 class OperationKind:
-    """How one kind of operation is run. Registered by the app that owns it."""
+    """How one kind of operation is run. Registered by the app that owns it (`registry.operation_kinds`)."""
 
     name: str
     label: str
@@ -83,35 +86,24 @@ class OperationKind:
     cleanup: Callable[[Operation], None] | None = None
 
 
-_KINDS: dict[str, OperationKind] = {}
-
-
-def register(kind: OperationKind) -> OperationKind:
-    _KINDS[kind.name] = kind
+def get_kind(name: str) -> OperationKind:
+    """The registered kind (`registry.operation_kinds`, filled by the apps in their ready())."""
+    kind: OperationKind | None = registry.operation_kinds.get(name)
+    if kind is None:
+        raise OperationError(f"Unknown kind of operation: {name!r}")
     return kind
 
 
-def get_kind(name: str) -> OperationKind:
-    try:
-        return _KINDS[name]
-    except KeyError:
-        raise OperationError(f"Unknown kind of operation: {name!r}") from None
-
-
-def registered_kinds() -> dict[str, OperationKind]:
-    return dict(_KINDS)
-
-
-def output_visible(user: AbstractBaseUser | AnonymousUser, operation: Operation) -> bool:
+def output_visible(user: Actor, operation: Operation) -> bool:
     """Whether `user` may read an operation's log lines, error and result: those who may run its kind (they
     would see the same output running it themselves). Everyone else sees its status and progress only."""
-    kind = _KINDS.get(operation.kind)
+    kind = registry.operation_kinds.get(operation.kind)
     return user_can(user, kind.action) if kind else bool(getattr(user, "is_superuser", False))
 
 
 def output_roles(operation: Operation) -> str:
     """The roles that may read an operation's output, in words: "DevOps", "DevOps and DBA", "administrators"."""
-    kind = _KINDS.get(operation.kind)
+    kind = registry.operation_kinds.get(operation.kind)
     allowed = [role.value for role in Role if kind and role in PERMISSIONS[kind.action]]
     return " and ".join(", ".join(allowed).rsplit(", ", 1)) if allowed else "administrators"
 
@@ -172,7 +164,7 @@ def operation_request(
     *,
     kind: str,
     target: str,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: Actor | None,
     parameters: Mapping[str, Any] | None = None,
     address: str | None = None,
 ) -> Operation:
@@ -216,10 +208,8 @@ def operation_request(
 
 
 def _enqueue(operation_id: int, queue: str) -> None:
-    from .tasks import operation_execute_task
-
     try:
-        operation_execute_task.apply_async(args=[operation_id], queue=queue)
+        task_send("hadr_portal.core.tasks.operation_execute", args=[operation_id], queue=queue)
     except Exception as exc:  # the broker is down: say so on the operation instead of leaving it queued forever
         logger.exception("could not enqueue operation", extra={"operation_id": operation_id})
         _finish(
@@ -381,9 +371,7 @@ def _cleanup(spec: OperationKind, operation: Operation) -> None:
         _log_line(operation.pk, f"Clean-up failed: {_describe(exc)}", OperationLogLine.Level.ERROR)
 
 
-def operation_cancel(
-    *, operation_id: int, actor: AbstractBaseUser | AnonymousUser, address: str | None = None
-) -> Operation:
+def operation_cancel(*, operation_id: int, actor: Actor, address: str | None = None) -> Operation:
     """Cancel a queued operation now, or ask a running cancellable one to stop at its next checkpoint."""
     operation = Operation.objects.get(pk=operation_id)
     audit = partial(

@@ -14,8 +14,13 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import PermissionDenied
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from typing import TypeAlias
+
+    from django.contrib.auth.models import AnonymousUser, User
     from django.http import HttpRequest, HttpResponse
+
+    # Whoever asks: an account (the portal uses Django's own user model) or a visitor not signed in.
+    Actor: TypeAlias = User | AnonymousUser
 
 
 class Role(enum.StrEnum):
@@ -64,7 +69,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
 }
 
 
-def user_roles(user: AbstractBaseUser | AnonymousUser) -> list[str]:
+def user_roles(user: Actor) -> list[str]:
     """The role names an account holds, sorted; cached on the user object for the request."""
     if not user.is_authenticated:
         return []
@@ -72,11 +77,11 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> list[str]:
     if cached is None:
         known = {role.value for role in Role}
         cached = sorted(name for name in user.groups.values_list("name", flat=True) if name in known)
-        user._hadr_roles = cached  # type: ignore[union-attr]
+        user._hadr_roles = cached  # type: ignore[attr-defined]  # the request's cache, on the user object
     return list(cached)
 
 
-def user_can(user: AbstractBaseUser | AnonymousUser, action: Action | str) -> bool:
+def user_can(user: Actor, action: Action | str) -> bool:
     if not user.is_authenticated or not user.is_active:
         return False
     if user.is_superuser:
@@ -85,14 +90,14 @@ def user_can(user: AbstractBaseUser | AnonymousUser, action: Action | str) -> bo
     return any(role in allowed for role in user_roles(user))
 
 
-def require(user: AbstractBaseUser | AnonymousUser, action: Action | str) -> None:
+def require(user: Actor, action: Action | str) -> None:
     """Raise PermissionDenied (HTTP 403) unless the user may perform the action."""
     if not user_can(user, action):
         roles = ", ".join(role.value for role in Role if role in PERMISSIONS[Action(action)]) or "administrators"
         raise PermissionDenied(f"Only {roles} may do this ({Action(action).value}).")
 
 
-def actions_for(user: AbstractBaseUser | AnonymousUser) -> dict[str, bool]:
+def actions_for(user: Actor) -> dict[str, bool]:
     """Every action's permission for a user, for templates: `{% if can.failover %}`."""
     return {action.value: user_can(user, action) for action in Action}
 
@@ -115,7 +120,6 @@ def action_required(action: Action) -> Callable[[Callable[..., HttpResponse]], C
                 return HttpResponseNotAllowed(["POST"])
             return view(request, *args, **kwargs)
 
-        wrapper.hadr_action = action  # type: ignore[attr-defined]
         return wrapper
 
     return decorator

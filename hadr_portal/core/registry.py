@@ -1,11 +1,12 @@
 """The registries: what each app adds to the portal, filled in its `AppConfig.ready()`.
 
-Core and the dashboard iterate these and import no app (the NetBox `registry` idea). Four stores:
+Core and the dashboard iterate these and import no app (the NetBox `registry` idea). Five stores:
 
 - `operation_kinds`     kinds of operation (`core.operations.OperationKind`), by name
-- `dashboard_sections`  parts of the dashboard below the service tiles, in `order`
+- `dashboard_sections`  parts of the home page (the service tiles first), in `order`
 - `catalog_sections`    sections of the catalog file (`core.catalog.CatalogSection`), in file order
 - `periodic_tasks`      what beat runs, and how often
+- `runbook_actions`     what a runbook's action block becomes for a service (`RunbookAction`), by action
 
 An app registers each of its items once; registering a second item under a name already taken is a
 programming error and raises at start-up, not at 3 a.m.
@@ -64,30 +65,78 @@ class Store(Generic[T]):
 @dataclass(frozen=True)
 class DashboardSection:
     """A part of the dashboard: `render()` returns HTML with nothing user-specific in it (it is cached and
-    shared by every reader, like the service tiles)."""
+    shared by every reader, like the service tiles).
+
+    A section with action buttons (the tiles' Restart) names the permission they need in `buttons_need` (a
+    `core.permissions.Action` value) and renders them in `render_with_buttons()`: the readers who hold that
+    permission share that rendering, everybody else shares the plain one. Still nothing user-specific."""
 
     name: str
     order: int
     render: Callable[[], str]
+    buttons_need: str = ""
+    render_with_buttons: Callable[[], str] | None = None
+
+    def __post_init__(self) -> None:
+        if bool(self.buttons_need) != (self.render_with_buttons is not None):
+            raise ValueError(f"Dashboard section {self.name!r}: buttons_need and render_with_buttons go together.")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A number read from Django's settings when it is needed (the beat schedule is built after the settings a
+    test or a deployment changed). Two of them for the same setting are equal, so registering the same periodic
+    task again (apps made ready twice) is no conflict."""
+
+    name: str
+
+    def __call__(self) -> float:
+        from django.conf import settings
+
+        return float(getattr(settings, self.name))
 
 
 @dataclass(frozen=True)
 class PeriodicTask:
-    """A task beat sends every `every` seconds (a number, or a function reading the setting when the
-    schedule is built). `expires`: a run that waited longer than that is dropped (the next one does the
-    same work)."""
+    """A task beat sends every `every` seconds (a number, or a `Setting`). `expires`: a run that waited longer
+    than that many seconds is dropped, because the next one does the same work."""
 
     name: str
     task: str  # the Celery task's registered name
-    every: float | Callable[[], float]
+    every: float | Setting
     queue: str = "default"
-    expires: float | None = None
+    expires: float | Setting | None = None
 
     def seconds(self) -> float:
-        return float(self.every() if callable(self.every) else self.every)
+        return self.every() if isinstance(self.every, Setting) else float(self.every)
+
+    def expiry(self) -> float | None:
+        return self.expires() if isinstance(self.expires, Setting) else self.expires
+
+
+@dataclass(frozen=True)
+class ActionLink:
+    """Where a runbook's action button for one service leads: `url` with `method` ("post" queues an operation,
+    "get" opens a guided page); or no `url` and a `note` saying why the action cannot work for that service."""
+
+    subject: str  # the service, as people know it (its display name)
+    url: str = ""
+    method: str = "post"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RunbookAction:
+    """How a runbook's action block (`[[action: run_backup SERVICE]]`) becomes a button, registered by the app
+    that runs the action. `name`: the permission the action needs (a `core.permissions.Action` value);
+    `resolve(service_name)`: the link for that service, or None when the catalog has no service of that name."""
+
+    name: str
+    resolve: Callable[[str], ActionLink | None]
 
 
 operation_kinds: Store[Any] = Store("kinds of operation")
 dashboard_sections: Store[DashboardSection] = Store("dashboard sections", key=lambda section: section.order)
 catalog_sections: Store[Any] = Store("catalog sections", key=lambda section: section.order)
 periodic_tasks: Store[PeriodicTask] = Store("periodic tasks")
+runbook_actions: Store[RunbookAction] = Store("runbook actions")

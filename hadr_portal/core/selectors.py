@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from . import registry
 from .models import AuditEntry, Operation
-from .operations import output_visible, registered_kinds
+from .operations import output_visible
 from .permissions import user_can
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from .permissions import Actor
 
 # Audit parameters only administrators see: the name typed at a failed sign-in may be a password typed in the
 # wrong field, or tell an attacker which accounts exist.
@@ -68,6 +69,7 @@ _LEGACY_FAILED_SIGN_IN = Q(action="auth.sign_in", outcome=AuditEntry.Outcome.REF
 def audit_entries_shown(entries: Iterable[AuditEntry], *, administrator: bool) -> None:
     """Give each entry what this reader may see of it: `shown_target`, `shown_parameters`, and `name_hidden` when
     an attempted user name was left out (a failed sign-in, for anyone but an administrator)."""
+    # These attributes are for the template only: the model does not declare them (hence the ignores).
     for entry in entries:
         parameters = entry.parameters if isinstance(entry.parameters, dict) else {}
         entry.shown_target, entry.shown_parameters, entry.name_hidden = entry.target, parameters, False  # type: ignore[attr-defined]
@@ -81,9 +83,7 @@ def audit_entries_shown(entries: Iterable[AuditEntry], *, administrator: bool) -
             entry.name_hidden = True  # type: ignore[attr-defined]
 
 
-def operations_list(
-    filters: dict[str, Any], *, user: AbstractBaseUser | AnonymousUser | None = None
-) -> QuerySet[Operation]:
+def operations_list(filters: dict[str, Any], *, user: Actor | None = None) -> QuerySet[Operation]:
     operations = Operation.objects.select_related("requested_by")
     if status := filters.get("status"):
         operations = (
@@ -93,14 +93,12 @@ def operations_list(
         operations = operations.filter(kind=kind)
     if q := filters.get("q"):
         # errors are searched only where the reader may read them (core.operations.output_visible)
-        readable = [name for name, kind in registered_kinds().items() if user is None or user_can(user, kind.action)]
+        readable = [kind.name for kind in registry.operation_kinds if user is None or user_can(user, kind.action)]
         operations = operations.filter(Q(target__icontains=q) | Q(error__icontains=q, kind__in=readable))
     return operations
 
 
-def operation_with_log(
-    operation_id: int, *, user: AbstractBaseUser | AnonymousUser
-) -> tuple[Operation, list[Any] | None]:
+def operation_with_log(operation_id: int, *, user: Actor) -> tuple[Operation, list[Any] | None]:
     """The operation, and its log lines when `user` may read them (None otherwise)."""
     operation = Operation.objects.select_related("requested_by").get(pk=operation_id)
     return operation, list(operation.log_lines.all()) if output_visible(user, operation) else None

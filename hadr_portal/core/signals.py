@@ -1,16 +1,22 @@
-"""Sign-ins, sign-outs and failed sign-ins go to the audit log."""
+"""The signals core defines for the apps; and sign-ins, sign-outs and failed sign-ins go to the audit log."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from .audit import audit_record
 from .models import AuditEntry
 from .operations import client_address
 from .selectors import ATTEMPTED_USERNAME
+
+security_alert = Signal()
+"""Something the team must hear about at once that is no service's state (a sign-in lockout), sent with
+`subject`, `text` and `payload` (the webhook's body, JSON). The app that owns the alert channels connects the
+receiver that delivers it on each of them, once the sender's transaction commits: the sender, lower in the
+layers, needs to know nothing of channels."""
 
 
 def _audit_sign_in(action: str, username: str, outcome: str, request: Any, actor: Any = None, detail: str = "") -> None:

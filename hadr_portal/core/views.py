@@ -10,11 +10,11 @@ from django.shortcuts import redirect
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors
+from . import registry, selectors
 from .health import portal_health
-from .htmx import render_page
+from .htmx import HtmxHttpRequest, render_page
 from .models import AuditEntry, Operation
-from .operations import OperationError, client_address, operation_cancel, registered_kinds
+from .operations import OperationError, client_address, operation_cancel
 from .permissions import Role, permission_matrix
 
 
@@ -34,7 +34,7 @@ def operations(request: HttpRequest) -> HttpResponse:
     context = {
         "page": page,
         "filters": filters,
-        "kinds": sorted((k.name, k.label) for k in registered_kinds().values()),
+        "kinds": sorted((k.name, k.label) for k in registry.operation_kinds),
         "statuses": Operation.Status.choices,
         "polling": any(op.is_active for op in page),
     }
@@ -66,7 +66,7 @@ def operation_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-def audit_log(request: HttpRequest) -> HttpResponse:
+def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     filters = {
         key: request.GET.get(key, "").strip() for key in ("actor", "action", "target", "outcome", "since", "until")
     }

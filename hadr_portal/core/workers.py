@@ -62,7 +62,7 @@ def workers_by_queue(*, url: str, queues: tuple[str, ...]) -> dict[str, list[str
 class AnnounceStep(bootsteps.StartStopStep):
     """Celery worker bootstep: announce this worker and its queues every INTERVAL_SECONDS."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
 
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
+from hadr_portal.core import registry
+from hadr_portal.core.registry import DashboardSection
+
 
 class DatabasesConfig(AppConfig):
     """Managed PostgreSQL clusters, their nodes, and the operations on them."""
@@ -10,9 +13,14 @@ class DatabasesConfig(AppConfig):
     label = "databases"
 
     def ready(self) -> None:
-        from hadr_portal.status.board import board_section_register
+        from .catalog import CATALOG_SECTIONS
+        from .connectivity import CONNECTIVITY_CHECK
+        from .failover import FAILOVER
+        from .rebuild import REBUILD_REPLICA
+        from .sections import databases_section_html
 
-        from . import failover, operations, rebuild  # noqa: F401  (register the kinds of operation)
-        from .board import databases_section_html
-
-        board_section_register(databases_section_html)
+        for kind in (CONNECTIVITY_CHECK, FAILOVER, REBUILD_REPLICA):
+            registry.operation_kinds.register(kind)
+        registry.dashboard_sections.register(DashboardSection(name="clusters", order=20, render=databases_section_html))
+        for section in CATALOG_SECTIONS:
+            registry.catalog_sections.register(section)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from hadr_portal.adapters.postgres import dsn_valid
+from hadr_portal.adapters.pg.connection import dsn_valid
 from hadr_portal.core.validators import DSN_ENV_PATTERN, DSN_ENV_PREFIX
 
 

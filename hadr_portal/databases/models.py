@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from hadr_portal.adapters.pgnode import controller_problems, hook_problems
-from hadr_portal.adapters.postgres import NodeAddress
+from hadr_portal.adapters.pg.connection import NodeAddress
+from hadr_portal.adapters.pg.node import controller_problems, hook_problems
 from hadr_portal.core.models import Operation
 from hadr_portal.core.validators import env_name, env_reference, slug
 

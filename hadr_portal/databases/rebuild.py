@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from hadr_portal.adapters.pgnode import NodeActionFailed, controller_from_config, ensure_slot, wait_streaming
+from hadr_portal.adapters.pg.node import NodeActionFailed, controller_from_config, ensure_slot, wait_streaming
 from hadr_portal.core.models import Operation
-from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request, register
+from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request
 from hadr_portal.core.permissions import Action
 
-from .board import topology_changed
 from .models import Cluster, Node, Purpose
+from .sections import topology_changed
 from .topology import cluster_probe
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from hadr_portal.core.permissions import Actor
 
 STREAMING_TIMEOUT_SECONDS = 120
 
@@ -44,9 +44,7 @@ def rebuild_source(cluster: Cluster, node: Node) -> Node:
     return primaries[0]
 
 
-def rebuild_request(
-    *, cluster: Cluster, node: Node, actor: AbstractBaseUser | AnonymousUser | None, address: str | None = None
-) -> Operation:
+def rebuild_request(*, cluster: Cluster, node: Node, actor: Actor | None, address: str | None = None) -> Operation:
     rebuild_source(cluster, node)
     return operation_request(
         kind="rebuild_replica",
@@ -85,14 +83,12 @@ def rebuild_run(context: OperationContext) -> Mapping[str, Any]:
     return {"node": node.name, "primary": primary.name, "method": method, "seconds_to_streaming": round(seconds, 2)}
 
 
-REBUILD_REPLICA = register(
-    OperationKind(
-        name="rebuild_replica",
-        label="Rebuild replica",
-        action=Action.REBUILD_REPLICA,
-        run=rebuild_run,
-        queue="ops",
-        cancellable_while_running=False,
-        max_attempts=1,
-    )
+REBUILD_REPLICA = OperationKind(
+    name="rebuild_replica",
+    label="Rebuild replica",
+    action=Action.REBUILD_REPLICA,
+    run=rebuild_run,
+    queue="ops",
+    cancellable_while_running=False,
+    max_attempts=1,
 )

@@ -62,15 +62,17 @@ def clusters_overview() -> list[ClusterOverview]:
 
 
 def cluster_lag_history(cluster: Cluster, *, hours: int = LAG_HISTORY_HOURS) -> list[tuple[datetime, float]]:
-    """The largest replica lag in bytes the primary reported, from its health checks, oldest first."""
-    from hadr_portal.status.models import Check, CheckResult
+    """The largest replica lag in bytes the primary reported, from its health checks, oldest first.
 
-    checks = Check.objects.filter(kind=Check.Kind.POSTGRES, config__cluster=cluster.name).values_list("pk", flat=True)
+    Read through the nodes' checks (`Check.node`), so this app needs nothing from the status app above it."""
     rows = (
-        CheckResult.objects.filter(
-            health_check_id__in=list(checks), at__gte=timezone.now() - timedelta(hours=hours), data__role="primary"
+        Node.objects.filter(
+            cluster=cluster,
+            checks__kind="postgres",
+            checks__results__at__gte=timezone.now() - timedelta(hours=hours),
+            checks__results__data__role="primary",
         )
-        .order_by("-at")
-        .values_list("at", "data__lag_bytes")[:LAG_HISTORY_POINTS]
+        .order_by("-checks__results__at")
+        .values_list("checks__results__at", "checks__results__data__lag_bytes")[:LAG_HISTORY_POINTS]
     )
     return [(at, float(lag)) for at, lag in reversed(rows) if lag is not None]

@@ -9,17 +9,17 @@ from django.db import transaction
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import OperationError, operation_request
 
+from .connectivity import MAX_SAMPLE_SECONDS
 from .models import Cluster, Node
-from .operations import MAX_SAMPLE_SECONDS
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from hadr_portal.core.permissions import Actor
 
 
 def connectivity_check_request(
     *,
     cluster: Cluster,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: Actor | None,
     address: str | None = None,
     sample_seconds: Any = 0,
 ) -> Operation:

@@ -13,7 +13,8 @@ from hadr_portal.core.operation_views import operation_response
 from hadr_portal.core.operations import OperationConflict, OperationError, client_address
 from hadr_portal.core.permissions import Action, action_required, require
 
-from .failover import MIN_REASON_LENGTH, failover_plan, failover_request
+from .failover import failover_request
+from .failover_plan import MIN_REASON_LENGTH, failover_plan
 from .models import Cluster
 from .rebuild import rebuild_request
 from .selectors import clusters_overview

@@ -10,7 +10,6 @@ its notice ends undelivered, with the error, and the people carry on.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -18,8 +17,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from hadr_portal.core.delivery import delivery_attempt
+from hadr_portal.core.dispatch import task_send_on_commit
 from hadr_portal.core.permissions import Action, require
-from hadr_portal.status.alerts import delivery_attempt, message_send
+from hadr_portal.status.alerts import message_send
 
 from .models import EscalationNotice, Incident, TimelineEntry
 from .selectors import escalation_list
@@ -65,10 +66,8 @@ def incident_escalate(
         )
         timeline_add(incident, TimelineEntry.Kind.ESCALATION, text, actor=actor)
         incident_changed(incident, actor=actor, action="escalate", address=address, detail=text)
-        from .tasks import notice_deliver_task
-
         for notice in notices:
-            transaction.on_commit(partial(notice_deliver_task.apply_async, args=[notice.pk], queue="default"))
+            task_send_on_commit("hadr_portal.incidents.tasks.notice_deliver", args=[notice.pk], queue="default")
     return notices
 
 
@@ -102,7 +101,10 @@ def notice_deliver(*, notice_id: int) -> EscalationNotice:
     subject, text, payload = notice_message(notice)
     target = notice.contact.email if notice.channel == "email" else notice.contact.webhook
     delivery_attempt(
-        notice, lambda: message_send(kind=notice.channel, target=target, subject=subject, text=text, payload=payload)
+        notice,
+        lambda: message_send(kind=notice.channel, target=target, subject=subject, text=text, payload=payload),
+        sent=EscalationNotice.Status.SENT,
+        failed=EscalationNotice.Status.FAILED,
     )
     if notice.status == EscalationNotice.Status.FAILED:
         text = f"Could not reach {notice.contact.name} by {notice.channel} after {notice.attempts} attempts: "

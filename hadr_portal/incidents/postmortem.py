@@ -13,7 +13,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from hadr_portal.adapters.probes import format_bytes
-from hadr_portal.backups.selectors import duration_text
+from hadr_portal.core.humanize import duration_text
 from hadr_portal.status.models import State
 
 from .models import Incident, TimelineEntry

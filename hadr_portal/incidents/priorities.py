@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from django.db import transaction
 
 from hadr_portal.core.audit import audit_record
+from hadr_portal.core.dashboard_version import dashboard_invalidate
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Action, require
-from hadr_portal.status.board import board_invalidate
 from hadr_portal.status.models import Service
 
 from .models import RecoveryPriority
@@ -56,7 +56,7 @@ def priorities_save(
             address=address,
             parameters={"order": names},
         )
-        transaction.on_commit(board_invalidate)
+        transaction.on_commit(dashboard_invalidate)
     return priorities_list()
 
 

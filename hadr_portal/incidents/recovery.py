@@ -1,8 +1,8 @@
 """Can we recover, and how fast? Per service: its objectives against what the records measured.
 
-A service's data lives where its checks point: a `backup` check names a backup policy, a `postgres`
-check a cluster. Measured RPO is the last good backup's age (or, with no policy, the replica's lag);
-measured RTO is the newest of the last verified restore or drill, the last failover (request to first
+A service's data lives where its checks point: a `backup` check watches a backup policy, a `postgres`
+check probes a node of a cluster. Measured RPO is the last good backup's age (or, with no policy, the
+replica's lag); measured RTO is the newest of the last verified restore or drill, the last failover (request to first
 write) and the last successful restart. Green: within the objective; amber: not yet measured, or an
 RPO up to twice its objective; red: worse, or no good backup at all.
 """
@@ -15,7 +15,8 @@ from datetime import datetime
 from django.utils import timezone
 
 from hadr_portal.backups.models import BackupPolicy, Restore
-from hadr_portal.backups.selectors import Freshness, duration_text, freshness_of, last_drill
+from hadr_portal.backups.selectors import Freshness, freshness_of, last_drill
+from hadr_portal.core.humanize import duration_text
 from hadr_portal.databases.models import Cluster, Failover, Node
 from hadr_portal.status.models import Check, Service, State
 
@@ -24,14 +25,14 @@ RANK = {"green": 0, "none": 0, "amber": 1, "red": 2}
 
 def service_policies(service: Service) -> list[BackupPolicy]:
     """The backup policies its `backup` checks watch."""
-    names = [check.config.get("policy") for check in service.checks.all() if check.kind == Check.Kind.BACKUP]
-    return list(BackupPolicy.objects.filter(name__in=[name for name in names if name]).select_related("cluster"))
+    watched = BackupPolicy.objects.filter(checks__service=service, checks__kind=Check.Kind.BACKUP)
+    return list(watched.distinct().select_related("cluster"))
 
 
 def service_clusters(service: Service) -> list[Cluster]:
-    """The clusters its `postgres` checks probe (by catalog name)."""
-    names = [check.config.get("cluster") for check in service.checks.all() if check.kind == Check.Kind.POSTGRES]
-    return list(Cluster.objects.filter(name__in=[name for name in names if name]))
+    """The clusters its `postgres` checks probe (through their catalog nodes)."""
+    probed = Cluster.objects.filter(nodes__checks__service=service, nodes__checks__kind=Check.Kind.POSTGRES)
+    return list(probed.distinct())
 
 
 def service_targets(service: Service) -> set[str]:
@@ -93,7 +94,7 @@ def readiness_of(service: Service, *, now: datetime | None = None) -> Readiness:
 
 def readiness_matrix(*, now: datetime | None = None) -> list[Readiness]:
     """Every service, in the recovery priorities' order (services without a priority last, by tier)."""
-    services = Service.objects.prefetch_related("checks").select_related("priority")
+    services = Service.objects.select_related("priority")
     ordered = sorted(services, key=lambda s: (getattr(_priority(s), "position", 10**6), s.tier, s.name))
     return [readiness_of(service, now=now) for service in ordered]
 

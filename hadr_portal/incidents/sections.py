@@ -1,7 +1,7 @@
 """Dashboard sections below the service tiles: open incidents and the DR readiness summary.
 
-Nothing user-specific: they are cached and shared with the tiles (status/board.py); incident changes bump
-the dashboard's version so a new incident shows at once.
+Nothing user-specific: they are cached and shared with the other sections (dashboard/cache.py); incident
+changes bump the dashboard's version so a new incident shows at once.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hadr_portal.core.audit import audit_record
+from hadr_portal.core.dashboard_version import dashboard_invalidate
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.permissions import Action, require
-from hadr_portal.status.board import board_invalidate
 from hadr_portal.status.models import AlertDelivery, CheckResult, Service, State, Transition
 
 from .models import Incident, Severity, TimelineEntry
@@ -57,7 +57,7 @@ def incident_changed(incident: Incident, *, actor: Actor | None, action: str, ad
         address=address,
         detail=detail,
     )
-    transaction.on_commit(board_invalidate)  # the dashboard lists open incidents
+    transaction.on_commit(dashboard_invalidate)  # the dashboard lists open incidents
 
 
 # What a person writes is kept whole or refused with the limit, never cut.

@@ -74,7 +74,12 @@ def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "incident": incident,
         "timeline": incident.timeline.select_related("operation").order_by("at", "id"),
         "runbook": runbook,
-        "segments": runbook_segments(runbook, user=request.user, service=incident.service, ticks=incident.ticks)
+        "segments": runbook_segments(
+            runbook,
+            user=request.user,
+            service=incident.service.name if incident.service else None,
+            ticks=incident.ticks,
+        )
         if runbook
         else [],
         "readiness": readiness_of(incident.service) if incident.service else None,

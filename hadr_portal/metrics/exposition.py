@@ -71,8 +71,9 @@ class PortalCollector(Collector):
         lag = _gauge("replication_lag_bytes", "WAL a replica has received but not replayed yet.", ["cluster", "node"])
         for node in Node.objects.select_related("cluster").order_by("cluster__name", "name"):
             probe = node.last_probe or {}
-            if probe.get("role") == "replica" and probe.get("replay_lag_bytes") is not None:
-                lag.add_metric([node.cluster.name, node.name], float(probe["replay_lag_bytes"]))
+            # a replica's `lag_bytes` (databases.topology.node_snapshot): received but not replayed
+            if probe.get("role") == "replica" and probe.get("lag_bytes") is not None:
+                lag.add_metric([node.cluster.name, node.name], float(probe["lag_bytes"]))
         yield lag
         labels = ["policy", "cluster", "database"]
         age = _gauge("backup_last_good_age_seconds", "Age of the last good backup (+Inf: none yet).", labels)

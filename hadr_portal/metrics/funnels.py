@@ -23,9 +23,9 @@ from django.db.models import DurationField, ExpressionWrapper, F, Sum
 from django.utils import timezone
 
 from hadr_portal.adapters.readonly import ReadOnlyQueryError, read_only_query
+from hadr_portal.core.dashboard_version import dashboard_invalidate
 from hadr_portal.databases.dsn import DsnUnavailable, dsn_from_env
 from hadr_portal.databases.models import Cluster, Purpose
-from hadr_portal.status.board import board_invalidate
 
 from .models import FUNNEL_QUERY, Funnel, FunnelDayCount, FunnelHourCount
 
@@ -69,14 +69,15 @@ def _conninfo(funnel: Funnel) -> tuple[str, str]:
             return dsn_from_env(funnel.dsn_env), funnel.dsn_env
         except DsnUnavailable as exc:
             raise FunnelUnavailable(str(exc)) from None
-    cluster = Cluster.objects.filter(name=funnel.cluster).prefetch_related("nodes").first()
-    if cluster is None:
-        raise FunnelUnavailable(f"no cluster {funnel.cluster!r} in the catalog")
+    # as the catalog says now (credentials, nodes and their roles), however long ago the funnel row was read
+    cluster = Cluster.objects.filter(pk=funnel.cluster_id).prefetch_related("nodes").first()
+    if cluster is None:  # removed from the catalog
+        raise FunnelUnavailable("no cluster in the catalog to read: name one, or a DSN variable in dsn_env")
     nodes = sorted(cluster.nodes.all(), key=lambda node: node.name)
-    if funnel.node:
-        chosen = [node for node in nodes if node.name == funnel.node]
+    if funnel.node_id is not None:
+        chosen = [node for node in nodes if node.pk == funnel.node_id]
         if not chosen:
-            raise FunnelUnavailable(f"cluster {cluster.name} has no node {funnel.node!r}")
+            raise FunnelUnavailable(f"its node {funnel.node} is not in cluster {cluster.name}")
     else:
         # The postgres checks keep each node's role current; a failover makes the other node the replica.
         chosen = [node for node in nodes if node.role == "replica"]
@@ -137,7 +138,7 @@ def funnel_collect(*, funnel: Funnel, now: datetime | None = None) -> Collected:
         reason = str(exc)[:500]
         Funnel.objects.filter(pk=funnel.pk).update(last_attempt_at=now, last_error=reason)
         funnel.last_attempt_at, funnel.last_error = now, reason
-        transaction.on_commit(board_invalidate)  # the tiles say "stale" at once
+        transaction.on_commit(dashboard_invalidate)  # the tiles say "stale" at once
         logger.warning("funnel %s: counts not collected: %s", funnel.name, reason)
         raise FunnelUnavailable(reason) from None
     with transaction.atomic():
@@ -147,7 +148,7 @@ def funnel_collect(*, funnel: Funnel, now: datetime | None = None) -> Collected:
         )
         days = _days_from_hours(funnel, since=since.date(), until=timezone.localdate(now))
         Funnel.objects.filter(pk=funnel.pk).update(last_attempt_at=now, last_success_at=now, last_error="")
-        transaction.on_commit(board_invalidate)  # the dashboard and the Metrics page show the new counts at once
+        transaction.on_commit(dashboard_invalidate)  # the dashboard and the Metrics page show the new counts at once
     funnel.last_attempt_at = funnel.last_success_at = now
     funnel.last_error = ""
     return Collected(since=since, hours=len(hours), days=days)
@@ -268,6 +269,6 @@ def funnel_counts_push(*, funnel: Funnel, payload: Any, now: datetime | None = N
             for step, count in counts.items():
                 FunnelDayCount.objects.update_or_create(funnel=funnel, day=day, step=step, defaults={"count": count})
         Funnel.objects.filter(pk=funnel.pk).update(last_attempt_at=now, last_success_at=now, last_error="")
-        transaction.on_commit(board_invalidate)
+        transaction.on_commit(dashboard_invalidate)
     stored = dict(FunnelDayCount.objects.filter(funnel=funnel, day=day).values_list("step").annotate(n=Sum("count")))
     return {"funnel": funnel.name, "day": str(day), "hour": hour.isoformat() if hour else None, "counts": stored}

@@ -37,8 +37,24 @@ class Funnel(models.Model):
     description = models.CharField(max_length=200, blank=True)
     source = models.CharField(max_length=8, choices=Source.choices, default=Source.QUERY)
     steps = models.JSONField(default=list, help_text="Step names in funnel order, e.g. signed_up, email_verified")
-    cluster = models.CharField(max_length=64, blank=True, help_text="Catalog cluster whose replica is read")
-    node = models.CharField(max_length=64, blank=True, help_text="That node only (empty: any node that is a replica)")
+    # Removing the cluster leaves a query funnel with nowhere to read (stale, saying so); removing the node it was
+    # pinned to lets it read whichever node of its cluster is the replica.
+    cluster = models.ForeignKey(
+        "databases.Cluster",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="funnels",
+        help_text="Catalog cluster whose replica is read",
+    )
+    node = models.ForeignKey(
+        "databases.Node",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="funnels",
+        help_text="That node of the cluster only (empty: any node that is a replica)",
+    )
     dbname = models.CharField(max_length=63, blank=True, help_text="Database to read (empty: the cluster's)")
     dsn_env = models.CharField(
         max_length=100,
@@ -67,8 +83,8 @@ class Funnel(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """Steps: at least two distinct names. A query funnel: where to read (a cluster or a DSN variable) and
-        a query taking `%(since)s`."""
+        """Steps: at least two distinct names. A query funnel: where to read (a cluster, optionally one of its
+        nodes, or a DSN variable) and a query taking `%(since)s`."""
         errors: dict[str, str] = {}
         steps = self.steps if isinstance(self.steps, list) else None
         if steps is None or len(steps) < 2:
@@ -78,8 +94,10 @@ class Funnel(models.Model):
         elif len(set(steps)) != len(steps):
             errors["steps"] = "Each step may appear only once."
         if self.source == self.Source.QUERY:
-            if bool(self.cluster) == bool(self.dsn_env):
+            if (self.cluster is not None) == bool(self.dsn_env):
                 errors["cluster"] = "Name a cluster (its replica is read) or a DSN variable in dsn_env, not both."
+            elif self.node is not None and self.node.cluster != self.cluster:
+                errors["node"] = f"Node {self.node} is not in cluster {self.cluster or 'none'}."
             if SINCE_PLACEHOLDER not in self.query:
                 errors["query"] = (
                     "The query must select (step, hour, count) rows and take %(since)s, e.g. "

@@ -18,7 +18,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from hadr_portal.status.board import VERSION_KEY
+from hadr_portal.core.dashboard_version import dashboard_version
 
 from . import selectors
 from .resources import database_size_series, host_series
@@ -61,7 +61,7 @@ def metrics_sections(range_name: str) -> dict[str, SafeString]:
     if settings.DASHBOARD_CACHE_SECONDS == 0:
         return {name: mark_safe(html) for name, html in _render(range_name).items()}  # noqa: S308
     try:
-        key = f"metrics:sections:{range_name}:{cache.get_or_set(VERSION_KEY, 1, timeout=None)}"
+        key = f"metrics:sections:{range_name}:{dashboard_version()}"
         sections = cache.get(key)
     except Exception:  # Redis down: render without the cache (the dashboard says Redis is down)
         logger.warning("metrics page rendered without the cache", exc_info=True)

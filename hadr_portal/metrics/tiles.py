@@ -8,7 +8,7 @@ from .selectors import funnel_summaries
 
 
 def conversion_tiles_html() -> str:
-    """Rendered into the shared, cached dashboard board (status.board): nothing user-specific."""
+    """A dashboard section, shared and cached with the others (dashboard.cache): nothing user-specific."""
     summaries = funnel_summaries()
     if not summaries:
         return ""

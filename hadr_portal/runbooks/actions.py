@@ -1,16 +1,16 @@
 """What an action block of a runbook becomes on a page: a button posting to the portal's own action view (or a
-link to a guided page), for the roles allowed to use it — the same operations, permissions and audit as anywhere."""
+link to a guided page), for the roles allowed to use it — the same operations, permissions and audit as anywhere.
+
+Where a button leads for a service is for the app that runs the action to say (`core.registry.runbook_actions`):
+this app knows no service, policy or cluster."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.urls import reverse
-
+from hadr_portal.core import registry
 from hadr_portal.core.permissions import PERMISSIONS, Action, user_can
-from hadr_portal.incidents.recovery import service_clusters, service_policies
-from hadr_portal.status.models import Service
 
 from .documents import ActionBlock, ChecklistStep, Runbook
 
@@ -33,54 +33,31 @@ def _who(action: str) -> str:
     return f"{' or '.join(roles)} may do this"
 
 
-def action_button(block: ActionBlock, service: Service | None, name: str, user: Any) -> ActionButton:
+def action_button(block: ActionBlock, name: str, user: Any) -> ActionButton:
+    """The button of an action block for the service called `name`."""
     label, allowed = block.label, user_can(user, block.action)
-    if service is None:
+    action = registry.runbook_actions.get(block.action)
+    if action is None:
+        return ActionButton(label, name, "", "post", allowed, "this portal has no such action")
+    link = action.resolve(name)
+    if link is None:
         return ActionButton(label, name, "", "post", allowed, f"no service {name!r} in the catalog")
-    subject = service.display_name
-    url, method, note = "", "post", ""
-    if block.action == Action.RESTART_SERVICE:
-        if service.restart:
-            url = reverse("status:service-restart", kwargs={"name": service.name})
-        else:
-            note = "it has no restart controller"
-    elif block.action in (Action.RUN_BACKUP, Action.RESTORE):
-        policy = next(iter(service_policies(service)), None)
-        if policy is None:
-            note = "no backup policy watches it"
-        else:
-            view = "backups:backup-now" if block.action == Action.RUN_BACKUP else "backups:restore-start"
-            url = reverse(view, kwargs={"name": policy.name})
-    elif block.action == Action.FAILOVER:
-        cluster = next(iter(service_clusters(service)), None)
-        method = "get"
-        if cluster is None:
-            note = "it is not a database of a managed cluster"
-        else:
-            url = reverse("databases:failover", kwargs={"name": cluster.name})
-    if url and not allowed:
-        note = _who(block.action)
-    return ActionButton(label, subject, url, method, allowed, note)
+    note = _who(block.action) if link.url and not allowed else link.note
+    return ActionButton(label, link.subject, link.url, link.method, allowed, note)
 
 
 def runbook_segments(
-    runbook: Runbook, *, user: AbstractBaseUser | AnonymousUser, service: Service | None, ticks: dict[str, Any] | None
+    runbook: Runbook, *, user: AbstractBaseUser | AnonymousUser, service: str | None, ticks: dict[str, Any] | None
 ) -> list[dict[str, Any]]:
     """The runbook for a template: HTML pieces, buttons for action blocks, checkboxes for checklist steps.
 
-    An action block without a service acts on `service` (the incident's), or else on each service of the front
-    matter. `ticks` are the incident's ticked steps; None: not on an incident (the boxes are inert)."""
-    names = runbook.services
-    known = {
-        item.name: item for item in Service.objects.filter(name__in=[*names, *(b.service for b in runbook.blocks)])
-    }
-    if service is not None:
-        known[service.name] = service
+    An action block without a service acts on `service` (the incident's service's name), or else on each service
+    of the front matter. `ticks` are the incident's ticked steps; None: not on an incident (the boxes are inert)."""
     parts: list[dict[str, Any]] = []
     for segment in runbook.segments:
         if isinstance(segment, ActionBlock):
-            targets = [segment.service] if segment.service else ([service.name] if service else names)
-            buttons = [action_button(segment, known.get(name), name, user) for name in targets]
+            targets = [segment.service] if segment.service else ([service] if service else runbook.services)
+            buttons = [action_button(segment, name, user) for name in targets]
             parts.append({"buttons": [b for b in buttons if b.url or segment.service or service], "block": segment})
         elif isinstance(segment, ChecklistStep):
             done = str(segment.number) in ticks if ticks is not None else segment.done_in_text

@@ -26,6 +26,7 @@ import nh3
 from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
 
+from hadr_portal.core import registry
 from hadr_portal.core.permissions import Action, Role
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -205,8 +206,6 @@ def front_matter(text: str) -> tuple[dict[str, str | list[str]], str, list[str]]
 
 
 def _meta_problems(meta: dict[str, str | list[str]]) -> list[str]:
-    from hadr_portal.core.operations import registered_kinds
-
     problems = [f"front matter: `{key}` is missing" for key in REQUIRED if key not in meta]
     problems += [
         f"front matter: `{key}` must be a list, like [a, b]" for key in LISTS if isinstance(meta.get(key), str)
@@ -214,7 +213,7 @@ def _meta_problems(meta: dict[str, str | list[str]]) -> list[str]:
     role = meta.get("role")
     if isinstance(role, str) and role and not all(part.strip() in {r.value for r in Role} for part in role.split("+")):
         problems.append(f"front matter: unknown role {role!r} (roles: {', '.join(Role)})")
-    known = {action.value for action in Action} | set(registered_kinds())
+    known = {action.value for action in Action} | set(registry.operation_kinds.names())
     actions = meta.get("actions")
     for action in actions if isinstance(actions, list) else []:
         if action not in known:

@@ -1,13 +1,12 @@
 """Alerts: one per transition and channel, delivered by a task with retries, every attempt recorded.
 
 Which transitions alert: to `down`; to `degraded` for tier-1 services; and the recovery back to
-`up` from a state that alerted. A transition inside a maintenance window alerts nobody.
+`up` from a state that alerted. A transition inside a maintenance window alerts nobody. Security alerts
+(core's `security_alert` signal: a sign-in lockout) go to every enabled channel, retried the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +17,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hadr_portal.adapters.notifiers import DeliveryFailed, webhook_post
+from hadr_portal.core.delivery import delivery_attempt
+from hadr_portal.core.dispatch import task_send_on_commit
+from hadr_portal.core.signals import security_alert
 from hadr_portal.core.validators import env_reference
 
 from .models import AlertChannel, AlertDelivery, State, Transition
@@ -39,14 +41,12 @@ def alerts_queue(transition: Transition) -> list[AlertDelivery]:
     """Create one pending delivery per matching channel and enqueue each once committed."""
     if transition.silenced or not transition_alerts(transition):
         return []
-    from .tasks import alert_deliver_task
-
     deliveries = []
     for channel in AlertChannel.objects.filter(enabled=True, min_tier__gte=transition.service.tier):
         delivery, created = AlertDelivery.objects.get_or_create(transition=transition, channel=channel)
         if created:
             deliveries.append(delivery)
-            transaction.on_commit(partial(alert_deliver_task.apply_async, args=[delivery.pk], queue="default"))
+            task_send_on_commit("hadr_portal.status.tasks.alert_deliver", args=[delivery.pk], queue="default")
     return deliveries
 
 
@@ -87,35 +87,41 @@ def alert_deliver(*, delivery_id: int) -> AlertDelivery:
     delivery = AlertDelivery.objects.select_related("transition__service", "channel").get(pk=delivery_id)
     if delivery.status != AlertDelivery.Status.PENDING:
         return delivery
-    channel = delivery.channel
     subject, text, payload = alert_message(delivery.transition)
-    url = env_reference(channel.target_env) if channel.target_env else channel.target
     delivery_attempt(
         delivery,
-        lambda: message_send(
-            kind=channel.kind, target=url, subject=subject, text=text, payload=payload, where=channel.target_env
-        ),
+        lambda: channel_send(delivery.channel, subject=subject, text=text, payload=payload),
+        sent=AlertDelivery.Status.SENT,
+        failed=AlertDelivery.Status.FAILED,
     )
     return delivery
 
 
-def delivery_attempt(record: Any, send: Callable[[], None]) -> None:
-    """One attempt on a pending delivery record (status, attempts, last_error, sent_at: an alert delivery or an
-    escalation notice), saved. DeliveryFailed propagates (to be retried) until HADR_ALERT_MAX_ATTEMPTS run out;
-    then the record is marked failed and this returns."""
-    record.attempts += 1
-    try:
-        send()
-    except DeliveryFailed as exc:
-        record.last_error = str(exc)[:500]
-        if record.attempts >= settings.ALERT_MAX_ATTEMPTS:
-            record.status = AlertDelivery.Status.FAILED
-        record.save(update_fields=["attempts", "last_error", "status"])
-        if record.status == AlertDelivery.Status.FAILED:
-            return
-        raise
-    record.status, record.sent_at, record.last_error = AlertDelivery.Status.SENT, timezone.now(), ""
-    record.save(update_fields=["attempts", "status", "sent_at", "last_error"])
+@receiver(security_alert)
+def on_security_alert(sender: Any, subject: str, text: str, payload: dict[str, Any], **_: Any) -> None:
+    """One delivery task per enabled channel, each retried on its own, queued once the sender commits."""
+    for channel_id in AlertChannel.objects.filter(enabled=True).values_list("pk", flat=True):
+        task_send_on_commit(
+            "hadr_portal.status.tasks.security_alert_deliver",
+            kwargs={"channel_id": channel_id, "subject": subject, "text": text, "payload": payload},
+            queue="default",
+        )
+
+
+def security_alert_deliver(*, channel_id: int, subject: str, text: str, payload: dict[str, Any]) -> None:
+    """Send one channel's security alert (none if the channel was disabled since); DeliveryFailed propagates
+    (the task retries)."""
+    channel = AlertChannel.objects.filter(pk=channel_id, enabled=True).first()
+    if channel is not None:
+        channel_send(channel, subject=subject, text=text, payload=payload)
+
+
+def channel_send(channel: AlertChannel, *, subject: str, text: str, payload: dict[str, Any]) -> None:
+    """One message on an alert channel, to the address or URL it names (directly, or in an environment variable)."""
+    target = env_reference(channel.target_env) if channel.target_env else channel.target
+    message_send(
+        kind=channel.kind, target=target, subject=subject, text=text, payload=payload, where=channel.target_env
+    )
 
 
 def message_send(*, kind: str, target: str, subject: str, text: str, payload: dict[str, Any], where: str = "") -> None:

@@ -1,19 +1,24 @@
 """What each kind of check needs in its `config`, validated in one place (forms and TOML import).
 
-`config_validate(kind, raw)` returns the cleaned config or raises ValidationError with one
-message per bad field, in the operator's words.
+`config_validate(kind, raw)` takes the settings as an operator writes them — the node a postgres check
+probes and the policy a backup check watches by name — and returns them cleaned, with those names
+resolved to the rows they stand for, or raises ValidationError with one message per bad field, in the
+operator's words.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
 from hadr_portal.adapters.probes import MAX_DISKS
+from hadr_portal.backups.models import BackupPolicy
 from hadr_portal.core.targets import target_host_refusal, target_url_refusal
 from hadr_portal.core.validators import DSN_ENV_HELP, DSN_ENV_PATTERN, env_reference_problem
+from hadr_portal.databases.models import Node
 
 from .models import Check
 
@@ -67,7 +72,16 @@ def _int(errors: dict[str, str], name: str, value: Any, low: int, high: int) -> 
 REDIS_OWN = ("HADR_REDIS_URL",)  # the one portal secret a check may name: a Redis check of the portal's own broker
 
 
-def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CheckConfig:
+    """A check's validated settings: `Check.config`, and the rows it names (`Check.node`, `Check.policy`)."""
+
+    config: dict[str, Any]
+    node: Node | None = None
+    policy: BackupPolicy | None = None
+
+
+def config_validate(kind: str, raw: dict[str, Any]) -> CheckConfig:
     if kind not in Check.Kind.values:
         raise ValidationError({"kind": f"Unknown kind of check {kind!r}; one of {', '.join(Check.Kind.values)}."})
     errors: dict[str, str] = {}
@@ -158,22 +172,23 @@ def config_validate(kind: str, raw: dict[str, Any]) -> dict[str, Any]:
             errors["url_env"] = f"{problem} Never the secret itself."
     if "dsn_env" in config and "dsn_env" not in errors and not DSN_ENV_PATTERN.match(str(config["dsn_env"])):
         errors["dsn_env"] = f"{DSN_ENV_HELP} Never the DSN itself, nor another of the portal's variables."
+    node = policy = None
     if kind == "postgres" and not {"cluster", "node", "dsn_env"} & set(errors):
         by_node = "cluster" in config or "node" in config
         if by_node == ("dsn_env" in config) or (by_node and not ("cluster" in config and "node" in config)):
             errors["cluster"] = "Name a cluster and node from the catalog, or a dsn_env — exactly one of the two."
         elif by_node:
-            from hadr_portal.databases.models import Node
-
-            if not Node.objects.filter(cluster__name=config["cluster"], name=config["node"]).exists():
-                errors["node"] = f"No node {config['node']!r} in cluster {config['cluster']!r}."
+            cluster_name, node_name = config.pop("cluster"), config.pop("node")
+            node = Node.objects.select_related("cluster").filter(cluster__name=cluster_name, name=node_name).first()
+            if node is None:
+                errors["node"] = f"No node {node_name!r} in cluster {cluster_name!r}."
     if kind == "backup" and isinstance(config.get("policy"), str):
-        from hadr_portal.backups.models import BackupPolicy
-
-        if not BackupPolicy.objects.filter(name=config["policy"]).exists():
-            errors["policy"] = f"No backup policy named {config['policy']!r}."
+        policy_name = config.pop("policy")
+        policy = BackupPolicy.objects.filter(name=policy_name).first()
+        if policy is None:
+            errors["policy"] = f"No backup policy named {policy_name!r}."
     if kind == "celery" and config.get("queue") not in (None, "checks", "ops", "default"):
         errors["queue"] = "One of the portal's queues: checks, ops, default."
     if errors:
         raise ValidationError(errors)
-    return config
+    return CheckConfig(config, node=node, policy=policy)

@@ -58,7 +58,9 @@ def checks_claim_due(*, now: datetime | None = None, limit: int = 1000) -> list[
 def checks_run(check_ids: list[int]) -> RunSummary:
     """Probe the given checks concurrently and record every result."""
     started = time.monotonic()
-    checks = {c.pk: c for c in Check.objects.select_related("service").filter(pk__in=check_ids)}
+    checks = {
+        c.pk: c for c in Check.objects.select_related("service", "node__cluster", "policy").filter(pk__in=check_ids)
+    }
     pull: dict[int, object] = {}
     for check in checks.values():
         if not check.is_probed:
@@ -133,8 +135,8 @@ def checks_record(results: list[tuple[Check, ProbeResult]], *, at: datetime | No
             if new_state != check.state:
                 check.state, check.state_since = new_state, at
                 changed.append(check)
-            if check.kind == Check.Kind.POSTGRES and check.config.get("cluster"):
-                _node_observe(check, result, at)
+            if check.kind == Check.Kind.POSTGRES and check.node_id is not None:
+                _node_observe(check.node_id, result, at)
         CheckResult.objects.bulk_create(rows)
         _checks_update([locked[c.pk] for c, _ in results])
         for check in changed:  # the service can only change when one of its checks did
@@ -177,9 +179,9 @@ def _checks_update(checks: list[Check]) -> None:
         cursor.execute(CHECKS_UPDATE, columns)
 
 
-def _node_observe(check: Check, result: ProbeResult, at: datetime) -> None:
+def _node_observe(node_id: int, result: ProbeResult, at: datetime) -> None:
     """Keep the cluster's node view (Databases page) as fresh as its health check."""
-    node = Node.objects.filter(cluster__name=check.config["cluster"], name=check.config.get("node")).first()
+    node = Node.objects.filter(pk=node_id).first()  # as it is now: a connectivity check may have just written it
     if node is not None:
         node_record(node, result, at=at)
 

@@ -113,11 +113,12 @@ class CheckForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        named = self.instance.named_config() if self.instance.pk else {}  # the node and policy by name
         for name, field in CONFIG_WIDGETS.items():
             self.fields[name] = field
             field.kinds = FIELDS[name][0]  # type: ignore[attr-defined]
-            if self.instance.pk and name in self.instance.config:
-                value = self.instance.config[name]
+            if name in named:
+                value = named[name]
                 self.initial[name] = ", ".join(value) if isinstance(value, list) else value
 
     def config_fields(self) -> list[forms.BoundField]:
@@ -139,7 +140,12 @@ class CheckForm(forms.ModelForm):
             if kind == "http" and not self.data.get("verify_tls") and "verify_tls" in raw:
                 raw["verify_tls"] = False
             try:
-                self.instance.config = config_validate(kind, raw)
+                checked = config_validate(kind, raw)
+                self.instance.config, self.instance.node, self.instance.policy = (
+                    checked.config,
+                    checked.node,
+                    checked.policy,
+                )
             except ValidationError as exc:
                 for field, messages in exc.message_dict.items():
                     self.add_error(field if field in self.fields else None, messages)

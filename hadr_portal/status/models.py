@@ -142,7 +142,28 @@ class Check(models.Model):
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="checks")
     name = models.CharField(max_length=64, validators=[slug])
     kind = models.CharField(max_length=16, choices=Kind.choices)
+    # The kind's settings (checkconfig.FIELDS), without the rows it points at: those are the foreign keys below.
+    # Only a check that named a node or policy that did not exist when names became keys still holds the names
+    # here (status migration 0006): it stays down, and saving it is refused until the name is fixed.
     config = models.JSONField(default=dict, blank=True)
+    # Removing a node or a policy leaves the check without it (down, "not in the catalog") rather than refusing:
+    # the catalog import prunes nodes and policies before it validates and prunes the checks naming them.
+    node = models.ForeignKey(
+        "databases.Node",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checks",
+        help_text="The catalog node a postgres check probes (none: it reads the DSN in dsn_env)",
+    )
+    policy = models.ForeignKey(
+        "backups.BackupPolicy",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checks",
+        help_text="The backup policy whose freshness a backup check judges",
+    )
     enabled = models.BooleanField(default=True)
     interval_seconds = models.PositiveIntegerField(
         default=30, validators=[MinValueValidator(5), MaxValueValidator(86400)]
@@ -178,6 +199,17 @@ class Check(models.Model):
     def is_probed(self) -> bool:
         """Pull checks call their target; the others are judged from what the portal already holds."""
         return self.kind not in self.UNPROBED_KINDS
+
+    def named_config(self) -> dict[str, Any]:
+        """The config as an operator writes it (check form, catalog file, audit log): the node it probes and the
+        policy it watches by name, as `cluster` + `node` and `policy`. Load lists with
+        `select_related("node__cluster", "policy")`."""
+        names: dict[str, Any] = {}
+        if self.node is not None:
+            names |= {"cluster": self.node.cluster.name, "node": self.node.name}
+        if self.policy is not None:
+            names["policy"] = self.policy.name
+        return self.config | names
 
     def clean(self) -> None:
         """A probe must end before the next one is due (forms and the TOML import both rely on this)."""

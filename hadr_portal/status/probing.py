@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
 
 import redis
 from django.conf import settings
@@ -17,10 +16,12 @@ from django.utils import timezone
 
 from hadr_portal.adapters import probes
 from hadr_portal.adapters.probes import ProbeResult
+from hadr_portal.backups.selectors import freshness_of
+from hadr_portal.core.humanize import duration_text
 from hadr_portal.core.validators import env_reference
 from hadr_portal.core.workers import workers_by_queue
 from hadr_portal.databases.dsn import DsnUnavailable, dsn_from_env
-from hadr_portal.databases.models import Cluster, Purpose
+from hadr_portal.databases.models import Purpose
 
 from .checkconfig import REDIS_OWN
 from .models import Check
@@ -30,15 +31,19 @@ Probe = Callable[[], ProbeResult]
 HOST_THRESHOLDS = ("cpu_warning", "cpu_critical", "memory_warning", "memory_critical", "disk_warning", "disk_critical")
 
 
-def _conninfo(config: dict[str, Any]) -> tuple[str, int]:
+def _conninfo(check: Check) -> tuple[str, int]:
     """The node's conninfo (as the cluster's monitoring role) and how many replicas its cluster should have.
-    Raises DsnUnavailable for a `dsn_env` that is not a set HADR_DSN_* variable."""
+    Raises DsnUnavailable for a `dsn_env` that is not a set HADR_DSN_* variable, ValueError for a node that is
+    not in the catalog (any more)."""
+    config = check.config
     if config.get("dsn_env"):
         return dsn_from_env(config["dsn_env"]), int(config.get("expected_replicas", 0))
-    cluster = Cluster.objects.prefetch_related("nodes").get(name=config["cluster"])
-    node = next(n for n in cluster.nodes.all() if n.name == config["node"])
-    conninfo = node.address(Purpose.MONITOR).conninfo()
-    return conninfo, int(config.get("expected_replicas", len(cluster.nodes.all()) - 1))
+    if check.node is None:
+        named = check.named_config()
+        which = f"{named['cluster']}/{named['node']} " if {"cluster", "node"} <= named.keys() else ""
+        raise ValueError(f"its node {which}is not in the catalog")
+    conninfo = check.node.address(Purpose.MONITOR).conninfo()
+    return conninfo, int(config.get("expected_replicas", check.node.cluster.nodes.count() - 1))
 
 
 def _celery_probe(queue: str) -> ProbeResult:
@@ -79,15 +84,6 @@ def host_push_evaluate(check: Check, now: datetime) -> ProbeResult | None:
     return None
 
 
-def duration_text(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
-
-
 def probe_for(check: Check) -> Probe:
     """The network call for a pull check. Raises KeyError/ValueError on a broken config."""
     c, timeout = check.config, check.timeout_seconds
@@ -116,7 +112,7 @@ def probe_for(check: Check) -> Probe:
         )
     if check.kind == Check.Kind.POSTGRES:
         try:
-            conninfo, expected = _conninfo(c)
+            conninfo, expected = _conninfo(check)
         except DsnUnavailable as exc:
             return partial(ProbeResult, probes.DOWN, str(exc))
         limits = {
@@ -138,11 +134,12 @@ def probe_for(check: Check) -> Probe:
 
 def backup_evaluate(check: Check, now: datetime) -> ProbeResult:
     """The last good backup's age against the RPO objective and the schedule (missed backups)."""
-    from hadr_portal.backups.selectors import backup_freshness
-
-    fresh = backup_freshness(check.config.get("policy", ""), now=now)
-    if fresh is None:
-        return ProbeResult("down", f"no backup policy named {check.config.get('policy')!r}")
+    if check.policy is None:  # removed from the catalog (or, named before names became keys, never in it)
+        named = check.named_config().get("policy")
+        return ProbeResult(
+            "down", f"no backup policy named {named!r}" if named else "its backup policy is not in the catalog"
+        )
+    fresh = freshness_of(check.policy, now=now)
     return ProbeResult(fresh.state, fresh.message, data=fresh.as_data())
 
 

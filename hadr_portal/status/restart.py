@@ -26,7 +26,7 @@ from hadr_portal.adapters.controllers import (
     wait_seconds,
 )
 from hadr_portal.core.models import Operation, OperationLogLine
-from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request, register
+from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request
 from hadr_portal.core.permissions import Action
 from hadr_portal.core.redaction import redact
 
@@ -34,7 +34,7 @@ from .engine import checks_run
 from .models import Check, Service, State
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from hadr_portal.core.permissions import Actor
 
 ATTEMPT_INTERVAL = 1.0  # seconds between two rounds of checks while waiting for green
 OUTPUT_LINES = 200  # the controller's last lines copied into the operation's log
@@ -59,9 +59,7 @@ def restart_controller(service: Service) -> Controller:
         raise OperationError(f"{service.display_name}'s restart setting is invalid: {exc}") from None
 
 
-def restart_request(
-    *, service: Service, actor: AbstractBaseUser | AnonymousUser | None, address: str | None = None
-) -> Operation:
+def restart_request(*, service: Service, actor: Actor | None, address: str | None = None) -> Operation:
     """Queue a restart of `service` (refused without a restart controller, or while one is in progress)."""
     controller = restart_controller(service)
     return operation_request(
@@ -167,13 +165,11 @@ def _green_since(check: Check, since: datetime) -> bool:
     return check.last_outcome == State.UP and check.last_result_at is not None and check.last_result_at >= since
 
 
-RESTART_SERVICE = register(
-    OperationKind(
-        name="restart_service",
-        label="Service restart",
-        action=Action.RESTART_SERVICE,
-        run=restart_run,
-        queue="ops",
-        # never retried: a second restart is a decision for a person, with the first one's output in front of them
-    )
+RESTART_SERVICE = OperationKind(
+    name="restart_service",
+    label="Service restart",
+    action=Action.RESTART_SERVICE,
+    run=restart_run,
+    queue="ops",
+    # never retried: a second restart is a decision for a person, with the first one's output in front of them
 )

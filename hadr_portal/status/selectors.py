@@ -53,7 +53,7 @@ def _replication(check: Check) -> list[dict[str, Any]]:
     if check.kind != Check.Kind.POSTGRES or not data.get("role"):
         return []
     if data["role"] == "primary":
-        expected = check.config.get("expected_replicas", 1 if check.config.get("cluster") else 0)
+        expected = check.config.get("expected_replicas", 1 if check.node_id is not None else 0)
         return [
             {
                 "node": check.service.display_name,

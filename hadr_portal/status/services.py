@@ -79,7 +79,7 @@ def check_save(*, check: Check, actor: AbstractBaseUser | AnonymousUser, address
                 "kind": check.kind,
                 "interval_seconds": check.interval_seconds,
                 "enabled": check.enabled,
-                **check.config,
+                **check.named_config(),
             },
         )
     service_refresh(check.service)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
 
-from hadr_portal.adapters.notifiers import DeliveryFailed
+from celery import shared_task
+from django.conf import settings
+
+from hadr_portal.core.delivery import delivery_retry
 
 from . import alerts, engine, history, push
 
@@ -30,10 +33,14 @@ def beat_heartbeat() -> int:
     return push.beat_ping()
 
 
-@shared_task(name="hadr_portal.status.tasks.alert_deliver", bind=True, max_retries=None)
-def alert_deliver_task(self, delivery_id: int) -> None:  # type: ignore[no-untyped-def]
-    try:
-        alerts.alert_deliver(delivery_id=delivery_id)
-    except DeliveryFailed as exc:
-        # 2, 4, 8, 16 ... seconds; alert_deliver marks the delivery undelivered when attempts run out.
-        raise self.retry(countdown=min(300, 2 ** (self.request.retries + 1)), exc=exc) from None
+@shared_task(name="hadr_portal.status.tasks.alert_deliver", **delivery_retry())
+def alert_deliver_task(delivery_id: int) -> None:
+    """Retried until alert_deliver marks the delivery sent or undelivered."""
+    alerts.alert_deliver(delivery_id=delivery_id)
+
+
+@shared_task(
+    name="hadr_portal.status.tasks.security_alert_deliver", **delivery_retry(attempts=settings.ALERT_MAX_ATTEMPTS)
+)
+def security_alert_deliver_task(channel_id: int, subject: str, text: str, payload: dict[str, Any]) -> None:
+    alerts.security_alert_deliver(channel_id=channel_id, subject=subject, text=text, payload=payload)

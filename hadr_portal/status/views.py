@@ -20,16 +20,9 @@ from hadr_portal.core.permissions import Action, action_required, require, user_
 from hadr_portal.core.pushbody import BodyRefused, body_bytes, body_json, push_token
 
 from . import push, selectors, services
-from .board import board_html
 from .forms import CheckForm, MaintenanceForm, PriorityForm, ServiceForm
 from .models import Check, Service
 from .restart import restart_request
-
-
-@require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
-    board = board_html(restart_buttons=user_can(request.user, Action.RESTART_SERVICE))
-    return render_page(request, "status/dashboard.html", {"board": board}, partial="board")
 
 
 @require_GET

@@ -26,15 +26,8 @@ import psutil
 import pytest
 from moto.server import ThreadedMotoServer
 
-from hadr_portal.adapters import storage as storage_module
-from hadr_portal.adapters.pgbackup import (
-    BackupFailed,
-    PgTarget,
-    TransientBackupError,
-    backup_stream,
-    pg_restore_list,
-    server_facts,
-)
+from hadr_portal.adapters.pg.backup import backup_stream, pg_restore_list, server_facts
+from hadr_portal.adapters.pg.connection import BackupFailed, PgTarget, TransientBackupError
 from hadr_portal.adapters.storage import (
     LocalStorage,
     S3Storage,
@@ -43,6 +36,7 @@ from hadr_portal.adapters.storage import (
     TransientStorageError,
     storage_from_config,
 )
+from hadr_portal.adapters.storage import local as local_storage
 from tests.infra.plugin import Infrastructure, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,7 +181,7 @@ def test_local_disk_full_is_reported_and_leaves_nothing(tmp_path: Path, monkeypa
             handle = real_open(path, mode, *args, **kwargs)
             return FullDisk(handle.detach().raw) if mode == "wb" else handle
 
-        monkeypatch.setattr(storage_module, "open", fake_open, raising=False)
+        monkeypatch.setattr(local_storage, "open", fake_open, raising=False)
     try:
         store = LocalStorage(mount)
         with pytest.raises(StorageError, match=rf"disk full writing {mount}/big\.bin"):
@@ -404,6 +398,7 @@ class FailingS3(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = answer
 
 
+@pytest.mark.slow  # botocore's own retries back off for seconds before the error reaches the adapter
 @pytest.mark.parametrize(
     ("status", "code", "transient", "message"),
     [
@@ -511,6 +506,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 15) -> bool:
     return predicate()
 
 
+@pytest.mark.xdist_group("dump_table")  # one worker fills the table once
 def test_pg_dump_streams_into_storage(infra: Infrastructure, dump_table: str, tmp_path: Path) -> None:
     store = LocalStorage(tmp_path)
     for compress, key in ((None, "onboarding.dump"), ("0", "onboarding-plain.dump")):
@@ -569,6 +565,7 @@ def test_failed_backups_store_nothing(
     assert backup_children() == []
 
 
+@pytest.mark.xdist_group("dump_table")
 def test_a_consumer_error_kills_pg_dump(infra: Infrastructure, dump_table: str) -> None:
     with pytest.raises(RuntimeError, match="consumer broke"):
         with backup_stream(primary_target(infra), engine="pg_dump", compress="0") as stream:
@@ -581,6 +578,7 @@ def test_a_consumer_error_kills_pg_dump(infra: Infrastructure, dump_table: str) 
     assert wait_until(lambda: infra.primary.psql(active) == "0")
 
 
+@pytest.mark.xdist_group("dump_table")
 def test_leaving_before_the_end_is_an_incomplete_backup(infra: Infrastructure, dump_table: str) -> None:
     with pytest.raises(BackupFailed, match="not read to its end; the backup is incomplete"):
         with backup_stream(primary_target(infra), engine="pg_dump", compress="0") as stream:
@@ -619,6 +617,7 @@ def test_pg_dump_rejects_a_compression_it_does_not_know(infra: Infrastructure, t
     assert not isinstance(caught.value, TransientBackupError)
 
 
+@pytest.mark.xdist_group("dump_table")
 def test_pg_dump_dir_runs_in_parallel_and_streams_a_tar(infra: Infrastructure, dump_table: str, tmp_path: Path) -> None:
     store, workdir = LocalStorage(tmp_path / "store"), tmp_path / "work"
     started = time.monotonic()

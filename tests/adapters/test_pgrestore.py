@@ -7,16 +7,10 @@ import hashlib
 import psycopg
 import pytest
 
-from hadr_portal.adapters.pgbackup import PgTarget
-from hadr_portal.adapters.pgrestore import (
-    ChecksumMismatch,
-    database_create,
-    database_drop,
-    database_sessions,
-    databases_swap,
-    fetch_verified,
-    queries_run,
-)
+from hadr_portal.adapters.pg.connection import PgTarget
+from hadr_portal.adapters.pg.dbadmin import database_create, database_drop, database_sessions, databases_swap
+from hadr_portal.adapters.pg.restore import ChecksumMismatch, fetch_verified
+from hadr_portal.adapters.pg.verify import queries_run
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from hadr_portal.adapters import probes
-from hadr_portal.adapters.localpg import LocalInstance, make_replica
+from hadr_portal.adapters.pg.server import LocalInstance
 from hadr_portal.adapters.probes import (
     ProbeResult,
     certificate_not_after,
@@ -34,6 +34,7 @@ from hadr_portal.adapters.probes import (
     probe_postgres,
     probe_redis,
 )
+from hadr_portal.demo.cluster import make_replica
 from tests.infra.plugin import Infrastructure, free_port
 
 

@@ -16,7 +16,7 @@ import pytest
 from django.test import override_settings
 
 from demo.onboarding import SCHEMA_SQL
-from hadr_portal.adapters.localpg import PG_BIN
+from hadr_portal.adapters.pg.server import PG_BIN
 from hadr_portal.backups import services
 from hadr_portal.backups.models import Backup, BackupPolicy, Restore, StorageTarget
 from hadr_portal.core.models import Operation

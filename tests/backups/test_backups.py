@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from hadr_portal.adapters.pgbackup import pg_restore_list
+from hadr_portal.adapters.pg.backup import pg_restore_list
 from hadr_portal.backups import retention, services
 from hadr_portal.backups.models import Backup, BackupPolicy, StorageTarget
 from hadr_portal.core.models import AuditEntry, Operation

@@ -15,9 +15,10 @@ from hadr_portal.backups import services, wizard
 from hadr_portal.backups.models import Backup, BackupPolicy, Restore
 from hadr_portal.backups.retention import backups_in_use
 from hadr_portal.backups.selectors import freshness_of, recovery_proof
+from hadr_portal.core.dashboard_version import dashboard_invalidate
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.operations import OperationConflict, OperationError
-from hadr_portal.status.board import board_html
+from hadr_portal.dashboard.cache import dashboard_html
 from tests.backups.conftest import APP_DB, app_sql, backup_of, data_dump, databases, run, stop_servers_under
 from tests.status.factories import make_check, make_service
 
@@ -67,11 +68,11 @@ def test_a_drill_without_a_good_backup_is_refused_and_audited_when_scheduled(app
 
 def test_a_failed_drill_turns_the_backup_check_amber_and_shows_on_the_dashboard(app_policy, infra):
     service = make_service("app-db", kind="database", tier=1)
-    make_check(service, "backup", "backup", {"policy": app_policy.name}, interval_seconds=60)
+    make_check(service, "backup", "backup", policy=app_policy, interval_seconds=60)
     backup_of(app_policy)
     drill = run(wizard.drill_request(policy=app_policy, actor=None))
     assert freshness_of(app_policy).state == "up"
-    html = str(board_html())
+    html = str(dashboard_html())
     assert "Last verified restore" in html and f'id="proof-{app_policy.name}"' in html
 
     app_policy.verify = [{"name": "no users", "sql": "SELECT count(*) FROM app_users", "expect": "= 0"}]
@@ -81,10 +82,8 @@ def test_a_failed_drill_turns_the_backup_check_amber_and_shows_on_the_dashboard(
     assert databases(infra) == {APP_DB}  # the scratch database is dropped all the same
     fresh = freshness_of(app_policy)
     assert fresh.state == "degraded" and "restore drill failed" in fresh.message
-    from hadr_portal.status.board import board_invalidate
-
-    board_invalidate()
-    html = str(board_html())
+    dashboard_invalidate()
+    html = str(dashboard_html())
     assert "Last restore drill failed: Verification failed: no users" in html
     assert recovery_proof(app_policy).last_verified == drill  # the last good proof is still shown
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError, call_command, get_commands, load_command_class
 
+from hadr_portal.core.cli import OperationCommand
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.permissions import Role
 from tests.conftest import make_user
@@ -16,6 +17,17 @@ def run(*args: str) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["backup", "restore", "restore_drill", "connectivity_check", "failover", "rebuild_replica", "restart_service"],
+)
+def test_every_command_that_queues_an_operation_acts_as_a_user_and_can_wait(name):
+    command = load_command_class(get_commands()[name], name)
+    assert isinstance(command, OperationCommand)
+    usage = command.create_parser("manage.py", name).format_help()
+    assert "--user USER" in usage and "--wait" in usage and "--timeout TIMEOUT" in usage
 
 
 def test_connectivity_check_command_queues_as_the_named_user(demo_cluster):

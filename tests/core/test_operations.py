@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from hadr_portal.core import registry
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operations import (
     OperationConflict,
@@ -19,7 +20,6 @@ from hadr_portal.core.operations import (
     operation_execute,
     operation_request,
     operations_reap,
-    register,
 )
 from hadr_portal.core.permissions import Action, Role
 from hadr_portal.databases.services import cluster_upsert, connectivity_check_request
@@ -32,7 +32,7 @@ def _slow_cleanup(operation: Operation) -> None:
     CLEANED.append(operation.pk)
 
 
-register(
+registry.operation_kinds.register(
     OperationKind(
         name="test_cleanup_kind", label="Test kind", action=Action.RUN_BACKUP, run=lambda ctx: {}, cleanup=_slow_cleanup
     )
@@ -81,6 +81,7 @@ def test_database_constraint_not_python_enforces_one_active_operation(demo_clust
     Operation.objects.create(kind="connectivity_check", target="cluster:demo")
 
 
+@pytest.mark.redis  # committed at once, so queued on the real broker
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_for_one_target_yield_one_operation(demo_cluster):
     user = make_user("twin", Role.DBA)
@@ -106,6 +107,7 @@ def test_concurrent_requests_for_one_target_yield_one_operation(demo_cluster):
     assert Operation.objects.filter(target="cluster:demo").count() == 1
 
 
+@pytest.mark.redis  # committed at once, so queued on the real broker
 @pytest.mark.django_db(transaction=True)
 def test_connectivity_check_reaches_primary_and_replica(demo_cluster):
     operation = connectivity_check_request(cluster=demo_cluster, actor=None)
@@ -123,6 +125,7 @@ def test_connectivity_check_reaches_primary_and_replica(demo_cluster):
     ).exists()
 
 
+@pytest.mark.redis  # committed at once, so queued on the real broker
 @pytest.mark.django_db(transaction=True)
 def test_a_second_delivery_of_the_task_does_nothing(demo_cluster):
     operation = connectivity_check_request(cluster=demo_cluster, actor=None)
@@ -132,6 +135,7 @@ def test_a_second_delivery_of_the_task_does_nothing(demo_cluster):
     assert operation.attempts == 1
 
 
+@pytest.mark.redis  # committed at once, so queued on the real broker
 @pytest.mark.django_db(transaction=True)
 def test_transient_failures_are_retried_with_backoff_in_the_log(infra):
     cluster = cluster_upsert(

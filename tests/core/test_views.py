@@ -570,6 +570,7 @@ def test_audit_unknown_outcome_is_400(client_as, audit_entries):
 # --- health and roles -------------------------------------------------------------------------------
 
 
+@pytest.mark.redis
 def test_healthz_reports_database_redis_and_missing_workers(client: Client, db):
     response = client.get(reverse("healthz"))
     assert response["Content-Type"] == "application/json"

@@ -7,10 +7,10 @@ import os
 
 import pytest
 
+from hadr_portal.core.catalog import CatalogError, catalog_export, catalog_import
 from hadr_portal.core.operations import operation_execute
 from hadr_portal.databases.failover import failover_request
 from hadr_portal.databases.models import Cluster
-from hadr_portal.status.catalog import CatalogError, catalog_export, catalog_import
 from tests.conftest import COMMAND_USER, command_python
 
 
@@ -77,6 +77,7 @@ def test_bad_controllers_and_hooks_are_refused_with_their_place(table, message):
 
 
 @pytest.mark.slow
+@pytest.mark.redis  # committed at once, so queued on the real broker
 @pytest.mark.django_db(transaction=True)
 def test_the_post_failover_hook_gets_the_new_primary_and_its_failure_is_reported(pg_pair, exec_dir, monkeypatch):
     out = exec_dir / "hook.json"
@@ -103,6 +104,7 @@ def test_the_post_failover_hook_gets_the_new_primary_and_its_failure_is_reported
 
 
 @pytest.mark.slow
+@pytest.mark.redis  # committed at once, so queued on the real broker
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_hook_fails_the_operation_saying_the_promotion_happened(pg_pair):
     Cluster.objects.filter(pk=pg_pair.cluster.pk).update(post_failover_hook={"argv": ["/nonexistent/update-dns"]})
@@ -115,7 +117,7 @@ def test_a_failing_hook_fails_the_operation_saying_the_promotion_happened(pg_pai
 
 
 def test_demo_nodes_with_a_data_directory_get_a_pg_ctl_controller():
-    from hadr_portal.status.demo import demo_catalog
+    from hadr_portal.demo.catalog import demo_catalog
 
     demo = demo_catalog({"HADR_DEMO_NODES": "primary=127.0.0.1:5441@/srv/pg/primary,replica=127.0.0.1:5442"})
     nodes = {node["name"]: node for node in demo["clusters"][0]["nodes"]}

@@ -6,11 +6,12 @@ import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 
-from hadr_portal.adapters.pgnode import wait_streaming
+from hadr_portal.adapters.pg.node import wait_streaming
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operations import operation_execute
 from hadr_portal.core.permissions import Role
-from hadr_portal.databases.failover import FailoverRefused, failover_plan, failover_request
+from hadr_portal.databases.failover import failover_request
+from hadr_portal.databases.failover_plan import FailoverRefused, failover_plan
 from hadr_portal.databases.models import Cluster, Failover
 from hadr_portal.databases.rebuild import RebuildRefused, rebuild_request
 from hadr_portal.databases.topology import cluster_probe

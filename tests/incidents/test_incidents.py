@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from hadr_portal.adapters.notifiers import DeliveryFailed
 from hadr_portal.backups.models import BackupPolicy, StorageTarget
-from hadr_portal.backups.selectors import duration_text
+from hadr_portal.core.humanize import duration_text
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Failover
@@ -21,6 +21,7 @@ from hadr_portal.incidents import escalation, services
 from hadr_portal.incidents.models import Contact, EscalationNotice, EscalationStep, Incident, RecoveryPriority
 from hadr_portal.incidents.postmortem import incident_times
 from hadr_portal.incidents.recovery import readiness_of
+from hadr_portal.incidents.tasks import notice_deliver_task
 from hadr_portal.status import engine
 from hadr_portal.status.restart import restart_request
 from tests.backups.test_backups import make_backup
@@ -28,6 +29,7 @@ from tests.conftest import make_user
 from tests.infra.plugin import free_port
 from tests.status.factories import http_target, make_check, make_service
 from tests.status.test_end_to_end import Inbox
+from tests.status.test_push_and_alerts import retry_countdowns
 
 
 @pytest.fixture
@@ -137,6 +139,19 @@ def test_escalate_notifies_the_next_contact_and_a_dead_channel_is_retried_and_lo
     assert incident.status == "acknowledged"
 
 
+def test_a_notice_is_retried_like_an_alert_then_marked_undelivered(db, settings):
+    settings.ALERT_MAX_ATTEMPTS = 4
+    contact = Contact.objects.create(name="Rita", webhook="http://127.0.0.1:1/hook")
+    EscalationStep.objects.create(severity="sev1", position=1, contact=contact)
+    incident = services.incident_open(title="Down", severity="sev1", service=None, actor=make_user("ops", Role.DEVOPS))
+    [notice] = escalation.incident_escalate(incident=incident, actor=None)
+    result, countdowns = retry_countdowns(notice_deliver_task, notice.pk)
+    assert countdowns == [2, 4, 8]
+    notice.refresh_from_db()
+    assert (notice.status, notice.attempts) == ("failed", 4) and result.successful()
+    assert incident.timeline.filter(text__startswith="Could not reach Rita by webhook after 4 attempts").exists()
+
+
 def test_reminders_escalate_until_someone_acknowledges(db, settings):
     settings.ESCALATION_REMINDER_MINUTES = 5
     for position, name in enumerate(["A", "B"], 1):
@@ -237,8 +252,8 @@ def test_readiness_colours_come_from_backup_and_failover_records(demo_cluster, c
         name="demo-onboarding", cluster=demo_cluster, dbname="onboarding", storage=storage
     )
     database = make_service("demo-db-primary", kind="database", rpo_minutes=60, rto_minutes=10)
-    make_check(database, "postgres", "postgres", {"cluster": "demo", "node": "primary"})
-    make_check(database, "backup", "backup", {"policy": "demo-onboarding"})
+    make_check(database, "postgres", "postgres", node=demo_cluster.nodes.get(name="primary"))
+    make_check(database, "backup", "backup", policy=policy)
     assert readiness_of(database).rpo.color == "red"  # no good backup at all
     assert readiness_of(database).rto.color == "amber"  # never measured
     backup = make_backup(policy, key="b1")

@@ -1,41 +1,122 @@
-"""Starts the real parts the suite runs against, before Django is configured.
+"""The real parts the suite runs against, each started the first time a test needs it (once per process):
 
-- the portal's own PostgreSQL (pytest-django creates `test_hadr_portal` in it)
-- a managed cluster: PostgreSQL 15 primary + streaming replica (slot `replica1`), with the portal's
-  least-privilege roles (hadr_monitor, hadr_reader, hadr_backup: `make up` creates the same)
-- Redis
+- the portal's own PostgreSQL, for the first test that uses the database (pytest-django creates
+  `test_hadr_portal` in it, running every migration)
+- a managed cluster, PostgreSQL 15 primary + streaming replica (slot `replica1`) with the portal's
+  least-privilege roles (hadr_monitor, hadr_reader, hadr_backup: `make up` creates the same), for tests
+  marked `pg` or using the `infra` fixture
+- Redis, for tests marked `redis`, and those that start Celery workers or serve the portal live
 
-All on free loopback ports under a temporary directory, stopped at the end of the session. Under
-`pytest -n N` (pytest-xdist, as `make test` runs it) every worker process has its own set.
-Loaded with `-p tests.infra.plugin` (pyproject.toml) so that its environment exists before
-pytest-django imports the settings.
+Django reads their addresses from the environment when it is configured, before any test runs: the ports and
+passwords are chosen here up front (cheap), the processes start on first use. Everything listens on loopback,
+lives in a temporary directory and is stopped at the end of the session. Under `pytest -n N` (pytest-xdist, as
+`make test` runs it) every worker process has its own set. Loaded with `-p tests.infra.plugin` (pyproject.toml)
+so that its environment exists before pytest-django imports the settings.
+
+A test gets a marker for each part its fixtures need (`pg`, `redis`, `browser`; `slow` for worker processes, a
+live server or a transactional database), so that `-m` selects by what a test costs; a test that needs a part
+through no fixture says so with the marker, which starts the part.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import random
 import secrets
 import shutil
 import socket
 import tempfile
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 
-from hadr_portal.adapters.localpg import LOCAL_ROLES, LocalInstance, ensure_roles, make_replica
-from hadr_portal.adapters.localredis import LocalRedis
+from hadr_portal.adapters.pg.server import LocalInstance
+from hadr_portal.demo.cluster import LOCAL_ROLES, ensure_roles, make_replica
+from hadr_portal.demo.redis_server import LocalRedis
 
 
 def free_port() -> int:
+    """A free port for a server the caller starts at once (the kernel may hand it to anyone later)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A new directory (mode 700) for servers' data, in memory where the machine has it: initdb, base backups,
+    copies of data directories and migrations are several times faster there than on a disk (the test servers run
+    with fsync off: nothing of theirs is kept anyway)."""
+    memory = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=memory if os.access(memory, os.W_OK) else None))
+
+
+PORT_LOCKS = Path(tempfile.gettempdir()) / "hadr-test-ports"
+_held_ports: list[IO[str]] = []
+
+
+def reserve_port() -> int:
+    """A port for a server that starts later in the session, maybe minutes later. Taken below the kernel's
+    ephemeral range, which `free_port()` and every outgoing connection draw from, and held by a lock file until
+    this process exits, so that neither another test process nor a client socket takes it in the meantime."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    PORT_LOCKS.mkdir(exist_ok=True)
+    if os.stat(PORT_LOCKS).st_uid == os.geteuid():
+        PORT_LOCKS.chmod(0o1777)  # shared by every user's test runs, like /tmp
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 10000), low)
+        handle = open(PORT_LOCKS / f"{port}.lock", "a")  # held open for the session
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                handle.close()
+                continue
+        _held_ports.append(handle)
+        return port
+    raise RuntimeError(f"no free port below {low}")
+
+
+class Part:
+    """One thing the suite runs against, started once on first use (thread-safe: a live server's thread may ask
+    too); its failure to start is kept and raised again for every later test instead of starting it again."""
+
+    def __init__(self, start: Callable[[], None]) -> None:
+        self._start = start
+        self._lock = threading.Lock()
+        self.started = False
+        self._error: BaseException | None = None
+
+    def ensure(self) -> None:
+        with self._lock:
+            if self._error is not None:
+                raise RuntimeError(f"could not start: {self._error}") from self._error
+            if not self.started:
+                try:
+                    self._start()
+                except BaseException as exc:
+                    self._error = exc
+                    raise
+                self.started = True
+
+
 @dataclass
 class Infrastructure:
+    """The servers of this test process, on the ports chosen at start-up; `start_*` starts one if needed."""
+
     root: Path
     portal: LocalInstance
     primary: LocalInstance
@@ -44,10 +125,66 @@ class Infrastructure:
     demo_password: str
     role_passwords: dict[str, str] = field(default_factory=dict)  # hadr_monitor, hadr_reader, hadr_backup
 
+    def __post_init__(self) -> None:
+        self._portal = Part(self._portal_start)
+        self._cluster = Part(self._cluster_start)
+        self._redis = Part(self.redis.start)
+
+    @classmethod
+    def plan(cls) -> Infrastructure:
+        root = scratch_dir("hadr-test-")
+        os.chmod(root, 0o755)  # the postgres user works in it
+        (root / "static").mkdir()
+        password = secrets.token_urlsafe(16)
+        return cls(
+            root,
+            LocalInstance(root / "pg" / "portal", reserve_port(), password, fsync=False),
+            LocalInstance(root / "pg" / "primary", reserve_port(), password, fsync=False),
+            LocalInstance(root / "pg" / "replica", reserve_port(), password, fsync=False),
+            LocalRedis(root / "redis", reserve_port()),
+            password,
+            {role.name: secrets.token_urlsafe(16) for role in LOCAL_ROLES},
+        )
+
+    def environment(self) -> dict[str, str]:
+        """What the settings read: where the servers will be."""
+        return {
+            "HADR_DATABASE_URL": f"postgres://postgres:{self.demo_password}@127.0.0.1:{self.portal.port}/hadr_portal",
+            "HADR_REDIS_URL": self.redis.url,
+            "HADR_DEMO_PASSWORD": self.demo_password,
+            **{role.password_variable: self.role_passwords[role.name] for role in LOCAL_ROLES},
+            "HADR_DEMO_NODES": f"primary=127.0.0.1:{self.primary.port},replica=127.0.0.1:{self.replica.port}",
+            "HADR_STATIC_ROOT": str(self.root / "static"),
+        }
+
+    def start_portal(self) -> None:
+        self._portal.ensure()
+
+    def start_cluster(self) -> None:
+        self._cluster.ensure()
+
+    def start_redis(self) -> None:
+        self._redis.ensure()
+
+    def _portal_start(self) -> None:
+        self.portal.initdb()
+        self.portal.start()
+
+    def _cluster_start(self) -> None:
+        self.primary.initdb()
+        self.primary.start()
+        with ThreadPoolExecutor(2) as pool:  # the clone and the demo database do not wait for each other
+            clone = pool.submit(make_replica, self.primary, self.replica, slot="replica1")
+            self.primary.psql("CREATE DATABASE onboarding")
+            ensure_roles(self.primary, self.role_passwords)  # the replica gets them by replication
+            clone.result()
+        self.replica.start()
+
     def stop(self) -> None:
         for instance in (self.replica, self.primary, self.portal):
             try:
-                instance.stop(mode="immediate")
+                if instance.exists():  # never started: nothing to stop
+                    instance.stop(mode="immediate")
             except Exception as exc:  # keep stopping the others
                 print(f"could not stop {instance.data_dir}: {exc}")
         self.redis.stop()
@@ -57,38 +194,11 @@ class Infrastructure:
 INFRA: Infrastructure | None = None
 
 
-def _start() -> Infrastructure:
-    root = Path(tempfile.mkdtemp(prefix="hadr-test-"))
-    os.chmod(root, 0o755)
-    password = secrets.token_urlsafe(16)
-    portal = LocalInstance(root / "pg" / "portal", free_port(), password, fsync=False)
-    primary = LocalInstance(root / "pg" / "primary", free_port(), password, fsync=False)
-    replica = LocalInstance(root / "pg" / "replica", free_port(), password, fsync=False)
-    redis = LocalRedis(root / "redis", free_port())
-    (root / "static").mkdir()
-    roles = {role.name: secrets.token_urlsafe(16) for role in LOCAL_ROLES}
-    infra = Infrastructure(root, portal, primary, replica, redis, password, roles)
-    try:
-        with ThreadPoolExecutor(3) as pool:
-            list(pool.map(lambda i: i.initdb(), (portal, primary)))
-            started = [pool.submit(portal.start), pool.submit(primary.start), pool.submit(redis.start)]
-            for future in started:
-                future.result()
-        make_replica(primary, replica, slot="replica1")
-        replica.start()
-        primary.psql("CREATE DATABASE onboarding")
-        ensure_roles(primary, roles)  # the replica gets them by replication
-    except BaseException:
-        infra.stop()
-        raise
-    return infra
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     global INFRA
     if _is_xdist_controller(early_config):
-        # `pytest -n N`: each worker process starts its own parts; the controller only hands out tests, but it
+        # `pytest -n N`: each worker process has its own parts; the controller only hands out tests, but it
         # still configures Django, which needs settings that connect nowhere.
         os.environ.update(
             {
@@ -99,22 +209,17 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
             }
         )
         return
-    INFRA = _start()
+    INFRA = Infrastructure.plan()
     os.environ.update(
         {
             "HADR_SECRET_KEY": secrets.token_urlsafe(50),
-            "HADR_DATABASE_URL": f"postgres://postgres:{INFRA.demo_password}@127.0.0.1:{INFRA.portal.port}/hadr_portal",
-            "HADR_REDIS_URL": INFRA.redis.url,
-            "HADR_DEMO_PASSWORD": INFRA.demo_password,
-            **{role.password_variable: INFRA.role_passwords[role.name] for role in LOCAL_ROLES},
-            "HADR_DEMO_NODES": f"primary=127.0.0.1:{INFRA.primary.port},replica=127.0.0.1:{INFRA.replica.port}",
+            **INFRA.environment(),
             "HADR_LOG_FORMAT": "text",
             "HADR_OPERATION_HEARTBEAT_INTERVAL": "1",
             "HADR_OPERATION_HEARTBEAT_TIMEOUT": "4",
             "HADR_OPERATION_REAPER_INTERVAL": "2",
             "HADR_DASHBOARD_REFRESH_SECONDS": "1",
             "HADR_EMAIL_BACKEND": "console",
-            "HADR_STATIC_ROOT": str(INFRA.root / "static"),
             "HADR_DEBUG": "true",
             "HADR_ALLOW_PRIVATE_TARGETS": "true",  # every test target is on loopback; SSRF tests override it
             "HADR_2FA_REQUIRED": "false",  # tests that need two-factor required override the setting
@@ -131,3 +236,63 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if INFRA is not None:
         INFRA.stop()
+
+
+def _infra() -> Infrastructure:
+    assert INFRA is not None, "the servers are planned when pytest starts (tests.infra.plugin)"
+    return INFRA
+
+
+@pytest.fixture(scope="session")
+def portal_server() -> Infrastructure:
+    """The portal's own PostgreSQL, running (tests/conftest.py makes the test database wait for it)."""
+    _infra().start_portal()
+    return _infra()
+
+
+@pytest.fixture(scope="session")
+def infra() -> Infrastructure:
+    """The managed cluster, running: `infra.primary`, `infra.replica` (streaming, slot `replica1`)."""
+    _infra().start_cluster()
+    return _infra()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> LocalRedis:
+    """Redis, running: the broker of the Celery workers and the cache they share with the tests."""
+    _infra().start_redis()
+    return _infra().redis
+
+
+# What each marker means, by the fixtures that need that part (a test's `fixturenames` holds every fixture it
+# depends on, so `demo_cluster` counts as `infra`, `start_worker` as `redis_server`). A transactional test
+# commits, so what it queues on commit (an operation, an alert) reaches the broker: it needs Redis too.
+MARKER_FIXTURES = {
+    "pg": frozenset({"infra"}),
+    "redis": frozenset({"redis_server", "live_server", "transactional_db"}),
+    "browser": frozenset({"browser"}),
+    "slow": frozenset({"start_worker", "live_server", "page", "transactional_db"}),
+}
+MARKER_PARTS = {"pg": "infra", "redis": "redis_server"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with what its fixtures need; a transactional database (by marker: not a fixture name) is
+    slow too."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        database = item.get_closest_marker("django_db")
+        if database and database.kwargs.get("transaction"):
+            fixtures.add("transactional_db")
+        for marker, needs in MARKER_FIXTURES.items():
+            if needs & fixtures and not item.get_closest_marker(marker):
+                item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _parts_for_markers(request: pytest.FixtureRequest) -> None:
+    """A test marked `pg` or `redis` gets that part even when none of its fixtures asks for it."""
+    for marker, fixture in MARKER_PARTS.items():
+        if request.node.get_closest_marker(marker):
+            request.getfixturevalue(fixture)

@@ -34,9 +34,7 @@ def portal_data(demo_cluster) -> Funnel:
         )
         for n in range(12)
     )
-    Node.objects.filter(name="replica").update(
-        last_probe={"reachable": True, "role": "replica", "replay_lag_bytes": 2048}
-    )
+    Node.objects.filter(name="replica").update(last_probe={"reachable": True, "role": "replica", "lag_bytes": 2048})
     storage = StorageTarget.objects.create(name="local", kind="local", config={"path": "/tmp/hadr-test-backups"})
     policy = BackupPolicy.objects.create(
         name="demo-onboarding", cluster=demo_cluster, dbname="onboarding", storage=storage

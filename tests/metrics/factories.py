@@ -9,15 +9,20 @@ import psycopg
 from django.utils import timezone
 
 from demo.onboarding import SCHEMA_SQL, STEPS
+from hadr_portal.databases.models import Cluster
+from hadr_portal.demo.catalog import DEMO_FUNNEL
 from hadr_portal.metrics.models import Funnel, FunnelDayCount
-from hadr_portal.status.demo import DEMO_FUNNEL
 from tests.conftest import wait_for
 from tests.infra.plugin import Infrastructure
 
 
 def make_funnel(name: str = "onboarding", **fields: Any) -> Funnel:
+    """The demo funnel with `fields` changed, its cluster and node named as in the catalog file ("" for none)."""
     values = {key: value for key, value in DEMO_FUNNEL.items() if key != "name"} | fields
-    return Funnel.objects.create(name=name, **values)
+    cluster_name, node_name = values.pop("cluster"), values.pop("node")
+    cluster = Cluster.objects.get(name=cluster_name) if cluster_name else None
+    node = cluster.nodes.get(name=node_name) if cluster and node_name else None
+    return Funnel.objects.create(name=name, cluster=cluster, node=node, **values)
 
 
 def make_day_counts(funnel: Funnel, counts: dict[str, int], *, days: int = 1, today: date | None = None) -> None:

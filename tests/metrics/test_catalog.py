@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from hadr_portal.core.catalog import CatalogError, catalog_dump_toml, catalog_export, catalog_import
+from hadr_portal.demo.catalog import DEMO_FUNNEL
 from hadr_portal.metrics.models import Funnel
-from hadr_portal.status.catalog import CatalogError, catalog_dump_toml, catalog_export, catalog_import
-from hadr_portal.status.demo import DEMO_FUNNEL
 from tests.metrics.factories import make_day_counts, make_funnel
 
 pytestmark = pytest.mark.django_db

@@ -103,7 +103,7 @@ def test_malformed_or_negative_counts_are_400_with_the_reason(pushed, body, reas
 
 
 def test_a_queried_funnel_accepts_no_pushes(db):
-    funnel = make_funnel(node="replica")
+    funnel = make_funnel(cluster="", node="", dsn_env="HADR_DSN_REPLICA")
     status, body = push(funnel, {"day": str(timezone.localdate()), "counts": {"signed_up": 1}})
     assert status == 400
     assert "collected by its query" in body["error"]

@@ -9,6 +9,10 @@ from ipaddress import ip_network
 import pytest
 from django.test import Client
 from django.urls import reverse
+from prometheus_client.parser import text_string_to_metric_families
+
+from hadr_portal.status import engine
+from tests.status.factories import make_check, make_service
 
 pytestmark = pytest.mark.django_db
 TOKEN = "scrape-token-0123456789"
@@ -78,3 +82,24 @@ def test_the_exposition_has_every_figure_and_passes_promtool(scrape_settings, po
     check = subprocess.run([promtool, "check", "metrics"], input=response.content, capture_output=True, timeout=30)
     assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
     assert check.stdout.decode().strip() == check.stderr.decode().strip() == ""  # no lint warnings either
+
+
+def test_the_demo_replicas_lag_is_in_a_real_scrape(scrape_settings, demo_cluster):
+    """The lag the replica's postgres check read from the real streaming replica is the sample /metrics serves."""
+    checks = [
+        make_check(make_service(f"demo-db-{node.name}", kind="database"), "postgres", "postgres", node=node)
+        for node in demo_cluster.nodes.all()
+    ]
+    engine.checks_run([check.pk for check in checks])
+    replica = demo_cluster.nodes.get(name="replica")
+    assert replica.last_probe["role"] == "replica" and replica.last_probe["lag_bytes"] is not None
+
+    response = scrape(TOKEN)
+    assert response.status_code == 200
+    samples = {
+        (sample.labels["cluster"], sample.labels["node"]): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        if family.name == "hadr_replication_lag_bytes"
+        for sample in family.samples
+    }
+    assert samples == {("demo", "replica"): float(replica.last_probe["lag_bytes"])}  # a primary has no such lag

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from hadr_portal.core.catalog import catalog_import
 from hadr_portal.core.permissions import Role
+from hadr_portal.demo.catalog import demo_catalog
 from hadr_portal.runbooks import documents
+from hadr_portal.runbooks.actions import runbook_segments
 from hadr_portal.runbooks.documents import BLOCK_ACTIONS, runbook_load, runbook_parse, runbooks_all
-from hadr_portal.status.catalog import catalog_import
-from hadr_portal.status.demo import demo_catalog
 from hadr_portal.status.models import Service
+from tests.conftest import make_user
 
 SCENARIOS = {
     "service-failure",
@@ -53,6 +55,34 @@ def test_a_runbook_page_shows_buttons_only_to_the_roles_allowed(client_as, demo,
     if role == Role.VIEWER:
         assert "DevOps may do this" in html
     assert 'class="toc"' in html
+
+
+def test_backup_restore_and_failover_buttons_lead_to_the_policy_and_cluster_behind_the_service(client_as, demo):
+    dba = client_as(Role.DBA)
+    lost = dba.get(reverse("runbooks:detail", kwargs={"name": "lost-environment"})).content.decode()
+    for view, label in (("backups:restore-start", "Open the restore wizard"), ("backups:backup-now", "Back up now")):
+        assert 'action="' + reverse(view, kwargs={"name": "demo-onboarding"}) + '"' in lost
+        assert f"{label} · {Service.objects.get(name='demo-db-primary').display_name}" in lost
+    problem = dba.get(reverse("runbooks:detail", kwargs={"name": "database-problem"})).content.decode()
+    assert '<a class="button" href="' + reverse("databases:failover", kwargs={"name": "demo"}) + '">' in problem
+
+
+def test_an_action_that_cannot_work_for_a_service_says_why(demo):
+    runbook = runbook_parse(
+        "notes",
+        "---\ntitle: t\nscenario: s\nrole: DBA\nservices: []\nactions: []\n---\n"
+        "[[action: run_backup portal-web]]\n\n[[action: failover onboarding-app]]\n\n"
+        "[[action: restart_service portal-db]]\n\n[[action: restore ghost]]\n",
+    )
+    parts = runbook_segments(runbook, user=make_user("dora", Role.DBA), service=None, ticks=None)
+    buttons = [button for part in parts for button in part.get("buttons", [])]
+    assert [(button.url, button.note) for button in buttons] == [
+        ("", "no backup policy watches it"),
+        ("", "it is not a database of a managed cluster"),
+        ("", "it has no restart controller"),
+        ("", "no service 'ghost' in the catalog"),
+    ]
+    assert [button.subject for button in buttons][-1] == "ghost"
 
 
 def test_hostile_markdown_is_inert():

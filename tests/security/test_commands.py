@@ -22,10 +22,10 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from hadr_portal.adapters.commands import env_name_problem, env_problems
+from hadr_portal.core.catalog import CatalogError, catalog_dump_toml, catalog_import
 from hadr_portal.core.models import AuditEntry, Operation, OperationLogLine
 from hadr_portal.core.operations import operation_execute
 from hadr_portal.core.permissions import Role
-from hadr_portal.status.catalog import CatalogError, catalog_dump_toml, catalog_import
 from hadr_portal.status.models import Service
 from hadr_portal.status.restart import restart_request
 from tests.conftest import COMMAND_USER, wait_for

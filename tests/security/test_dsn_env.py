@@ -12,12 +12,12 @@ import os
 import pytest
 from django.urls import reverse
 
+from hadr_portal.core.catalog import CatalogError, catalog_import
 from hadr_portal.core.permissions import Role
+from hadr_portal.demo.catalog import DEMO_FUNNEL
 from hadr_portal.metrics.funnels import FunnelUnavailable, funnel_collect
 from hadr_portal.metrics.models import Funnel
 from hadr_portal.status import engine
-from hadr_portal.status.catalog import CatalogError, catalog_import
-from hadr_portal.status.demo import DEMO_FUNNEL
 from hadr_portal.status.models import Check, CheckResult
 from tests.conftest import make_user
 from tests.infra.plugin import free_port

@@ -18,12 +18,14 @@ from django.urls import reverse
 
 from hadr_portal.backups.models import BackupPolicy, Restore, StorageTarget
 from hadr_portal.core import pushbody
+from hadr_portal.core.catalog import CatalogError, catalog_import
 from hadr_portal.core.permissions import Role
+from hadr_portal.databases.models import Cluster, Node
 from hadr_portal.incidents.models import Incident, RecoveryPriority, TimelineEntry
 from hadr_portal.metrics.models import Funnel
-from hadr_portal.status.catalog import CatalogError, catalog_import
 from hadr_portal.status.models import Check, CheckResult, Service
 from hadr_portal.status.push import MESSAGE_MAX_LENGTH
+from tests.conftest import make_user
 from tests.status.factories import SERVICE_FORM_FIELDS, make_check, make_service
 
 NUL_WORDS = "NUL character"
@@ -336,13 +338,18 @@ def test_an_unknown_service_on_an_incident_is_refused(client_as):
     assert not Incident.objects.exists()
 
 
-def test_an_unknown_cluster_on_a_funnel_is_an_admin_form_error(db):
-    form_class = site._registry[Funnel].get_form(RequestFactory().get("/"))
+def test_an_unknown_cluster_or_another_clusters_node_on_a_funnel_is_an_admin_form_error(db):
+    request = RequestFactory().get("/")
+    request.user = make_user("root", superuser=True)
+    form_class = site._registry[Funnel].get_form(request)
+    ours = Cluster.objects.create(name="ours", dbname="app")
+    theirs_cluster = Cluster.objects.create(name="theirs", dbname="app")
+    theirs = Node.objects.create(cluster=theirs_cluster, name="b", host="h", port=1)
     data = {
         "name": "onboarding",
         "source": "query",
         "steps": '["signed_up", "activated"]',
-        "cluster": "no-such-cluster",
+        "cluster": "9999",
         "query": "SELECT step, hour, count FROM t WHERE created_at >= %(since)s",
         "interval_seconds": "300",
         "timeout_seconds": "10",
@@ -350,7 +357,10 @@ def test_an_unknown_cluster_on_a_funnel_is_an_admin_form_error(db):
     }
     form = form_class(data)
     assert not form.is_valid()
-    assert "No cluster 'no-such-cluster' in the catalog." in form.errors["cluster"]
+    assert "Select a valid choice" in form.errors["cluster"][0]
+    form = form_class(data | {"cluster": str(ours.pk), "node": str(theirs.pk)})
+    assert not form.is_valid()
+    assert form.errors["node"] == ["Node theirs/b is not in cluster ours."]
 
 
 def test_too_long_is_an_error_never_a_cut(client_as):

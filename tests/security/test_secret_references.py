@@ -15,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from django.urls import reverse
 
+from hadr_portal.core.catalog import CatalogError, catalog_import
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster, Purpose
-from hadr_portal.status.catalog import CatalogError, catalog_import
 from hadr_portal.status.models import AlertChannel, Service
 from tests.conftest import make_user
 from tests.status.factories import SERVICE_FORM_FIELDS, make_service

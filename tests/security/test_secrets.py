@@ -18,10 +18,10 @@ from django.core.management import call_command
 from django.http import HttpRequest, HttpResponse
 from django.urls import include, path, reverse
 
+from hadr_portal.core.catalog import CatalogError, catalog_import, catalog_load_toml
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.permissions import Role
 from hadr_portal.metrics.models import LoggedError
-from hadr_portal.status.catalog import CatalogError, catalog_import, catalog_load_toml
 from hadr_portal.status.models import AlertChannel, Check
 from tests.conftest import ROOT, wait_for
 from tests.infra.plugin import free_port
@@ -200,7 +200,7 @@ def test_a_heartbeat_token_never_reaches_the_access_log(transactional_db, tmp_pa
 
 
 def test_the_local_environment_writes_its_logs_and_secrets_for_its_user_only(tmp_path: Path, monkeypatch):
-    from hadr_portal.adapters.localpg import LocalInstance
+    from hadr_portal.adapters.pg.server import LocalInstance
     from scripts import localenv
 
     run = tmp_path / "run"

@@ -25,10 +25,12 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from hadr_portal.accounts import services as account_services
 from hadr_portal.accounts.stepup import CODE_FIELD, VERIFIED_AT
 from hadr_portal.backups.models import Restore
+from hadr_portal.core.dispatch import task_send
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.permissions import Role
 from hadr_portal.metrics.models import LoggedError
 from hadr_portal.status.models import AlertChannel
+from hadr_portal.status.tasks import security_alert_deliver_task
 from tests.backups import conftest as backups_conftest
 from tests.conftest import PASSWORD, make_user
 from tests.status.factories import make_service
@@ -181,8 +183,6 @@ def test_sign_in_attempts_in_the_admin_are_for_administrators_only(db):
 
 
 def test_a_lockout_alerts_every_enabled_channel_without_the_name(db, mailoutbox, django_capture_on_commit_callbacks):
-    from hadr_portal.accounts.tasks import lockout_alert_task
-
     cache.delete_many(["accounts:lockout-alert", "accounts:lockout-alert:203.0.113.10"])
     AlertChannel.objects.create(name="oncall", kind="email", target="oncall@example.com")
     AlertChannel.objects.create(name="off", kind="email", target="nobody@example.com", enabled=False)
@@ -190,9 +190,13 @@ def test_a_lockout_alerts_every_enabled_channel_without_the_name(db, mailoutbox,
     with django_capture_on_commit_callbacks() as callbacks:
         for _ in range(10):
             sign_in_post(attacker("203.0.113.10"), "root", "guess")
-    sent = [cb for cb in callbacks if getattr(cb, "func", None) == lockout_alert_task.apply_async]
+    sent = [
+        cb
+        for cb in callbacks
+        if getattr(cb, "func", None) is task_send and cb.args == (security_alert_deliver_task.name,)
+    ]
     assert len(sent) == 1  # one lockout, one enabled channel
-    lockout_alert_task.apply(kwargs=sent[0].keywords["kwargs"])  # what the worker does with it
+    security_alert_deliver_task.apply(kwargs=sent[0].keywords["kwargs"])  # what the worker does with it
     (mail,) = mailoutbox
     assert mail.to == ["oncall@example.com"] and "[SECURITY] Sign-in locked out" in mail.subject
     assert "203.0.113.10" in mail.body and "root" not in mail.body.replace("axes_reset_username", "")

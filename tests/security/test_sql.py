@@ -9,27 +9,23 @@ against the test infrastructure's real primary and streaming replica.
 from __future__ import annotations
 
 import json
-import stat
 from collections.abc import Iterator
 from html.parser import HTMLParser
-from pathlib import Path
 
 import psycopg
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from hadr_portal.adapters.localpg import LOCAL_ROLES
 from hadr_portal.adapters.sqlguard import ALLOWED_FUNCTIONS, sql_refusal
 from hadr_portal.backups import wizard
 from hadr_portal.backups.models import BackupPolicy
+from hadr_portal.core.catalog import CatalogError, catalog_import
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster
+from hadr_portal.demo.catalog import DEMO_FUNNEL, DEMO_VERIFY
 from hadr_portal.metrics.funnels import FunnelUnavailable, funnel_collect
 from hadr_portal.metrics.models import Funnel, FunnelHourCount
-from hadr_portal.status.catalog import CatalogError, catalog_import
-from hadr_portal.status.demo import DEMO_FUNNEL, DEMO_VERIFY
-from tests import test_localenv as local_environment
 from tests.backups import conftest as restore_fixtures
 from tests.backups.conftest import backup_of, run
 from tests.conftest import make_user
@@ -39,7 +35,6 @@ from tests.metrics.factories import direct_counts, make_funnel, onboarding_event
 # The restore tests' application database and policy, for the verification queries.
 app_database, app_policy = restore_fixtures.app_database, restore_fixtures.app_policy
 backup_dir, scratch_dir = restore_fixtures.backup_dir, restore_fixtures.scratch_dir
-run_env = local_environment.run_env  # a scratch `make up` on free ports, stopped afterwards
 
 # What a careless admin or a DevOps account could save as a funnel query, and what the refusal must name.
 ATTACKS = {
@@ -151,13 +146,14 @@ def test_a_devops_catalog_import_of_each_attack_is_refused_naming_it(demo_cluste
 
 
 def funnel_form(**changes: str) -> dict[str, str]:
+    demo = Cluster.objects.get(name="demo")
     data = {
         "name": "onboarding",
         "description": "",
         "source": "query",
         "steps": json.dumps(DEMO_FUNNEL["steps"]),
-        "cluster": "demo",
-        "node": "replica",
+        "cluster": str(demo.pk),  # chosen from the catalog's clusters and nodes
+        "node": str(demo.nodes.get(name="replica").pk),
         "dbname": "onboarding",
         "dsn_env": "",
         "query": DEMO_FUNNEL["query"],
@@ -417,40 +413,8 @@ def test_the_databases_page_shows_each_purposes_role_and_warns_of_a_superuser(cl
     )
 
 
-@pytest.mark.slow
-def test_make_up_creates_the_roles_with_their_own_passwords(run_env):
-    result = local_environment.localenv(run_env, "up")
-    assert result.returncode == 0, result.stderr + result.stdout
-    run_dir = Path(run_env["HADR_RUN_DIR"])
-    env_file = (run_dir / "env").read_text()
-    assert "export HADR_DSN_PORTAL='postgres://postgres:" in env_file
-    port = run_env["HADR_DEMO_PRIMARY_PORT"]
-    for role in LOCAL_ROLES:
-        secret = run_dir / "secrets" / f"db-role-{role.name}"
-        assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-        password = secret.read_text().strip()
-        assert f"export {role.password_variable}='{password}'" in env_file
-        dsn = f"host=127.0.0.1 port={port} dbname=onboarding user={role.name} password={password}"
-        with psycopg.connect(dsn) as conn:
-            superuser, replication = conn.execute(
-                "SELECT rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
-            ).fetchone()
-            granted = {
-                name
-                for (name,) in conn.execute(
-                    "SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b"
-                    " ON b.oid = m.roleid JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = current_user"
-                )
-            }
-        assert not superuser and replication == (role.attributes == "REPLICATION") and granted == set(role.grants)
-    reader = (run_dir / "secrets" / "db-role-hadr_reader").read_text().strip()
-    replica = f"host=127.0.0.1 port={run_env['HADR_DEMO_REPLICA_PORT']} dbname=onboarding user=hadr_reader"
-    with psycopg.connect(f"{replica} password={reader}") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
-        conn.execute("SELECT pg_promote()")
-
-
 def test_the_catalog_carries_each_purposes_role(demo_cluster):
-    from hadr_portal.status.catalog import catalog_dump_toml, catalog_export
+    from hadr_portal.core.catalog import catalog_dump_toml, catalog_export
 
     exported = catalog_export()["clusters"][0]
     assert (exported["read_user"], exported["read_password_env"]) == ("hadr_reader", "HADR_DEMO_READ_PASSWORD")

@@ -27,9 +27,9 @@ from cryptography.x509.oid import NameOID
 from django.urls import reverse
 
 from hadr_portal.adapters import netguard
+from hadr_portal.core.catalog import CatalogError, catalog_import
 from hadr_portal.core.permissions import Role
 from hadr_portal.incidents.models import Contact
-from hadr_portal.status.catalog import CatalogError, catalog_import
 from hadr_portal.status.engine import checks_run
 from hadr_portal.status.models import AlertChannel, AlertDelivery, Check, Service, Transition
 from tests.status.factories import http_target, make_check, make_service

@@ -19,21 +19,21 @@ from django.utils import timezone
 
 from hadr_portal.backups.models import Backup, BackupPolicy, StorageTarget
 from hadr_portal.backups.services import backups_schedule_due
-from hadr_portal.core.models import AuditEntry
-from hadr_portal.core.permissions import Role
-from hadr_portal.databases.models import Cluster, Node
-from hadr_portal.databases.services import cluster_upsert
-from hadr_portal.incidents.models import Contact, EscalationStep
-from hadr_portal.metrics.models import Funnel
-from hadr_portal.status.catalog import (
-    SECTIONS,
+from hadr_portal.core.catalog import (
     CatalogError,
     catalog_dump_toml,
     catalog_export,
     catalog_import,
     catalog_load_toml,
 )
-from hadr_portal.status.demo import DEMO_FUNNEL, demo_catalog
+from hadr_portal.core.models import AuditEntry
+from hadr_portal.core.permissions import Role
+from hadr_portal.core.registry import catalog_sections
+from hadr_portal.databases.models import Cluster, Node
+from hadr_portal.databases.services import cluster_upsert
+from hadr_portal.demo.catalog import DEMO_FUNNEL, demo_catalog
+from hadr_portal.incidents.models import Contact, EscalationStep
+from hadr_portal.metrics.models import Funnel
 from hadr_portal.status.models import AlertChannel, Check, Service, State
 from tests.conftest import make_user
 from tests.status.factories import make_check, make_service
@@ -96,10 +96,10 @@ def catalog(db: None) -> None:
     make_check(app, "health", "http", {"url": "http://127.0.0.1:8001/health", "keyword": '"status": "ok"'})
     make_check(app, "port", "tcp", {"host": "127.0.0.1", "port": 8001}, interval_seconds=30)
     database = make_service("demo-db-primary", kind="database", owner_role=Role.DBA.value, description="PostgreSQL")
-    make_check(database, "postgres", "postgres", {"cluster": "demo", "node": "primary"})
+    make_check(database, "postgres", "postgres", node=demo.nodes.get(name="primary"))
     local = StorageTarget.objects.create(name="local", kind="local", config={"path": "/var/backups/hadr"})
     offsite = StorageTarget.objects.create(name="offsite", kind="s3", config=S3_CONFIG)
-    BackupPolicy.objects.create(name="demo-onboarding", cluster=demo, dbname="onboarding", storage=local)
+    onboarding = BackupPolicy.objects.create(name="demo-onboarding", cluster=demo, dbname="onboarding", storage=local)
     BackupPolicy.objects.create(
         name="demo-offsite",
         cluster=demo,
@@ -112,12 +112,12 @@ def catalog(db: None) -> None:
         keep_monthly=12,
         rpo_minutes=7 * 1440,
     )
-    make_check(database, "backup", "backup", {"policy": "demo-onboarding"}, interval_seconds=60, failures_before_down=1)
+    make_check(database, "backup", "backup", policy=onboarding, interval_seconds=60, failures_before_down=1)
     beat = make_service("beat", kind="job", tier=3)
     make_check(beat, "heartbeat", "heartbeat", {"period_seconds": 60, "grace_seconds": 60}, failures_before_down=1)
     AlertChannel.objects.create(name="ops-mail", kind="email", target="ops@example.com")
     AlertChannel.objects.create(name="chat", kind="webhook", target_env="HADR_CHAT_WEBHOOK", min_tier=2)
-    Funnel.objects.create(**DEMO_FUNNEL)
+    Funnel.objects.create(**DEMO_FUNNEL | {"cluster": demo, "node": None})
     mauricio = Contact.objects.create(name="Mauricio", roles=["DevOps", "DBA"], phone="+55 11 90000-0000")
     ana = Contact.objects.create(name="Ana", roles=["Developer"], email="ana@example.com", hours="Mon–Fri 9–18")
     EscalationStep.objects.create(severity="sev1", position=1, contact=mauricio)
@@ -298,6 +298,16 @@ def test_prune_deletes_what_the_file_does_not_have_and_only_with_prune(catalog):
     assert not Service.objects.filter(name="beat").exists()
     # the service's state was recomputed from the checks it has left
     assert Service.objects.get(name="onboarding-app").state == State.UNKNOWN
+
+
+def test_prune_deletes_an_escalation_list_missing_from_the_file_once(catalog):
+    data = catalog_load_toml(exported())
+    data["escalation"] = []
+
+    report = catalog_import(data, prune=True)
+
+    assert report.deleted == ["escalation sev1"]  # one list, however many contacts it had
+    assert not EscalationStep.objects.exists() and Contact.objects.count() == 2
 
 
 def test_prune_deletes_clusters_missing_from_the_file(catalog):
@@ -859,9 +869,6 @@ def test_command_refuses_a_viewer_clearly(catalog, tmp_path: Path):
     ],
 )
 def test_alert_channels_are_validated(db, channel, message):
-    from hadr_portal.status.catalog import CatalogError, catalog_import
-    from hadr_portal.status.models import AlertChannel
-
     with pytest.raises(CatalogError, match=re.escape(message)):
         catalog_import({"alert_channels": [channel]})
     assert not AlertChannel.objects.exists()
@@ -914,4 +921,4 @@ def test_the_demo_catalog_has_backups_only_with_a_demo_cluster(settings):
     assert [(p["name"], p["cluster"], p["storage"], p["schedule"]) for p in demo["backup_policies"]] == [
         ("demo-onboarding", "demo", "local", "0 2 * * *")
     ]
-    assert list(demo) == list(SECTIONS)
+    assert list(demo) == catalog_sections.names()

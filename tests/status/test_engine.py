@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
+from hadr_portal.backups.models import BackupPolicy, StorageTarget
 from hadr_portal.core.workers import worker_announce, worker_withdraw
 from hadr_portal.status import engine
 from hadr_portal.status.models import Check, CheckResult, Transition
@@ -83,19 +85,51 @@ def test_service_state_is_its_worst_known_check(db):
 
 def test_misconfigured_check_is_a_failed_check_not_a_crash(db):
     service = make_service("bad-config")
+    # names kept in config, no node key: what the migration leaves of a check that named a node nowhere in the catalog
     check = make_check(service, kind="postgres", config={"cluster": "nope", "node": "x"}, failures_before_down=1)
     run(check)
     assert check.state == "down"
-    assert "misconfigured" in check.last_message
+    assert "misconfigured" in check.last_message and "its node nope/x is not in the catalog" in check.last_message
+
+
+def test_a_check_whose_node_left_the_catalog_goes_down_saying_so(demo_cluster):
+    replica = demo_cluster.nodes.get(name="replica")
+    service = make_service("pg-replica", kind="database")
+    check = make_check(service, kind="postgres", node=replica, failures_before_down=1)
+    replica.delete()
+    check.refresh_from_db()
+    assert check.node is None  # kept, not deleted with its node: a check that cannot run must be seen
+    run(check)
+    assert check.state == "down"
+    assert "its node is not in the catalog" in check.last_message
+
+
+def test_a_backup_check_judges_its_policy_and_says_when_it_has_none(demo_cluster, tmp_path):
+    storage = StorageTarget.objects.create(name="local", kind="local", config={"path": str(tmp_path)})
+    policy = BackupPolicy.objects.create(name="nightly", cluster=demo_cluster, dbname="onboarding", storage=storage)
+    service = make_service("db", kind="database")
+    check = make_check(service, "backup", "backup", policy=policy, failures_before_down=1)
+    run(check)
+    assert (check.state, check.last_message.split(" (")[0]) == ("down", "no good backup yet")
+    dangling = make_check(service, "old-backup", "backup", {"policy": "gone"}, failures_before_down=1)
+    run(dangling)
+    assert (dangling.state, dangling.last_message) == ("down", "no backup policy named 'gone'")
+    policy.delete()
+    run(check)
+    assert (check.policy, check.last_message) == (None, "its backup policy is not in the catalog")
+
+
+def test_a_postgres_check_keeps_its_nodes_view_current(demo_cluster):
+    replica = demo_cluster.nodes.get(name="replica")
+    run(make_check(make_service("pg-replica", kind="database"), kind="postgres", node=replica))
+    replica.refresh_from_db()
+    assert replica.last_probe["role"] == "replica" and replica.last_probe["lag_bytes"] is not None
 
 
 def test_postgres_checks_read_role_and_replication(demo_cluster):
-    primary = make_check(
-        make_service("pg-primary", kind="database"), kind="postgres", config={"cluster": "demo", "node": "primary"}
-    )
-    replica = make_check(
-        make_service("pg-replica", kind="database"), kind="postgres", config={"cluster": "demo", "node": "replica"}
-    )
+    nodes = {node.name: node for node in demo_cluster.nodes.all()}
+    primary = make_check(make_service("pg-primary", kind="database"), kind="postgres", node=nodes["primary"])
+    replica = make_check(make_service("pg-replica", kind="database"), kind="postgres", node=nodes["replica"])
     run(primary, replica)
     assert primary.state == "up", primary.last_message
     assert primary.last_data["role"] == "primary"
@@ -103,6 +137,7 @@ def test_postgres_checks_read_role_and_replication(demo_cluster):
     assert replica.last_data["role"] == "replica" and replica.last_data["streaming"] is True
 
 
+@pytest.mark.redis
 def test_redis_and_celery_worker_checks(db, settings):
     service = make_service("queue", kind="queue")
     ping = make_check(service, "ping", kind="redis", config={})

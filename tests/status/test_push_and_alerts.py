@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from celery.signals import task_retry
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
@@ -21,6 +22,7 @@ from hadr_portal.status.models import (
     MaintenanceWindow,
     Transition,
 )
+from hadr_portal.status.tasks import alert_deliver_task, security_alert_deliver_task
 from tests.status.factories import http_target, make_check, make_service
 
 
@@ -158,6 +160,40 @@ def test_webhook_down_is_retried_then_marked_undelivered(db, settings):
     assert alerts.alert_deliver(delivery_id=delivery.pk).status == "failed"
     delivery.refresh_from_db()
     assert delivery.attempts == 3 and delivery.last_error
+
+
+def retry_countdowns(task, *args, **kwargs):
+    """Run a delivery task as a worker would, each retry at once (Celery's eager mode): its result, and the
+    countdowns it asked for before each retry."""
+    countdowns: list[float] = []
+
+    def note(sender, reason, **_):
+        countdowns.append(reason.when)
+
+    task_retry.connect(note, weak=False)
+    try:
+        result = task.apply(args=args, kwargs=kwargs)
+    finally:
+        task_retry.disconnect(note)
+    return result, countdowns
+
+
+def test_an_alert_is_retried_after_2_4_8_seconds_at_most_5_minutes_apart_then_marked_undelivered(db, settings):
+    settings.ALERT_MAX_ATTEMPTS = 11
+    AlertChannel.objects.create(name="dead", kind="webhook", target="http://127.0.0.1:1/hook")
+    [delivery] = alerts.alerts_queue(_transition(make_service("x"), "down"))
+    result, countdowns = retry_countdowns(alert_deliver_task, delivery.pk)
+    assert countdowns == [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 11) and result.successful()
+
+
+def test_a_security_alert_is_retried_like_an_alert_and_given_up_after_the_attempts(db, settings):
+    channel = AlertChannel.objects.create(name="dead", kind="webhook", target="http://127.0.0.1:1/hook")
+    message = {"subject": "[SECURITY] test", "text": "test", "payload": {"text": "test"}}
+    result, countdowns = retry_countdowns(security_alert_deliver_task, channel_id=channel.pk, **message)
+    assert countdowns == [min(300, 2**retry) for retry in range(1, settings.ALERT_MAX_ATTEMPTS)]
+    assert result.failed() and isinstance(result.result, DeliveryFailed)
 
 
 def test_rollups_uptime_and_pruning(db, settings):

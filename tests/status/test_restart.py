@@ -16,11 +16,11 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from hadr_portal.adapters.commands import run_program
+from hadr_portal.core.catalog import CatalogError, catalog_import
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operations import operation_execute
 from hadr_portal.core.permissions import Role
-from hadr_portal.status.catalog import CatalogError, catalog_import
-from hadr_portal.status.demo import demo_catalog
+from hadr_portal.demo.catalog import demo_catalog
 from hadr_portal.status.engine import checks_run
 from hadr_portal.status.models import Check, Service
 from hadr_portal.status.restart import restart_request

@@ -47,6 +47,7 @@ def test_dashboard_groups_by_tier_and_never_shows_stale_as_green(client_as, serv
     assert "HX-Request" in fragment["Vary"]
 
 
+@pytest.mark.redis  # the workers announce their queues there
 def test_dashboard_banner_when_no_worker_consumes_a_queue(client_as, services):
     html = client_as(Role.VIEWER).get(reverse("dashboard")).content.decode()
     assert "No worker is consuming the" in html and "“ops”" in html

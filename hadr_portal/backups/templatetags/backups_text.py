@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from hadr_portal.backups.selectors import duration_text
+from hadr_portal.core.humanize import duration_text
 
 register = template.Library()
 

@@ -11,13 +11,13 @@ from hadr_portal.core.operations import output_roles as roles_of
 from hadr_portal.core.operations import output_visible
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from hadr_portal.core.permissions import Actor
 
 register = template.Library()
 
 
 @register.filter
-def output_visible_to(operation: Operation | None, user: AbstractBaseUser | AnonymousUser | None) -> bool:
+def output_visible_to(operation: Operation | None, user: Actor | None) -> bool:
     """True when `user` may read the operation's log lines, error and result (core.operations.output_visible)."""
     return operation is not None and user is not None and output_visible(user, operation)
 

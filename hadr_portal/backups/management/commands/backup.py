@@ -4,46 +4,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.management.base import CommandParser
 
 from hadr_portal.backups.models import Backup, BackupPolicy
 from hadr_portal.backups.services import backup_request
-from hadr_portal.core.cli import cli_actor, named, operation_wait
-from hadr_portal.core.operations import OperationConflict, OperationError
+from hadr_portal.core.cli import OperationCommand, named
+from hadr_portal.core.models import Operation
+from hadr_portal.core.operations import OperationConflict
 
 
-class Command(BaseCommand):
+class Command(OperationCommand[BackupPolicy]):
     help = "Back up a database now (an operation on the ops queue), by its backup policy's name."
+    wait_help = "Show the log until the backup ends"
+    timeout = 6 * 3600.0
 
-    def add_arguments(self, parser: CommandParser) -> None:
+    def arguments(self, parser: CommandParser) -> None:
         parser.add_argument("policy", help="Backup policy name (see `manage.py backups`)")
         parser.add_argument("--kind", default="manual", choices=Backup.Kind.values)
-        parser.add_argument("--user", help="Act as this account (its roles apply); default: the portal itself")
-        parser.add_argument("--wait", action="store_true", help="Show the log until the backup ends")
-        parser.add_argument("--timeout", type=float, default=6 * 3600)
         parser.add_argument("--if-missing", action="store_true", help="Only if the policy has no good backup yet")
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def subject(self, options: dict[str, Any]) -> BackupPolicy | None:
         policy = named(BackupPolicy.objects.select_related("cluster"), options["policy"], "backup policy")
         if options["if_missing"] and policy.backups.filter(status=Backup.Status.GOOD).exists():
             self.stdout.write(f"{policy.name} already has a good backup: nothing to do.")
-            return
+            return None
+        return policy
+
+    def request(
+        self, subject: BackupPolicy, actor: AbstractBaseUser | None, options: dict[str, Any]
+    ) -> Operation | None:
         try:
-            operation = backup_request(policy=policy, actor=cli_actor(options["user"]), kind=options["kind"])
+            return backup_request(policy=subject, actor=actor, kind=options["kind"])
         except OperationConflict as exc:
-            if options["if_missing"]:
-                self.stdout.write(f"{policy.name}: {exc}")
-                return
-            raise CommandError(str(exc)) from None
-        except (OperationError, PermissionDenied) as exc:
-            raise CommandError(str(exc)) from None
-        self.stdout.write(
-            f"Operation #{operation.pk} queued: {options['kind']} backup of {policy.cluster.name}/{policy.dbname}."
-        )
+            if not options["if_missing"]:
+                raise
+            self.stdout.write(f"{subject.name}: {exc}")
+            return None
+
+    def what(self, subject: BackupPolicy, operation: Operation) -> str:
+        return f"{operation.parameters['kind']} backup of {subject.cluster.name}/{subject.dbname}"
+
+    def failure(self, operation: Operation) -> str:
+        return f"Backup failed ({operation.status}): {operation.error}"
+
+    def finished(self, subject: BackupPolicy, operation: Operation, options: dict[str, Any]) -> None:
         if options["wait"]:
-            operation = operation_wait(operation, timeout=options["timeout"], stream=self.stdout)
-            if operation.status != "succeeded":
-                raise CommandError(f"Backup failed ({operation.status}): {operation.error}")
             result = operation.result
             self.stdout.write(f"Good: {result['key']} · {result['size']} bytes · sha256 {result['sha256']}")

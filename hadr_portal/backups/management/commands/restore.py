@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.management.base import CommandError, CommandParser
 
 from hadr_portal.backups.models import Backup, Restore
 from hadr_portal.backups.wizard import (
@@ -16,21 +16,21 @@ from hadr_portal.backups.wizard import (
     restore_situation_set,
     restore_target_set,
 )
-from hadr_portal.core.cli import cli_actor, named, operation_arguments, operation_start
+from hadr_portal.core.cli import OperationCommand, named
 from hadr_portal.core.findings import blockers
-from hadr_portal.core.operations import OperationError
+from hadr_portal.core.models import Operation
 
 MARKS = {"ok": "✔", "warning": "⚠", "blocker": "✖"}
 
 
-class Command(BaseCommand):
+class Command(OperationCommand[Backup]):
     help = (
         "Restore a backup (an operation on the ops queue): into a new database, or with --replace over the "
         "production database (safety backup first, swapped in only once verified, the old one kept renamed). "
         "A physical backup is restored as a new server (--data-directory, --port). The pre-flight is printed first."
     )
 
-    def add_arguments(self, parser: CommandParser) -> None:
+    def arguments(self, parser: CommandParser) -> None:
         parser.add_argument("backup", help="Backup id (see `manage.py backups`)")
         parser.add_argument("--target-database", help="The new database's name (with --replace: the production one)")
         parser.add_argument("--replace", action="store_true", help="Replace the production database")
@@ -38,9 +38,8 @@ class Command(BaseCommand):
         parser.add_argument("--situation", default="corruption", choices=Restore.Situation.values)
         parser.add_argument("--data-directory", help="Physical backups: the new server's (empty) data directory")
         parser.add_argument("--port", help="Physical backups: the new server's port")
-        operation_arguments(parser)
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def subject(self, options: dict[str, Any]) -> Backup:
         good = Backup.objects.filter(status=Backup.Status.GOOD).select_related("policy__cluster")
         if not options["backup"].isdigit():
             raise CommandError(f"A backup id is a number, not {options['backup']!r}.")
@@ -52,45 +51,46 @@ class Command(BaseCommand):
             raise CommandError(f"--replace ends every session on {policy.dbname} and swaps it: add --yes to confirm.")
         if options["replace"] and options["target_database"] not in (None, policy.dbname):
             raise CommandError(f"--replace restores over {policy.dbname}, the policy's database; not another one.")
-        actor = cli_actor(options["user"])
-        try:
-            restore = restore_draft_start(policy=policy, actor=actor)
-        except PermissionDenied as exc:
-            raise CommandError(str(exc)) from None
+        return backup
+
+    def request(self, subject: Backup, actor: AbstractBaseUser | None, options: dict[str, Any]) -> Operation:
+        """The wizard's steps from the options, the pre-flight printed, then the restore queued. A restore that
+        was refused before it was queued leaves no trace."""
+        restore = restore_draft_start(policy=subject.policy, actor=actor)
         try:
             self._prepare(restore, actor, options)
-            operation_start(
-                self, lambda: restore_request(restore=restore, actor=actor), f"restore #{restore.pk}", options
-            )
+            return restore_request(restore=restore, actor=actor)
         except BaseException:
-            Restore.objects.filter(pk=restore.pk, status=Restore.Status.DRAFT).delete()  # never queued: no trace
+            Restore.objects.filter(pk=restore.pk, status=Restore.Status.DRAFT).delete()
             raise
-        restore.refresh_from_db()
+
+    def what(self, subject: Backup, operation: Operation) -> str:
+        return f"restore #{operation.parameters['restore']}"
+
+    def finished(self, subject: Backup, operation: Operation, options: dict[str, Any]) -> None:
+        restore = Restore.objects.get(operation=operation)
         if restore.status == Restore.Status.VERIFIED:
             self.stdout.write(
                 f"Verified: {restore.target_database} · RTO {restore.rto_seconds or 0:.1f} s · restore #{restore.pk}"
             )
 
-    def _prepare(self, restore: Restore, actor: Any, options: dict[str, Any]) -> None:
-        """Steps 1–4 of the wizard from the options; the pre-flight printed; CommandError when refused."""
+    def _prepare(self, restore: Restore, actor: AbstractBaseUser | None, options: dict[str, Any]) -> None:
+        """Steps 1–4 of the wizard from the options, and the pre-flight printed; raises when either refuses."""
         policy = restore.policy
-        try:
-            errors = restore_backup_set(restore=restore, actor=actor, backup_id=options["backup"])
-            errors += restore_situation_set(restore=restore, actor=actor, situation=options["situation"])
-            errors += restore_target_set(
-                restore=restore,
-                actor=actor,
-                target=Restore.Target.REPLACE if options["replace"] else Restore.Target.NEW_DATABASE,
-                database=options["target_database"] or "",
-                confirm=policy.dbname if options["replace"] else "",
-                data_directory=options["data_directory"] or "",
-                port=options["port"] or "",
-            )
-            if errors:
-                raise CommandError(" ".join(errors))
-            findings = restore_preflight_run(restore=restore, actor=actor)
-        except (OperationError, PermissionDenied) as exc:
-            raise CommandError(str(exc)) from None
+        errors = restore_backup_set(restore=restore, actor=actor, backup_id=options["backup"])
+        errors += restore_situation_set(restore=restore, actor=actor, situation=options["situation"])
+        errors += restore_target_set(
+            restore=restore,
+            actor=actor,
+            target=Restore.Target.REPLACE if options["replace"] else Restore.Target.NEW_DATABASE,
+            database=options["target_database"] or "",
+            confirm=policy.dbname if options["replace"] else "",
+            data_directory=options["data_directory"] or "",
+            port=options["port"] or "",
+        )
+        if errors:
+            raise CommandError(" ".join(errors))
+        findings = restore_preflight_run(restore=restore, actor=actor)
         for finding in findings:
             self.stdout.write(f"{MARKS[finding.level]} {finding.title} {finding.detail}".rstrip())
         if refused := blockers(findings):

@@ -4,31 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.management.base import CommandError, CommandParser
 
 from hadr_portal.backups.models import BackupPolicy, Restore
 from hadr_portal.backups.wizard import drill_request
-from hadr_portal.core.cli import cli_actor, operation_arguments, operation_start
+from hadr_portal.core.cli import OperationCommand
+from hadr_portal.core.models import Operation
 
 
-class Command(BaseCommand):
+class Command(OperationCommand[BackupPolicy]):
     help = (
         "Run a restore drill now: the newest good backup restored into a scratch database (or server), the "
         "policy's verification queries and amcheck run, the duration recorded, the scratch copy dropped."
     )
 
-    def add_arguments(self, parser: CommandParser) -> None:
+    def arguments(self, parser: CommandParser) -> None:
         parser.add_argument("database", help="Backup policy name, or cluster/dbname (see `manage.py backups`)")
-        operation_arguments(parser)
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        policy = _policy(options["database"])
-        operation = operation_start(
-            self,
-            lambda: drill_request(policy=policy, actor=cli_actor(options["user"])),
-            f"restore drill of {policy.cluster.name}/{policy.dbname}",
-            options,
-        )
+    def subject(self, options: dict[str, Any]) -> BackupPolicy:
+        return _policy(options["database"])
+
+    def request(self, subject: BackupPolicy, actor: AbstractBaseUser | None, options: dict[str, Any]) -> Operation:
+        return drill_request(policy=subject, actor=actor)
+
+    def what(self, subject: BackupPolicy, operation: Operation) -> str:
+        return f"restore drill of {subject.cluster.name}/{subject.dbname}"
+
+    def finished(self, subject: BackupPolicy, operation: Operation, options: dict[str, Any]) -> None:
         restore = Restore.objects.filter(operation=operation).first()
         if options["wait"] and restore is not None and restore.rto_seconds is not None:
             self.stdout.write(f"Verified in {restore.rto_seconds:.1f} s (restore drill #{restore.pk}).")
