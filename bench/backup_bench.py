@@ -104,13 +104,13 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 
 def primary(dbname: str = "postgres") -> Any:
     """The demo cluster's primary as the portal knows it (the node our backups go to)."""
-    from hadr_portal.adapters.pg.connection import PgTarget
+    from hadr_portal.adapters.pg.connection import PgConninfo
     from hadr_portal.databases.models import Cluster
 
     nodes = list(Cluster.objects.get(name="demo").nodes.all())
     node = next((n for n in nodes if n.role == "primary"), None) or nodes[0]
     address = node.address()
-    return PgTarget(host=address.host, port=address.port, user=address.user, password=address.password, dbname=dbname)
+    return PgConninfo(host=address.host, port=address.port, user=address.user, password=address.password, dbname=dbname)
 
 
 def connect(dbname: str) -> Any:

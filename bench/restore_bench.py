@@ -130,14 +130,14 @@ def backup_take(policy_name: str) -> Any:
     return Backup.objects.get(operation=finished)
 
 
-def restore_prepared(backup: Any, **target: str) -> tuple[Any, float]:
+def restore_prepared(backup: Any, **destination: str) -> tuple[Any, float]:
     """A restore through the wizard's steps 1–4; the seconds its pre-flight (with the re-read) took."""
     from hadr_portal.backups import wizard
 
     restore = wizard.restore_draft_start(policy=backup.policy, actor=None)
     assert not wizard.restore_backup_set(restore=restore, actor=None, backup_id=str(backup.pk))
     assert not wizard.restore_situation_set(restore=restore, actor=None, situation="verification")
-    errors = wizard.restore_target_set(restore=restore, actor=None, **target)
+    errors = wizard.restore_destination_set(restore=restore, actor=None, **destination)
     assert not errors, errors
     started = time.perf_counter()
     findings = wizard.restore_preflight_run(restore=restore, actor=None)
@@ -172,11 +172,11 @@ def phases(operation: Any) -> dict[str, float]:
     return {key: (at[b] - at[a]).total_seconds() for key, (a, b) in span.items() if a in at and b in at}
 
 
-def ours(backup: Any, after: Any, **target: str) -> dict[str, Any]:
+def ours(backup: Any, after: Any, **destination: str) -> dict[str, Any]:
     from hadr_portal.backups import wizard
     from hadr_portal.core.operations import operation_execute
 
-    restore, preflight_s = restore_prepared(backup, **target)
+    restore, preflight_s = restore_prepared(backup, **destination)
     with in_this_process():
         started = time.perf_counter()
         operation = wizard.restore_request(restore=restore, actor=None)
@@ -191,7 +191,7 @@ def ours(backup: Any, after: Any, **target: str) -> dict[str, Any]:
 
 
 def ours_logical(backup: Any) -> dict[str, Any]:
-    return ours(backup, lambda _: _drop(RESTORED_DB), target="new_database", database=RESTORED_DB)
+    return ours(backup, lambda _: _drop(RESTORED_DB), destination="new_database", database=RESTORED_DB)
 
 
 def ours_physical(backup: Any) -> dict[str, Any]:
@@ -199,7 +199,7 @@ def ours_physical(backup: Any) -> dict[str, Any]:
     return ours(
         backup,
         lambda restore: _stop(Path(restore.data_directory)),
-        target="other_server",
+        destination="other_server",
         data_directory=str(directory),
         port=str(_free_port()),
     )
@@ -367,7 +367,7 @@ def end_to_end(backup: Any) -> dict[str, Any]:
     from hadr_portal.backups import wizard
     from hadr_portal.backups.models import Restore
 
-    restore, preflight_s = restore_prepared(backup, target="new_database", database=RESTORED_DB)
+    restore, preflight_s = restore_prepared(backup, destination="new_database", database=RESTORED_DB)
     started = time.perf_counter()
     wizard.restore_request(restore=restore, actor=None)
     while Restore.objects.filter(pk=restore.pk, status__in=Restore.ACTIVE).exists():

@@ -155,6 +155,11 @@ def postgres_reaches(path: Path) -> bool:
     return os.geteuid() != 0 or run_command(as_postgres_user(["test", "-x", str(path)]), check=False).returncode == 0
 
 
+def server_home() -> Path:
+    """The directory of SERVER_HOMES that is this run directory's, should the postgres user not reach it."""
+    return SERVER_HOMES / f"{RUN.parent.name}-{RUN.name}-{hashlib.sha256(str(RUN).encode()).hexdigest()[:10]}"
+
+
 def server_dirs_prepare() -> None:
     """Choose, once per run directory, where SERVER_DIRS live: in .run when the postgres user may pass through to
     it, else in SERVER_HOMES with a link from .run. What is found there for a run directory without its link (one
@@ -162,7 +167,7 @@ def server_dirs_prepare() -> None:
     missing = [name for name in SERVER_DIRS if not os.path.lexists(RUN / name)]
     if not missing or postgres_reaches(RUN):
         return
-    home = SERVER_HOMES / f"{RUN.parent.name}-{RUN.name}-{hashlib.sha256(str(RUN).encode()).hexdigest()[:10]}"
+    home = server_home()
     home.mkdir(parents=True, exist_ok=True)
     for path in (SERVER_HOMES, home):
         os.chmod(path, 0o711)  # passed through, never listed

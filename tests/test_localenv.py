@@ -25,6 +25,7 @@ import psycopg
 import pytest
 
 from hadr_portal.adapters.commands import as_postgres_user, run_command
+from hadr_portal.adapters.pg.server import LocalInstance
 from hadr_portal.demo.cluster import LOCAL_ROLES
 from scripts import localenv as local_environment
 from tests.conftest import COMMAND_USER, wait_for
@@ -108,14 +109,12 @@ def in_process() -> Iterator[Callable[[Path], local_environment.Environment]]:
         return made[-1][1]
 
     yield make
-    for run_dir, env in made:
+    for run_dir, _ in made:
         local_environment.use_run_dir(run_dir)
-        for instance in (env.replica, env.primary, env.portal_db):
-            if instance.exists():
-                instance.stop(mode="immediate")
-        for name in local_environment.SERVER_DIRS:
-            if (run_dir / name).is_symlink():
-                shutil.rmtree(local_environment.server_dir(name).parent, ignore_errors=True)
+        for data in (run_dir / "pg", local_environment.server_home() / "pg"):  # the link may be gone with run_dir
+            for name in ("demo-replica", "demo-primary", "portal"):
+                LocalInstance(data / name, 0).stop(mode="immediate")
+        shutil.rmtree(local_environment.server_home(), ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
     local_environment.use_run_dir(before)
 

@@ -16,7 +16,7 @@ from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import User
 
 RECOVERY_CODES = 10
 AUTHENTICATOR_NAME = "Authenticator app"
@@ -42,7 +42,7 @@ def code_normalise(code: str) -> str:
 
 
 def _throttled(device: Device) -> str:
-    allowed, info = device.verify_is_allowed()  # type: ignore[attr-defined]
+    allowed, info = device.verify_is_allowed()
     if allowed:
         return ""
     until = (info or {}).get("locked_until")
@@ -50,7 +50,7 @@ def _throttled(device: Device) -> str:
     return f"Too many wrong codes: wait {wait} s, then try again."
 
 
-def code_verify(*, user: AbstractBaseUser, code: str) -> CodeCheck:
+def code_verify(*, user: User, code: str) -> CodeCheck:
     """Check a code against the account's confirmed devices: six digits against the authenticator app, anything
     else against the recovery codes (a recovery code works once). A TOTP code is accepted once, within one
     30-second step either side; after each wrong code the device refuses codes for an exponentially growing
@@ -60,7 +60,7 @@ def code_verify(*, user: AbstractBaseUser, code: str) -> CodeCheck:
         return CodeCheck(None, "Enter the 6-digit code from your authenticator app, or a recovery code.")
     model: type[Device] = TOTPDevice if code.isdigit() and len(code) == 6 else StaticDevice
     with transaction.atomic():
-        devices = list(model.objects.filter(user=user, confirmed=True).select_for_update())  # type: ignore[attr-defined]
+        devices = list(model.objects.filter(user=user, confirmed=True).select_for_update())
         for device in devices:
             if waiting := _throttled(device):
                 return CodeCheck(None, waiting)
@@ -69,7 +69,7 @@ def code_verify(*, user: AbstractBaseUser, code: str) -> CodeCheck:
     return CodeCheck(None, WRONG_CODE)
 
 
-def authenticator_enrol_start(*, user: AbstractBaseUser) -> TOTPDevice:
+def authenticator_enrol_start(*, user: User) -> TOTPDevice:
     """The authenticator being enrolled: one unconfirmed TOTP device, kept across reloads of the page (so the
     QR code already scanned stays valid) until it is confirmed with a first code."""
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-pk").first()
@@ -77,7 +77,7 @@ def authenticator_enrol_start(*, user: AbstractBaseUser) -> TOTPDevice:
 
 
 def authenticator_confirm(
-    *, user: AbstractBaseUser, device: TOTPDevice, code: str, address: str | None
+    *, user: User, device: TOTPDevice, code: str, address: str | None
 ) -> tuple[CodeCheck, list[str]]:
     """Confirm the enrolment with the first code the app shows; on success the account is enrolled, any older
     devices are replaced, and the recovery codes are issued (returned once, never shown again)."""
@@ -113,7 +113,7 @@ def authenticator_confirm(
     return CodeCheck(device), codes
 
 
-def _recovery_codes_replace(user: AbstractBaseUser) -> list[str]:
+def _recovery_codes_replace(user: User) -> list[str]:
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name=RECOVERY_NAME, confirmed=True)
     codes = [StaticToken.random_token() for _ in range(RECOVERY_CODES)]
@@ -121,7 +121,7 @@ def _recovery_codes_replace(user: AbstractBaseUser) -> list[str]:
     return codes
 
 
-def recovery_codes_regenerate(*, user: AbstractBaseUser, address: str | None) -> list[str]:
+def recovery_codes_regenerate(*, user: User, address: str | None) -> list[str]:
     """New recovery codes; the old ones stop working at once."""
     with transaction.atomic():
         codes = _recovery_codes_replace(user)
@@ -136,7 +136,7 @@ def recovery_codes_regenerate(*, user: AbstractBaseUser, address: str | None) ->
     return codes
 
 
-def two_factor_remove(*, user: AbstractBaseUser, code: str, address: str | None) -> CodeCheck:
+def two_factor_remove(*, user: User, code: str, address: str | None) -> CodeCheck:
     """Remove the authenticator and the recovery codes, proven with a current code (or a recovery code)."""
     check = code_verify(user=user, code=code)
     target = f"user:{user.get_username()}"

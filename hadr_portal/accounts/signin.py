@@ -5,7 +5,7 @@ account is signed in (and the session key changed) only once the code is accepte
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -24,6 +24,9 @@ from hadr_portal.core.operations import client_address
 from .selectors import is_enrolled, recovery_codes_left
 from .services import code_verify
 from .stepup import verification_record
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 PENDING = "accounts.pending_sign_in"  # session key: {"user", "backend", "at", "next"} after a correct password
 PENDING_SECONDS = 300
@@ -45,12 +48,13 @@ class SignInView(LoginView):
         return redirect("login-code")
 
 
-def _pending_user(request: HttpRequest) -> tuple[Any, dict[str, Any]] | None:
+def _pending_user(request: HttpRequest) -> tuple[User, dict[str, Any]] | None:
     pending = request.session.get(PENDING)
     if not isinstance(pending, dict) or time.time() - float(pending.get("at", 0)) > PENDING_SECONDS:
         request.session.pop(PENDING, None)
         return None
-    user = get_user_model().objects.filter(pk=pending.get("user"), is_active=True).first()
+    user_pk = pending.get("user")
+    user = get_user_model().objects.filter(pk=user_pk, is_active=True).first() if isinstance(user_pk, int) else None
     return (user, pending) if user is not None else None
 
 
@@ -87,7 +91,7 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/sign_in_code.html", {"error": error}, status=status)
 
 
-def _recovery_code_used(request: HttpRequest, user: Any) -> None:
+def _recovery_code_used(request: HttpRequest, user: User) -> None:
     left = recovery_codes_left(user)
     audit_record(
         actor=user,

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from .pg.connection import dsn_valid, superuser_refusal, without_dsn
-from .probes import _describe
+from .probes.base import failure_message
 from .sqlguard import SqlRefused, sql_check
 
 _GRACE_SECONDS = 5.0  # past the timeout, before a silent server is given up on
@@ -98,5 +98,5 @@ def _query(
     except psycopg.errors.QueryCanceled:
         raise ReadOnlyQueryError(f"{where}: query timed out after {timeout:g} s (statement_timeout)") from None
     except (psycopg.Error, OSError) as exc:
-        raise ReadOnlyQueryError(f"{where}: {without_dsn(_describe(exc, timeout), conninfo)}") from None
+        raise ReadOnlyQueryError(f"{where}: {without_dsn(failure_message(exc, timeout), conninfo)}") from None
     return [tuple(row) for row in rows]

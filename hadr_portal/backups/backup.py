@@ -9,10 +9,10 @@ from typing import Any
 from django.utils import timezone
 
 from hadr_portal.adapters.pg.backup import backup_stream, server_facts
-from hadr_portal.adapters.pg.connection import BackupFailed, PgTarget, TransientBackupError
+from hadr_portal.adapters.pg.connection import BackupFailed, PgConninfo, TransientBackupError
 from hadr_portal.adapters.storage import TransientStorageError
 from hadr_portal.core.models import Operation
-from hadr_portal.core.operations import OperationContext, OperationKind
+from hadr_portal.core.operation_kinds import OperationContext, OperationKind
 from hadr_portal.core.permissions import Action
 from hadr_portal.databases.models import Cluster, Purpose
 from hadr_portal.databases.topology import cluster_primary
@@ -24,18 +24,18 @@ EXTENSIONS = {"pg_dump": "dump", "pg_dump_dir": "dir.tar", "pg_basebackup": "tar
 MANIFEST_SUFFIX = ".manifest.json"
 
 
-def pg_target(policy: BackupPolicy) -> PgTarget:
+def policy_conninfo(policy: BackupPolicy) -> PgConninfo:
     """The node to back up, as the backup role: the cluster's current primary as its checks last saw it."""
-    return cluster_target(policy.cluster, policy.dbname, purpose=Purpose.BACKUP)
+    return cluster_conninfo(policy.cluster, policy.dbname, purpose=Purpose.BACKUP)
 
 
-def cluster_target(cluster: Cluster, dbname: str, *, purpose: Purpose = Purpose.ADMIN) -> PgTarget:
+def cluster_conninfo(cluster: Cluster, dbname: str, *, purpose: Purpose = Purpose.ADMIN) -> PgConninfo:
     """A database on the cluster's current primary (the node applications should use), as `purpose`'s role."""
     primary = cluster_primary(cluster) or cluster.nodes.order_by("name").first()
     if primary is None:
         raise BackupFailed(f"Cluster {cluster.name} has no nodes in the catalog.")
     address = primary.address(purpose)
-    return PgTarget(host=address.host, port=address.port, user=address.user, password=address.password, dbname=dbname)
+    return PgConninfo(host=address.host, port=address.port, user=address.user, password=address.password, dbname=dbname)
 
 
 def backup_run(context: OperationContext) -> Mapping[str, Any]:
@@ -64,16 +64,16 @@ def backup_take(context: OperationContext, *, backup: Backup, span: tuple[int, i
     mapped into `span` of its own bar."""
     policy = backup.policy
     storage = storage_for(policy.storage)
-    target = pg_target(policy)
+    conninfo = policy_conninfo(policy)
 
     def progress(percent: int, message: str) -> None:
         context.progress(span[0] + (span[1] - span[0]) * percent // 100, message)
 
     progress(2, "Pre-checks")
     storage.check()
-    facts = server_facts(target)
+    facts = server_facts(conninfo)
     context.log(
-        f"{target.host}:{target.port}/{policy.dbname}: PostgreSQL {facts.server_version}, "
+        f"{conninfo.host}:{conninfo.port}/{policy.dbname}: PostgreSQL {facts.server_version}, "
         f"{_mb(facts.database_size)} MB, LSN {facts.lsn}; storage {storage.description}"
     )
     started = timezone.now()
@@ -92,7 +92,7 @@ def backup_take(context: OperationContext, *, backup: Backup, span: tuple[int, i
 
     context.log(f"Streaming {policy.get_engine_display()} to {key}")
     jobs = policy.jobs if policy.engine == BackupPolicy.Engine.PG_DUMP_DIR else 1
-    with backup_stream(target, engine=policy.engine, compress=policy.compress or None, jobs=jobs) as stream:
+    with backup_stream(conninfo, engine=policy.engine, compress=policy.compress or None, jobs=jobs) as stream:
         stored = storage.put_stream(key, stream, on_progress=on_progress)
     context.log(f"Stored {_mb(stored.size)} MB, SHA-256 {stored.sha256}")
 
@@ -109,7 +109,7 @@ def backup_take(context: OperationContext, *, backup: Backup, span: tuple[int, i
         "policy": policy.name,
         "cluster": policy.cluster.name,
         "database": policy.dbname,
-        "host": f"{target.host}:{target.port}",
+        "host": f"{conninfo.host}:{conninfo.port}",
         "engine": policy.engine,
         "options": {"compress": policy.compress or "default", "jobs": jobs},
         "kind": backup.kind,

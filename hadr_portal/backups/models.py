@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from hadr_portal.core.targets import target_url_refusal
+from hadr_portal.core.outbound import outbound_url_refusal
 from hadr_portal.core.validators import slug
 
 from .verification import verify_queries_validate
@@ -48,10 +48,10 @@ class StorageTarget(models.Model):
         return self.name
 
     def clean(self) -> None:
-        """An S3 endpoint URL passes the rule of every outbound URL (core.targets): no credentials in it (they are
+        """An S3 endpoint URL passes the rule of every outbound URL (core.outbound): no credentials in it (they are
         named by access_key_env / secret_key_env), no refused address."""
         endpoint = self.config.get("endpoint_url") if isinstance(self.config, dict) else None
-        if isinstance(endpoint, str) and (refusal := target_url_refusal(endpoint, env_key="access_key_env")):
+        if isinstance(endpoint, str) and (refusal := outbound_url_refusal(endpoint, env_key="access_key_env")):
             raise ValidationError({"config": f"endpoint_url: {refusal}"})
 
 
@@ -210,7 +210,7 @@ class Restore(models.Model):
         LOST_SERVER = "lost_server", "Lost server"
         VERIFICATION = "verification", "Verification only"
 
-    class Target(models.TextChoices):
+    class Destination(models.TextChoices):
         NEW_DATABASE = "new_database", "A new database on the managed server"
         OTHER_SERVER = "other_server", "Another server"
         REPLACE = "replace", "Replace the production database"
@@ -232,11 +232,13 @@ class Restore(models.Model):
     incident_at = models.DateTimeField(null=True, blank=True, help_text="When the data went bad (data-loss window)")
     policy = models.ForeignKey(BackupPolicy, on_delete=models.PROTECT, related_name="restores")
     backup = models.ForeignKey(Backup, null=True, blank=True, on_delete=models.PROTECT, related_name="restores")
-    target = models.CharField(max_length=16, choices=Target.choices, blank=True)
-    target_cluster = models.ForeignKey(
+    destination = models.CharField(max_length=16, choices=Destination.choices, blank=True)
+    destination_cluster = models.ForeignKey(
         "databases.Cluster", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    target_database = models.CharField(max_length=63, blank=True, help_text="The name the restored data ends up under")
+    destination_database = models.CharField(
+        max_length=63, blank=True, help_text="The name the restored data ends up under"
+    )
     work_database = models.CharField(max_length=63, blank=True, help_text="The database it is restored into first")
     work_created = models.BooleanField(
         default=False, help_text="The portal created the working database (or data directory): clean-up removes it"
@@ -284,8 +286,8 @@ class Restore(models.Model):
             return self.policy.drill_target
         if self.is_physical:
             return f"server:127.0.0.1:{self.port}"
-        cluster = self.target_cluster.name if self.target_cluster else self.policy.cluster.name
-        return f"database:{cluster}/{self.target_database}"
+        cluster = self.destination_cluster.name if self.destination_cluster else self.policy.cluster.name
+        return f"database:{cluster}/{self.destination_database}"
 
     @property
     def is_active(self) -> bool:
@@ -293,12 +295,12 @@ class Restore(models.Model):
 
     @property
     def planned_work_database(self) -> str:
-        """Where the data is restored first: a database of its own unless the target is a new database."""
-        if self.target == self.Target.REPLACE:  # always the policy's own database
+        """Where the data is restored first: a database of its own unless the destination is a new database."""
+        if self.destination == self.Destination.REPLACE:  # always the policy's own database
             return _database_name(self.policy.dbname, f"__restore_{self.pk}")
         if self.kind == self.Kind.DRILL:
             return _database_name(self.policy.dbname, f"__drill_{self.pk}")
-        return self.target_database
+        return self.destination_database
 
     @property
     def planned_kept_database(self) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 from hadr_portal.adapters.pg.backup import server_facts
-from hadr_portal.adapters.pg.connection import BackupFailed, PgTarget
+from hadr_portal.adapters.pg.connection import BackupFailed, PgConninfo
 from hadr_portal.adapters.pg.dbadmin import database_info, database_sessions, server_data_directory
 from hadr_portal.adapters.pg.restore import RestoreFailed, local_tools_major, major_version, verify_chunks
 from hadr_portal.adapters.pg.scratch import port_in_use
@@ -30,7 +30,7 @@ from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding
 from hadr_portal.core.humanize import duration_text
 from hadr_portal.core.models import Operation
 
-from .backup import cluster_target
+from .backup import cluster_conninfo
 from .models import Backup, Restore
 from .storage import storage_for
 
@@ -40,11 +40,11 @@ DISK_MARGIN = 1.2  # indexes rebuilt, WAL written while restoring: more than the
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def restore_server(restore: Restore) -> PgTarget:
+def restore_server(restore: Restore) -> PgConninfo:
     """The server the restore writes to, connected to its `postgres` database."""
     if restore.is_physical:  # a copy of the cluster: its users and passwords are the cluster's
-        return replace(cluster_target(restore.policy.cluster, "postgres"), host="127.0.0.1", port=restore.port or 0)
-    return cluster_target(restore.target_cluster or restore.policy.cluster, "postgres")
+        return replace(cluster_conninfo(restore.policy.cluster, "postgres"), host="127.0.0.1", port=restore.port or 0)
+    return cluster_conninfo(restore.destination_cluster or restore.policy.cluster, "postgres")
 
 
 def scratch_directory(restore: Restore) -> Path:
@@ -102,18 +102,18 @@ def _backup_findings(backup: Backup, *, reread: bool) -> list[Finding]:
 
 
 def _version_findings(server_version: str, backup: Backup, *, exact: bool) -> list[Finding]:
-    target, source, tools = major_version(server_version), major_version(backup.server_version), local_tools_major()
+    server, source, tools = major_version(server_version), major_version(backup.server_version), local_tools_major()
     findings = []
     if source is None:
         findings.append(Finding(WARNING, "The backup does not say which PostgreSQL version made it."))
-    elif target is not None and (target != source if exact else target < source):
+    elif server is not None and (server != source if exact else server < source):
         rule = "the same major version" if exact else "the same or a newer version"
         findings.append(
             Finding(
                 BLOCKER,
-                f"Server version {target} is older than the backup's ({source})."
-                if target < source
-                else f"Server version {target} cannot start a physical backup of version {source}.",
+                f"Server version {server} is older than the backup's ({source})."
+                if server < source
+                else f"Server version {server} cannot start a physical backup of version {source}.",
                 f"A backup restores onto {rule}.",
             )
         )
@@ -126,25 +126,26 @@ def _version_findings(server_version: str, backup: Backup, *, exact: bool) -> li
 
 def _logical_findings(restore: Restore, backup: Backup) -> list[Finding]:
     findings: list[Finding] = []
-    name = restore.target_database
+    name = restore.destination_database
     if not name:
-        return [Finding(BLOCKER, "No target database chosen.", "Go back to the Target step.")]
-    if not DATABASE_NAME.match(name) or (name in RESERVED_DATABASES and restore.target != Restore.Target.REPLACE):
+        return [Finding(BLOCKER, "No destination database chosen.", "Go back to the Destination step.")]
+    replacing = restore.destination == Restore.Destination.REPLACE
+    if not DATABASE_NAME.match(name) or (name in RESERVED_DATABASES and not replacing):
         findings.append(Finding(BLOCKER, f"{name!r} cannot be the name of the restored database."))
     try:
         server = restore_server(restore)
         facts = server_facts(server, timeout=5)
     except BackupFailed as exc:
-        return [*findings, Finding(BLOCKER, "The target server is not reachable.", str(exc))]
-    findings.append(Finding(OK, f"Target server {server.host}:{server.port} is reachable."))
+        return [*findings, Finding(BLOCKER, "The destination server is not reachable.", str(exc))]
+    findings.append(Finding(OK, f"Destination server {server.host}:{server.port} is reachable."))
     findings += _version_findings(facts.server_version, backup, exact=False)
     if facts.in_recovery:
         findings.append(Finding(BLOCKER, f"{server.host}:{server.port} is a replica: it cannot take a restore."))
         return findings
     existing = database_info(server, name)
-    if restore.target == Restore.Target.REPLACE:
+    if replacing:
         findings += _replace_findings(restore, server, existing)
-    elif restore.target == Restore.Target.SCRATCH:
+    elif restore.destination == Restore.Destination.SCRATCH:
         findings.append(Finding(OK, f"A scratch database {restore.planned_work_database} is created, then dropped."))
     elif existing is not None:
         findings.append(
@@ -160,14 +161,14 @@ def _logical_findings(restore: Restore, backup: Backup) -> list[Finding]:
     if work != name and database_info(server, work) is not None:
         findings.append(Finding(BLOCKER, f"Database {work} (the working copy's name) already exists."))
     need = int((backup.database_size or backup.size or 0) * DISK_MARGIN)
-    findings.append(_disk_finding(_data_directory_if_local(server), need, "the target server's data directory"))
+    findings.append(_disk_finding(_data_directory_if_local(server), need, "the destination server's data directory"))
     if storage_for(backup.storage).local_path(backup.key) is None:
         findings.append(_disk_finding(str(settings.RESTORE_SCRATCH_DIR), backup.size or 0, "the download directory"))
     return findings
 
 
-def _replace_findings(restore: Restore, server: PgTarget, existing: object) -> list[Finding]:
-    name = restore.target_database
+def _replace_findings(restore: Restore, server: PgConninfo, existing: object) -> list[Finding]:
+    name = restore.destination_database
     if existing is None:
         return [Finding(BLOCKER, f"Database {name} does not exist on {server.host}:{server.port}: nothing to replace.")]
     findings = [
@@ -199,7 +200,7 @@ def _physical_findings(restore: Restore, backup: Backup) -> list[Finding]:
     findings += _version_findings(f"{tools}" if tools else "", backup, exact=True)
     port = restore.port
     if not port:
-        findings.append(Finding(BLOCKER, "No port chosen for the new server.", "Go back to the Target step."))
+        findings.append(Finding(BLOCKER, "No port chosen for the new server.", "Go back to the Destination step."))
     elif port_in_use(port):
         findings.append(Finding(BLOCKER, f"Port {port} is in use on this machine: choose another."))
     else:
@@ -221,7 +222,7 @@ def _existing_parent(path: Path) -> Path:
     return path
 
 
-def _data_directory_if_local(server: PgTarget) -> str | None:
+def _data_directory_if_local(server: PgConninfo) -> str | None:
     if server.host not in LOCAL_HOSTS:
         return None
     directory = server_data_directory(server)
@@ -253,19 +254,20 @@ def _conflict_finding(restore: Restore) -> Finding:
 
 def duration_estimate(backup: Backup) -> Finding:
     """From past verified restores and drills of backups of the same engine, the nearest in size."""
-    past = [
-        restore
+    past = [  # (the backup's size, how long its restore took)
+        (restore.backup.size, restore.duration_seconds)
         for restore in Restore.objects.filter(status=Restore.Status.VERIFIED, backup__engine=backup.engine)
         .exclude(backup__size=None)
         .select_related("backup")
         .order_by("-finished_at")[:100]
         if restore.duration_seconds and restore.backup and restore.backup.size
     ]
-    if not past or not backup.size:
+    size = backup.size
+    if not past or not size:
         return Finding(OK, "No past restore of this kind to estimate the duration from.")
-    nearest = sorted(past, key=lambda r: abs(math.log((r.backup.size or 1) / (backup.size or 1))))[:5]
-    rate = statistics.median((r.duration_seconds or 0) / (r.backup.size or 1) for r in nearest)
-    seconds = max(1.0, rate * backup.size)
+    nearest = sorted(past, key=lambda restored: abs(math.log(restored[0] / size)))[:5]
+    rate = statistics.median(took / restored_size for restored_size, took in nearest)
+    seconds = max(1.0, rate * size)
     return Finding(
         OK,
         f"Estimated duration ≈ {duration_text(seconds)}.",

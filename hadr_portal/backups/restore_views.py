@@ -16,9 +16,10 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from hadr_portal.accounts.stepup import step_up_challenge
 from hadr_portal.core.findings import blockers, findings_from
-from hadr_portal.core.htmx import render_page
+from hadr_portal.core.htmx import HtmxHttpRequest, render_page
+from hadr_portal.core.operation_kinds import OperationConflict, OperationError
 from hadr_portal.core.operation_views import operation_response
-from hadr_portal.core.operations import OperationConflict, OperationError, client_address
+from hadr_portal.core.operations import client_address
 from hadr_portal.core.permissions import Action, action_required, require
 from hadr_portal.runbooks.documents import Runbook, runbook_load
 
@@ -40,7 +41,7 @@ def restore_start(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def restore_step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
+def restore_step(request: HtmxHttpRequest, pk: int, step: str) -> HttpResponse:
     """Steps 1–4 and the Run button. DBA only, reading included: it shows what the restore would touch."""
     require(request.user, Action.RESTORE)  # refusals are audited by core.middleware
     restore = get_object_or_404(Restore.objects.select_related("policy__cluster", "backup"), pk=pk)
@@ -63,9 +64,9 @@ def restore_step(request: HttpRequest, pk: int, step: str) -> HttpResponse:
     return response
 
 
-def _run(request: HttpRequest, restore: Restore) -> HttpResponse:
-    if restore.target == Restore.Target.REPLACE and (
-        challenge := step_up_challenge(request, what=f"Replace {restore.target_database} with the restored backup")
+def _run(request: HtmxHttpRequest, restore: Restore) -> HttpResponse:
+    if restore.destination == Restore.Destination.REPLACE and (
+        challenge := step_up_challenge(request, what=f"Replace {restore.destination_database} with the restored backup")
     ):
         return challenge  # production is replaced: a fresh two-factor code first
     try:
@@ -79,12 +80,12 @@ def _run(request: HttpRequest, restore: Restore) -> HttpResponse:
     return _go(request, reverse("backups:restore", kwargs={"pk": restore.pk}))
 
 
-def _go(request: HttpRequest, url: str) -> HttpResponse:
+def _go(request: HtmxHttpRequest, url: str) -> HttpResponse:
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
 
 
 def _save(request: HttpRequest, restore: Restore, step: str) -> list[str]:
-    data = {key: value for key, value in request.POST.items() if key != "csrfmiddlewaretoken"}
+    data = request.POST
     actor = request.user
     if step == "situation":
         return wizard.restore_situation_set(
@@ -92,9 +93,11 @@ def _save(request: HttpRequest, restore: Restore, step: str) -> list[str]:
         )
     if step == "backup":
         return wizard.restore_backup_set(restore=restore, actor=actor, backup_id=data.get("backup", ""))
-    if step == "target":
-        fields = ("target", "database", "cluster", "data_directory", "port", "confirm")
-        return wizard.restore_target_set(restore=restore, actor=actor, **{key: data.get(key, "") for key in fields})
+    if step == "destination":
+        fields = ("destination", "database", "cluster", "data_directory", "port", "confirm")
+        return wizard.restore_destination_set(
+            restore=restore, actor=actor, **{key: data.get(key, "") for key in fields}
+        )
     wizard.restore_preflight_run(restore=restore, actor=actor)
     return []
 
@@ -114,13 +117,12 @@ def _show(
         "blocked": bool(blockers(findings)),
         "runbook": _runbook(request.GET.get("situation") or restore.situation),
         "situations": Restore.Situation.choices,
-        "targets": [(v, label) for v, label in Restore.Target.choices if v != Restore.Target.SCRATCH],
     }
     if step == "backup":
         context["backups"] = selectors.backups_for_restore(restore.policy)
         context["suggested"] = selectors.suggested_backup(restore.policy)
-    if step == "target":
-        context["defaults"] = wizard.target_defaults(restore)
+    if step == "destination":
+        context["defaults"] = wizard.destination_defaults(restore)
     return render_page(request, TEMPLATE, context, partial="wizard", status=status)
 
 
@@ -128,7 +130,9 @@ def _show(
 def restore_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """Run, verify, summary: live while the operation runs (everyone may read; a draft is the DBA's wizard)."""
     restore = get_object_or_404(
-        Restore.objects.select_related("policy__cluster", "backup", "operation", "safety_backup", "target_cluster"),
+        Restore.objects.select_related(
+            "policy__cluster", "backup", "operation", "safety_backup", "destination_cluster"
+        ),
         pk=pk,
     )
     if restore.status == Restore.Status.DRAFT:
@@ -156,7 +160,7 @@ def _runbook(situation: str) -> Runbook | None:
 
 @action_required(Action.RESTORE)
 def restore_drop_kept(request: HttpRequest, pk: int) -> HttpResponse:
-    restore = get_object_or_404(Restore.objects.select_related("policy__cluster", "target_cluster"), pk=pk)
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster", "destination_cluster"), pk=pk)
     try:
         services.restore_drop_kept(
             restore=restore,

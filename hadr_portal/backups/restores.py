@@ -28,7 +28,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from hadr_portal.adapters.pg.connection import PgTarget, with_database
+from hadr_portal.adapters.pg.connection import PgConninfo, with_database
 from hadr_portal.adapters.pg.dbadmin import database_create, database_drop, database_info, databases_swap
 from hadr_portal.adapters.pg.restore import (
     RestoreFailed,
@@ -41,12 +41,12 @@ from hadr_portal.adapters.pg.scratch import server_remove, server_start, tar_ext
 from hadr_portal.adapters.pg.verify import amcheck_run, queries_run
 from hadr_portal.core.findings import OK, blockers
 from hadr_portal.core.models import Operation, OperationLogLine
-from hadr_portal.core.operations import OperationContext, OperationKind
+from hadr_portal.core.operation_kinds import OperationContext, OperationKind
 from hadr_portal.core.permissions import Action
 from hadr_portal.core.redaction import redact
 from hadr_portal.databases.models import Purpose
 
-from .backup import backup_take, cluster_target, remove_objects
+from .backup import backup_take, cluster_conninfo, remove_objects
 from .models import Backup, BackupPolicy, Restore
 from .preflight import restore_preflight, restore_server, scratch_directory
 from .storage import storage_for
@@ -124,12 +124,12 @@ def _fetch(context: OperationContext, restore: Restore, scratch: Path) -> Path:
 
 def _logical(context: OperationContext, restore: Restore, path: Path) -> Mapping[str, Any]:
     policy, server = restore.policy, restore_server(restore)
-    same_cluster = restore.target_cluster_id in (None, policy.cluster_id)
-    if restore.target == Restore.Target.REPLACE:
+    same_cluster = restore.destination_cluster_id in (None, policy.cluster_id)
+    if restore.destination == Restore.Destination.REPLACE:
         _safety_backup(context, restore)
         context.checkpoint()
     work = restore.planned_work_database
-    like = database_info(cluster_target(policy.cluster, "postgres"), policy.dbname) if same_cluster else None
+    like = database_info(cluster_conninfo(policy.cluster, "postgres"), policy.dbname) if same_cluster else None
     database_create(server, work, like=like)
     Restore.objects.filter(pk=restore.pk).update(work_database=work, work_created=True)
     total = pg_restore_items(path)
@@ -148,7 +148,7 @@ def _logical(context: OperationContext, restore: Restore, path: Path) -> Mapping
     Restore.objects.filter(pk=restore.pk).update(restored_at=timezone.now())
     context.log(f"Restored into {work}.")
     _verify(context, restore, with_database(server, work))
-    if restore.target == Restore.Target.REPLACE:
+    if restore.destination == Restore.Destination.REPLACE:
         _swap(context, restore, server, work)
     elif restore.kind == Restore.Kind.DRILL:
         database_drop(server, work)
@@ -183,7 +183,7 @@ def _safety_backup_failed(backup: Backup, error: str) -> None:
     )
 
 
-def _verify(context: OperationContext, restore: Restore, target: PgTarget) -> None:
+def _verify(context: OperationContext, restore: Restore, restored: PgConninfo) -> None:
     """The policy's queries and amcheck against the restored database; RestoreFailed unless all pass."""
     context.progress(82, "Verifying the restored database")
     queries = restore.policy.verify or []
@@ -191,8 +191,8 @@ def _verify(context: OperationContext, restore: Restore, target: PgTarget) -> No
     assert backup is not None
     # the queries and amcheck read different things: side by side, on two connections
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="restore-verify") as pool:
-        checking = pool.submit(amcheck_run, target)
-        outcomes = queries_run(_as_reader(restore, target), [query["sql"] for query in queries]) if queries else []
+        checking = pool.submit(amcheck_run, restored)
+        outcomes = queries_run(_as_reader(restore, restored), [query["sql"] for query in queries]) if queries else []
         amcheck = checking.result()
     results = [
         verification_evaluate(
@@ -204,7 +204,6 @@ def _verify(context: OperationContext, restore: Restore, target: PgTarget) -> No
         context.log(
             "The policy has no verification queries (catalog key `verify`): only amcheck runs.", level="warning"
         )
-    amcheck = amcheck_run(target)
     if not amcheck.available:
         results.append(VerificationResult("amcheck", True, "not available on this server: indexes not checked"))
     elif amcheck.failures:
@@ -224,18 +223,18 @@ def _verify(context: OperationContext, restore: Restore, target: PgTarget) -> No
     context.progress(92, "Verified")
 
 
-def _as_reader(restore: Restore, target: PgTarget) -> PgTarget:
+def _as_reader(restore: Restore, restored: PgConninfo) -> PgConninfo:
     """The restored database as the read role of the cluster it was restored into: the verification queries are
     user-written and never run as the admin account (a physical restore is a copy of the policy's cluster,
     its roles and passwords included)."""
-    cluster = restore.policy.cluster if restore.is_physical else (restore.target_cluster or restore.policy.cluster)
+    cluster = restore.policy.cluster if restore.is_physical else (restore.destination_cluster or restore.policy.cluster)
     user, password = cluster.login(Purpose.READ)
-    return replace(target, user=user, password=password)
+    return replace(restored, user=user, password=password)
 
 
-def _swap(context: OperationContext, restore: Restore, server: PgTarget, work: str) -> None:
+def _swap(context: OperationContext, restore: Restore, server: PgConninfo, work: str) -> None:
     context.checkpoint()  # the last point where a cancellation is honoured
-    current, kept = restore.target_database, restore.planned_kept_database
+    current, kept = restore.destination_database, restore.planned_kept_database
     context.log(f"Swapping: {current} becomes {kept}, {work} becomes {current}. From here on it cannot be cancelled.")
     context.progress(94, "Swapping the restored database in")
     ended = databases_swap(server, current=current, replacement=work, keep_as=kept)
@@ -294,7 +293,7 @@ def _finish(context: OperationContext, restore: Restore) -> dict[str, Any]:
     return {
         "restore": restore.pk,
         "backup": backup.pk,
-        "database": restore.target_database or restore.policy.dbname,
+        "database": restore.destination_database or restore.policy.dbname,
         "rto_seconds": round(rto, 1),
         "data_loss_seconds": round(loss),
         "verification": restore.verification,

@@ -130,7 +130,7 @@ def rto_objective_minutes(policy: BackupPolicy) -> int | None:
 def restores_list(limit: int = 50) -> QuerySet[Restore]:
     return (
         Restore.objects.exclude(status=Restore.Status.DRAFT)
-        .select_related("policy__cluster", "backup", "operation", "requested_by", "target_cluster")
+        .select_related("policy__cluster", "backup", "operation", "requested_by", "destination_cluster")
         .order_by("-created_at", "-id")[:limit]
     )
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 from hadr_portal.adapters.pg.dbadmin import database_drop
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry, Operation
-from hadr_portal.core.operations import OperationError, operation_request
+from hadr_portal.core.operation_kinds import OperationError
+from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action, require
 
 from .backup import MANIFEST_SUFFIX
@@ -25,13 +26,13 @@ from .storage import storage_for
 from .wizard import drill_request
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from hadr_portal.core.permissions import Actor
 
 
 def backup_request(
     *,
     policy: BackupPolicy,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    actor: Actor | None,
     kind: str = Backup.Kind.MANUAL,
     address: str | None = None,
 ) -> Operation:
@@ -47,9 +48,7 @@ def backup_request(
     )
 
 
-def backup_pin(
-    *, backup: Backup, pinned: bool, actor: AbstractBaseUser | AnonymousUser, address: str | None = None
-) -> Backup:
+def backup_pin(*, backup: Backup, pinned: bool, actor: Actor, address: str | None = None) -> Backup:
     """Pinned backups are kept until unpinned, whatever the retention says."""
     require(actor, Action.PIN_BACKUP)
     if backup.status != Backup.Status.GOOD:
@@ -72,7 +71,7 @@ def backups_prune(
     *,
     policy: BackupPolicy,
     dry_run: bool,
-    actor: AbstractBaseUser | AnonymousUser | None = None,
+    actor: Actor | None = None,
     address: str | None = None,
 ) -> list[RetentionDecision]:
     """Delete what retention says (objects first, then the record), or only say what would go."""
@@ -163,9 +162,7 @@ def restore_drafts_prune(*, now: datetime | None = None) -> int:
     return deleted
 
 
-def restore_drop_kept(
-    *, restore: Restore, actor: AbstractBaseUser | AnonymousUser, confirm: str, address: str | None = None
-) -> None:
+def restore_drop_kept(*, restore: Restore, actor: Actor, confirm: str, address: str | None = None) -> None:
     """Drop the database a restore replaced (kept, renamed, until now). The DBA types its name."""
     require(actor, Action.RESTORE)
     kept = restore.kept_database

@@ -9,5 +9,5 @@ from hadr_portal.adapters.storage import Storage, storage_from_config
 from .models import StorageTarget
 
 
-def storage_for(target: StorageTarget) -> Storage:
-    return storage_from_config(target.kind, target.config, os.environ)
+def storage_for(storage_target: StorageTarget) -> Storage:
+    return storage_from_config(storage_target.kind, storage_target.config, os.environ)

@@ -9,10 +9,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET
 
 from hadr_portal.core.audit import audit_record
-from hadr_portal.core.htmx import render_page
+from hadr_portal.core.htmx import HtmxHttpRequest, render_page
 from hadr_portal.core.models import AuditEntry
+from hadr_portal.core.operation_kinds import OperationError
 from hadr_portal.core.operation_views import operation_response
-from hadr_portal.core.operations import OperationError, client_address
+from hadr_portal.core.operations import client_address
 from hadr_portal.core.permissions import Action, action_required, require
 
 from . import selectors, services
@@ -22,7 +23,7 @@ from .storage import storage_for
 
 
 @require_GET
-def backups_page(request: HttpRequest) -> HttpResponse:
+def backups_page(request: HtmxHttpRequest) -> HttpResponse:
     filters = {key: request.GET.get(key, "").strip() for key in ("policy", "status", "kind", "pinned")}
     backups, errors = selectors.backups_list(filters)
     page = Paginator(backups, 50).get_page(request.GET.get("page"))
@@ -72,7 +73,7 @@ def backup_pin(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-def backup_download(request: HttpRequest, pk: int) -> HttpResponse:
+def backup_download(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     """Streamed from storage, never loaded whole; only for those allowed to restore."""
     require(request.user, Action.DOWNLOAD_BACKUP)
     backup = get_object_or_404(Backup, pk=pk, status=Backup.Status.GOOD)

@@ -1,4 +1,4 @@
-"""The restore wizard's steps on a draft restore: situation, backup, target, pre-flight — then `restore_request`.
+"""The restore wizard's steps on a draft restore: situation, backup, destination, pre-flight — then `restore_request`.
 
 A draft is a `Restore` in status "draft" that only the DBA's choices change; nothing touches a server until
 the Run step queues the operation. Each `restore_*_set` validates one step and returns what is wrong with it,
@@ -18,7 +18,8 @@ from django.utils.dateparse import parse_datetime
 from hadr_portal.adapters.pg.scratch import free_port
 from hadr_portal.core.findings import Finding, blockers, findings_from
 from hadr_portal.core.models import Operation
-from hadr_portal.core.operations import OperationError, operation_request
+from hadr_portal.core.operation_kinds import OperationError
+from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action, require
 from hadr_portal.databases.models import Cluster
 
@@ -28,26 +29,24 @@ from .restores import DRILL_KIND, RESTORE_KIND, drill_data_directory
 from .selectors import suggested_backup
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-
-    Actor = AbstractBaseUser | AnonymousUser
+    from hadr_portal.core.permissions import Actor
 
 STEPS = (
     ("situation", "Situation"),
     ("backup", "Backup"),
-    ("target", "Target"),
+    ("destination", "Destination"),
     ("preflight", "Pre-flight"),
     ("run", "Run"),
     ("verify", "Verify"),
     ("summary", "Summary"),
 )
-RUNBOOKS = {
+RUNBOOKS: dict[str, str] = {
     Restore.Situation.CORRUPTION: "data-corruption",
     Restore.Situation.LOST_SERVER: "restore-by-hand",
     Restore.Situation.VERIFICATION: "data-corruption",
 }
 PREFLIGHT_VALID = timedelta(minutes=15)
-EDIT_STEPS = ("situation", "backup", "target", "preflight")
+EDIT_STEPS = ("situation", "backup", "destination", "preflight")
 
 
 def wizard_steps(restore: Restore, current: str) -> list[dict[str, object]]:
@@ -55,7 +54,7 @@ def wizard_steps(restore: Restore, current: str) -> list[dict[str, object]]:
     any of them, forward as far as the choices made so far allow)."""
     keys = [key for key, _ in STEPS]
     chosen = [True, bool(restore.situation), bool(restore.situation and restore.backup_id)]
-    chosen.append(chosen[-1] and bool(restore.target and (restore.target_database or restore.port)))
+    chosen.append(chosen[-1] and bool(restore.destination and (restore.destination_database or restore.port)))
     rows = []
     for position, (key, label) in enumerate(STEPS):
         state = "current" if key == current else ("done" if position < keys.index(current) else "todo")
@@ -131,16 +130,16 @@ def restore_backup_set(*, restore: Restore, actor: Actor | None, backup_id: str)
         return ["Choose one of the good backups listed."]
     restore.backup = backup
     if restore.is_physical:
-        restore.target = Restore.Target.OTHER_SERVER
-    _save(restore, "backup", "target")
+        restore.destination = Restore.Destination.OTHER_SERVER
+    _save(restore, "backup", "destination")
     return []
 
 
-def restore_target_set(
+def restore_destination_set(
     *,
     restore: Restore,
     actor: Actor | None,
-    target: str,
+    destination: str,
     database: str = "",
     cluster: str = "",
     data_directory: str = "",
@@ -151,14 +150,14 @@ def restore_target_set(
     _editable(restore, actor)
     policy = restore.policy
     if restore.is_physical:
-        return _physical_target_set(restore, data_directory=data_directory, port=port)
+        return _physical_destination_set(restore, data_directory=data_directory, port=port)
     errors = []
-    restore.target_cluster = None
-    if target == Restore.Target.REPLACE:
+    restore.destination_cluster = None
+    if destination == Restore.Destination.REPLACE:
         if confirm.strip() != policy.dbname:
             errors.append(f"Type the database's name, {policy.dbname}, to replace it.")
         database = policy.dbname
-    elif target in (Restore.Target.NEW_DATABASE, Restore.Target.OTHER_SERVER):
+    elif destination in (Restore.Destination.NEW_DATABASE, Restore.Destination.OTHER_SERVER):
         if confirm.strip():
             errors.append(
                 "You typed a name to confirm a replace, but Replace is not chosen: choose it, or clear the name."
@@ -166,22 +165,22 @@ def restore_target_set(
         database = database.strip()
         if not DATABASE_NAME.match(database) or database in RESERVED_DATABASES:
             errors.append("Name the new database: letters, digits, _ and -, at most 63, e.g. onboarding_restored.")
-        elif target == Restore.Target.NEW_DATABASE and database == policy.dbname:
+        elif destination == Restore.Destination.NEW_DATABASE and database == policy.dbname:
             errors.append(f"{database} is the production database: choose Replace to restore over it.")
-        if target == Restore.Target.OTHER_SERVER:
-            restore.target_cluster = Cluster.objects.exclude(pk=policy.cluster_id).filter(name=cluster).first()
-            if restore.target_cluster is None:
+        if destination == Restore.Destination.OTHER_SERVER:
+            restore.destination_cluster = Cluster.objects.exclude(pk=policy.cluster_id).filter(name=cluster).first()
+            if restore.destination_cluster is None:
                 errors.append("Choose another cluster of the catalog to restore to.")
     else:
         errors.append("Choose where to restore.")
     if errors:
         return errors
-    restore.target, restore.target_database = target, database
-    _save(restore, "target", "target_database", "target_cluster")
+    restore.destination, restore.destination_database = destination, database
+    _save(restore, "destination", "destination_database", "destination_cluster")
     return []
 
 
-def _physical_target_set(restore: Restore, *, data_directory: str, port: str) -> list[str]:
+def _physical_destination_set(restore: Restore, *, data_directory: str, port: str) -> list[str]:
     errors = []
     directory = Path(data_directory.strip()) if data_directory.strip() else None
     room = Restore._meta.get_field("data_directory").max_length or 500
@@ -194,14 +193,14 @@ def _physical_target_set(restore: Restore, *, data_directory: str, port: str) ->
         errors.append("Give the new server's port, a number from 1024 to 65535.")
     if errors:
         return errors
-    restore.target, restore.data_directory, restore.port = Restore.Target.OTHER_SERVER, str(directory), number
-    restore.target_database = restore.policy.dbname
-    _save(restore, "target", "data_directory", "port", "target_database")
+    restore.destination, restore.data_directory, restore.port = Restore.Destination.OTHER_SERVER, str(directory), number
+    restore.destination_database = restore.policy.dbname
+    _save(restore, "destination", "data_directory", "port", "destination_database")
     return []
 
 
-def target_defaults(restore: Restore) -> dict[str, object]:
-    """What the Target step suggests: a new database (compare, then copy back) — the safe default."""
+def destination_defaults(restore: Restore) -> dict[str, object]:
+    """What the Destination step suggests: a new database (compare, then copy back) — the safe default."""
     policy = restore.policy
     if restore.is_physical:
         servers = Path(settings.RESTORE_SCRATCH_DIR) / "servers"
@@ -212,9 +211,10 @@ def target_defaults(restore: Restore) -> dict[str, object]:
     clusters = list(Cluster.objects.exclude(pk=policy.cluster_id).order_by("name"))
     lost = restore.situation == Restore.Situation.LOST_SERVER and clusters  # the managed server is the one gone
     return {
-        "target": restore.target or (Restore.Target.OTHER_SERVER if lost else Restore.Target.NEW_DATABASE),
-        "database": restore.target_database
-        if restore.target in (Restore.Target.NEW_DATABASE, Restore.Target.OTHER_SERVER)
+        "destination": restore.destination
+        or (Restore.Destination.OTHER_SERVER if lost else Restore.Destination.NEW_DATABASE),
+        "database": restore.destination_database
+        if restore.destination in (Restore.Destination.NEW_DATABASE, Restore.Destination.OTHER_SERVER)
         else f"{policy.dbname}_restored_{restore.pk}",
         "clusters": clusters,
     }
@@ -253,8 +253,8 @@ def _queue(restore: Restore, kind: str, actor: Actor | None, address: str | None
             "restore": restore.pk,
             "policy": restore.policy.name,
             "backup": backup.pk,
-            "target": restore.target,
-            "database": restore.target_database,
+            "destination": restore.destination,
+            "database": restore.destination_database,
         },
     )
     Restore.objects.filter(pk=restore.pk, status=Restore.Status.DRAFT).update(
@@ -278,8 +278,8 @@ def drill_request(*, policy: BackupPolicy, actor: Actor | None, address: str | N
         backup=backup,
         kind=Restore.Kind.DRILL,
         situation=Restore.Situation.VERIFICATION,
-        target=Restore.Target.SCRATCH,
-        target_database=policy.dbname,
+        destination=Restore.Destination.SCRATCH,
+        destination_database=policy.dbname,
     )
     if restore.is_physical:
         restore.port, restore.data_directory = free_port(), str(drill_data_directory(restore))

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Model, QuerySet
 
 from .models import Operation
-from .operations import OperationError
+from .operation_kinds import OperationError
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, resolve_url
 from django_htmx.http import HttpResponseClientRedirect
 
 from .models import Operation
-from .operations import OperationConflict, OperationError
+from .operation_kinds import OperationConflict, OperationError
 
 
 def operation_response(

@@ -1,10 +1,9 @@
 """Operations: the one shape for every long action.
 
 A kind of operation (backup, failover, connectivity check, ...) is an `OperationKind` that the app
-owning it registers in `registry.operation_kinds` from its ready(): which permission it needs, which
-queue runs it, whether it is exclusive per target, which errors are transient (retried with
-exponential backoff), and how to clean up after a failure. The services here do the rest, the same
-way for every kind:
+owning it registers in `registry.operation_kinds` from its ready() (`core.operation_kinds`: the kind,
+the context its runner is handed, the errors). The services here do the rest, the same way for every
+kind:
 
 - `operation_request()`  permission check, Operation + audit entry in one transaction, enqueue on commit
 - `operation_execute()`  atomic claim (a second delivery does nothing), heartbeat, retries, outcome
@@ -23,8 +22,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -41,6 +39,7 @@ from .audit import audit_record
 from .dispatch import task_send
 from .logging import current_operation_id
 from .models import AuditEntry, Operation, OperationLogLine
+from .operation_kinds import OperationCancelled, OperationConflict, OperationContext, OperationError, OperationKind
 from .permissions import PERMISSIONS, Action, Role, require, user_can
 from .redaction import redact, redact_mapping
 
@@ -49,41 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 Status = Operation.Status
-
-
-class OperationError(Exception):
-    """A request about an operation that cannot be honoured; the message is for the operator."""
-
-
-class OperationConflict(OperationError):
-    """Another operation on the same target is already queued or running."""
-
-    def __init__(self, existing: Operation | None, target: str) -> None:
-        self.existing = existing
-        which = f" (#{existing.pk}, {existing.get_status_display().lower()})" if existing else ""
-        super().__init__(f"Another operation on {target} is already in progress{which}. Wait for it to finish.")
-
-
-class OperationCancelled(Exception):
-    """Raised inside a runner at a checkpoint once cancellation was requested."""
-
-
-@dataclass(frozen=True)
-class OperationKind:
-    """How one kind of operation is run. Registered by the app that owns it (`registry.operation_kinds`)."""
-
-    name: str
-    label: str
-    action: Action
-    run: Callable[[OperationContext], Mapping[str, Any] | None]
-    queue: str = "ops"
-    exclusive: bool = True
-    cancellable_while_running: bool = False
-    transient_errors: tuple[type[BaseException], ...] = ()
-    max_attempts: int = 3
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
-    cleanup: Callable[[Operation], None] | None = None
 
 
 def get_kind(name: str) -> OperationKind:
@@ -110,50 +74,6 @@ def output_roles(operation: Operation) -> str:
 
 def _log_line(operation_id: int, message: str, level: str = OperationLogLine.Level.INFO) -> None:
     OperationLogLine.objects.create(operation_id=operation_id, level=level, message=redact(message))
-
-
-@dataclass
-class OperationContext:
-    """What a runner may do with its operation: log, report progress, honour cancellation."""
-
-    operation: Operation
-    attempt: int = 1
-    pending_progress: tuple[int, str] | None = field(default=None, repr=False)
-    _last_progress: int = field(default=-1, repr=False)
-
-    @property
-    def parameters(self) -> dict[str, Any]:
-        return dict(self.operation.parameters)
-
-    def log(self, message: str, *, level: str = OperationLogLine.Level.INFO) -> None:
-        message = redact(message)
-        OperationLogLine.objects.create(operation_id=self.operation.pk, level=level, message=message)
-        logger.log(logging.WARNING if level != "info" else logging.INFO, message)
-
-    def progress(self, percent: int, message: str = "") -> None:
-        """Record progress. From another thread (a streaming callback), it is only noted here and
-        written by the heartbeat thread: Django connections opened in passing threads are never closed."""
-        percent = max(0, min(100, int(percent)))
-        if threading.current_thread() is not threading.main_thread():
-            self.pending_progress = (percent, message[:300])
-            return
-        self._write_progress(percent, message[:300])
-
-    def _write_progress(self, percent: int, message: str) -> None:
-        Operation.objects.filter(pk=self.operation.pk, status=Status.RUNNING).update(
-            progress=percent, progress_message=redact(message), heartbeat_at=timezone.now()
-        )
-        self._last_progress = percent
-
-    def flush_pending_progress(self) -> None:
-        pending, self.pending_progress = self.pending_progress, None
-        if pending is not None:
-            self._write_progress(*pending)
-
-    def checkpoint(self) -> None:
-        """Stop here if someone asked to cancel (only for kinds cancellable while running)."""
-        if Operation.objects.filter(pk=self.operation.pk, cancel_requested=True).exists():
-            raise OperationCancelled
 
 
 def client_address(request: Any) -> str | None:

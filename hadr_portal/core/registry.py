@@ -2,7 +2,7 @@
 
 Core and the dashboard iterate these and import no app (the NetBox `registry` idea). Five stores:
 
-- `operation_kinds`     kinds of operation (`core.operations.OperationKind`), by name
+- `operation_kinds`     kinds of operation (`core.operation_kinds.OperationKind`), by name
 - `dashboard_sections`  parts of the home page (the service tiles first), in `order`
 - `catalog_sections`    sections of the catalog file (`core.catalog.CatalogSection`), in file order
 - `periodic_tasks`      what beat runs, and how often

@@ -14,7 +14,8 @@ from . import registry, selectors
 from .health import portal_health
 from .htmx import HtmxHttpRequest, render_page
 from .models import AuditEntry, Operation
-from .operations import OperationError, client_address, operation_cancel
+from .operation_kinds import OperationError
+from .operations import client_address, operation_cancel
 from .permissions import Role, permission_matrix
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from hadr_portal.adapters.pg.connection import TRANSIENT_ERRORS
-from hadr_portal.core.operations import OperationContext, OperationKind
+from hadr_portal.core.operation_kinds import OperationContext, OperationKind
 from hadr_portal.core.permissions import Action
 
 from .models import Cluster

@@ -29,7 +29,8 @@ from hadr_portal.adapters.pg.node import (
 )
 from hadr_portal.core.findings import BLOCKER
 from hadr_portal.core.models import Operation
-from hadr_portal.core.operations import OperationContext, OperationKind, operation_request
+from hadr_portal.core.operation_kinds import OperationContext, OperationKind
+from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action
 
 from .failover_plan import FailoverPlan, FailoverRefused, failover_plan

@@ -14,7 +14,7 @@ from typing import Any
 from hadr_portal.adapters.pg.node import controller_from_config, lsn_int
 from hadr_portal.adapters.probes import format_bytes
 from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding, blockers
-from hadr_portal.core.operations import OperationError
+from hadr_portal.core.operation_kinds import OperationError
 
 from .models import Cluster, Node
 from .topology import cluster_primary, cluster_probe

@@ -9,7 +9,8 @@ from django.conf import settings
 
 from hadr_portal.adapters.pg.node import NodeActionFailed, controller_from_config, ensure_slot, wait_streaming
 from hadr_portal.core.models import Operation
-from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request
+from hadr_portal.core.operation_kinds import OperationContext, OperationError, OperationKind
+from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action
 
 from .models import Cluster, Node, Purpose

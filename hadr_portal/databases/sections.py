@@ -36,7 +36,7 @@ def databases_section_html() -> str:
         )
     if not rows:
         return ""
-    return render_to_string("databases/_board_section.html", {"rows": rows})
+    return render_to_string("databases/_clusters_section.html", {"rows": rows})
 
 
 def topology_changed() -> None:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 
 from hadr_portal.core.models import Operation
-from hadr_portal.core.operations import OperationError, operation_request
+from hadr_portal.core.operation_kinds import OperationError
+from hadr_portal.core.operations import operation_request
 
 from .connectivity import MAX_SAMPLE_SECONDS
 from .models import Cluster, Node

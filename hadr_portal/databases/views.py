@@ -9,8 +9,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from hadr_portal.accounts.stepup import step_up_challenge
 from hadr_portal.core.htmx import render_page
+from hadr_portal.core.operation_kinds import OperationConflict, OperationError
 from hadr_portal.core.operation_views import operation_response
-from hadr_portal.core.operations import OperationConflict, OperationError, client_address
+from hadr_portal.core.operations import client_address
 from hadr_portal.core.permissions import Action, action_required, require
 
 from .failover import failover_request

@@ -27,7 +27,7 @@ from .selectors import escalation_list
 from .services import IncidentError, incident_changed, incident_url, timeline_add
 
 if TYPE_CHECKING:
-    from .services import Actor
+    from hadr_portal.core.permissions import Actor
 
 
 def incident_escalate(
@@ -99,10 +99,10 @@ def notice_deliver(*, notice_id: int) -> EscalationNotice:
     if notice.status != EscalationNotice.Status.PENDING:
         return notice
     subject, text, payload = notice_message(notice)
-    target = notice.contact.email if notice.channel == "email" else notice.contact.webhook
+    address = notice.contact.email if notice.channel == "email" else notice.contact.webhook
     delivery_attempt(
         notice,
-        lambda: message_send(kind=notice.channel, target=target, subject=subject, text=text, payload=payload),
+        lambda: message_send(kind=notice.channel, address=address, subject=subject, text=text, payload=payload),
         sent=EscalationNotice.Status.SENT,
         failed=EscalationNotice.Status.FAILED,
     )

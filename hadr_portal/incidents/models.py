@@ -8,8 +8,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from hadr_portal.core.outbound import outbound_url_refusal
 from hadr_portal.core.permissions import Role
-from hadr_portal.core.targets import target_url_refusal
 
 ROLE_CHOICES = [(role.value, role.value) for role in Role]
 
@@ -132,7 +132,7 @@ class Contact(models.Model):
 
     def clean(self) -> None:
         """A webhook without credentials in it, to an address the SSRF guard accepts (checked again on sending)."""
-        if self.webhook and (refusal := target_url_refusal(self.webhook, env_key=None)):
+        if self.webhook and (refusal := outbound_url_refusal(self.webhook, env_key=None)):
             raise ValidationError({"webhook": refusal})
 
 

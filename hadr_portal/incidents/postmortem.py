@@ -67,7 +67,8 @@ def data_lost(incident: Incident) -> str:
         failover = getattr(operation, "failover", None)
         if failover is not None and failover.lag_bytes is not None:
             lines.append(
-                f"failover #{operation.pk}: {format_bytes(failover.lag_bytes)} of WAL the replica had not received"
+                f"failover #{failover.operation_id}: {format_bytes(failover.lag_bytes)} of WAL"
+                " the replica had not received"
             )
     return "; ".join(lines) or "none recorded (no restore or failover during the incident)"
 

@@ -15,7 +15,7 @@ from hadr_portal.status.models import Service
 from .models import RecoveryPriority
 
 if TYPE_CHECKING:
-    from .services import Actor
+    from hadr_portal.core.permissions import Actor
 
 
 def priorities_list() -> list[RecoveryPriority]:
@@ -44,9 +44,9 @@ def priorities_save(
     names = list(dict.fromkeys(order)) + [name for name in current if name not in order]
     with transaction.atomic():
         for position, name in enumerate(names, 1):
-            defaults = {"position": position}
+            defaults: dict[str, object] = {"position": position}
             if name in reasons:
-                defaults["reason"] = reasons[name].strip()  # type: ignore[assignment]
+                defaults["reason"] = reasons[name].strip()
             RecoveryPriority.objects.update_or_create(service=services[name], defaults=defaults)
         audit_record(
             actor=actor,

@@ -20,6 +20,8 @@ from hadr_portal.core.humanize import duration_text
 from hadr_portal.databases.models import Cluster, Failover, Node
 from hadr_portal.status.models import Check, Service, State
 
+from .models import RecoveryPriority
+
 RANK = {"green": 0, "none": 0, "amber": 1, "red": 2}
 
 
@@ -99,10 +101,10 @@ def readiness_matrix(*, now: datetime | None = None) -> list[Readiness]:
     return [readiness_of(service, now=now) for service in ordered]
 
 
-def _priority(service: Service) -> object | None:
+def _priority(service: Service) -> RecoveryPriority | None:
     try:
-        return service.priority  # type: ignore[attr-defined]
-    except Service.priority.RelatedObjectDoesNotExist:  # type: ignore[attr-defined]
+        return service.priority
+    except Service.priority.RelatedObjectDoesNotExist:
         return None
 
 

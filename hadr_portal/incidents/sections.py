@@ -14,7 +14,7 @@ from .recovery import readiness_matrix
 
 def incidents_section_html() -> str:
     incidents = Incident.objects.exclude(status=Incident.Status.RESOLVED).select_related("service")[:20]
-    return render_to_string("incidents/_board_incidents.html", {"incidents": incidents})
+    return render_to_string("incidents/_incidents_section.html", {"incidents": incidents})
 
 
 def readiness_section_html() -> str:

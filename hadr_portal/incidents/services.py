@@ -20,9 +20,7 @@ from .models import Incident, Severity, TimelineEntry
 from .recovery import service_targets
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-
-    Actor = AbstractBaseUser | AnonymousUser
+    from hadr_portal.core.permissions import Actor
 
 Status = Incident.Status
 TIER_SEVERITY = {1: Severity.SEV1, 2: Severity.SEV2}
@@ -70,13 +68,13 @@ def incident_open(
     title: str,
     severity: str,
     service: Service | None,
-    actor: Actor | None,
+    actor: Actor,
     address: str | None = None,
     runbook: str = "",
     began_at: datetime | None = None,
 ) -> Incident:
     """Open an incident by hand (manage_incidents). A service that already has an open one is refused with it."""
-    require(actor, Action.MANAGE_INCIDENTS)  # type: ignore[arg-type]
+    require(actor, Action.MANAGE_INCIDENTS)
     if severity not in Severity.values:
         raise IncidentError(f"Unknown severity {severity!r}.")
     if len(title.strip()) > TITLE_MAX_LENGTH:
@@ -162,7 +160,7 @@ def incident_status_set(*, incident: Incident, status: str, actor: Actor, addres
             if getattr(incident, STAMPS[later]) is None:
                 setattr(incident, STAMPS[later], now)
         if incident.responsible is None and actor.is_authenticated:
-            incident.responsible = actor  # type: ignore[assignment]
+            incident.responsible = actor
         incident.save()
         timeline_add(incident, TimelineEntry.Kind.STATUS, f"{incident.get_status_display()}", actor=actor)
         if status == Status.RESOLVED and not incident.postmortem:
@@ -183,7 +181,7 @@ def incident_update(
 ) -> Incident:
     """Severity, responsible role and person."""
     require(actor, Action.MANAGE_INCIDENTS)
-    incident.severity, incident.role, incident.responsible_id = severity, role, responsible_id  # type: ignore[attr-defined]
+    incident.severity, incident.role, incident.responsible_id = severity, role, responsible_id
     with transaction.atomic():
         incident.save(update_fields=["severity", "role", "responsible"])
         who = incident.responsible.get_username() if incident.responsible else "nobody"
@@ -237,7 +235,7 @@ def incident_on_operation(*, operation: Operation) -> None:
     targets = {operation.target}
     restore = getattr(operation, "restore", None) if operation.kind in ("restore", "restore_drill") else None
     for incident in Incident.objects.exclude(status=Status.RESOLVED).exclude(service=None).select_related("service"):
-        watched = service_targets(incident.service)  # type: ignore[arg-type]
+        watched = service_targets(incident.service)  # type: ignore[arg-type]  # not None: excluded above
         policies = {target.removeprefix("backup:") for target in watched if target.startswith("backup:")}
         if targets & watched or (restore is not None and restore.policy.name in policies):
             who = operation.requested_by.get_username() if operation.requested_by else "the portal"

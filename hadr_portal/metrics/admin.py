@@ -8,7 +8,7 @@ from .models import Funnel, LoggedError
 
 
 @admin.register(Funnel)
-class FunnelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class FunnelAdmin(admin.ModelAdmin):
     """The cluster and node a funnel reads are chosen from the catalog; `Funnel.clean` keeps the node in its
     cluster."""
 

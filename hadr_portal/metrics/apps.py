@@ -14,12 +14,12 @@ class MetricsConfig(AppConfig):
 
     def ready(self) -> None:
         from .catalog import CATALOG_SECTIONS
-        from .tiles import conversion_tiles_html
+        from .conversion import conversion_section_html
 
         for section in CATALOG_SECTIONS:
             registry.catalog_sections.register(section)
         registry.dashboard_sections.register(
-            DashboardSection(name="conversion", order=30, render=conversion_tiles_html)
+            DashboardSection(name="conversion", order=30, render=conversion_section_html)
         )
         for task in (
             # a collection that waited longer than its period is dropped: the next one reads the same funnels

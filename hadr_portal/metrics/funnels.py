@@ -70,8 +70,12 @@ def _conninfo(funnel: Funnel) -> tuple[str, str]:
         except DsnUnavailable as exc:
             raise FunnelUnavailable(str(exc)) from None
     # as the catalog says now (credentials, nodes and their roles), however long ago the funnel row was read
-    cluster = Cluster.objects.filter(pk=funnel.cluster_id).prefetch_related("nodes").first()
-    if cluster is None:  # removed from the catalog
+    cluster = (
+        Cluster.objects.filter(pk=funnel.cluster_id).prefetch_related("nodes").first()
+        if funnel.cluster_id is not None
+        else None
+    )
+    if cluster is None:  # none named, or removed from the catalog
         raise FunnelUnavailable("no cluster in the catalog to read: name one, or a DSN variable in dsn_env")
     nodes = sorted(cluster.nodes.all(), key=lambda node: node.name)
     if funnel.node_id is not None:
@@ -213,8 +217,8 @@ def _counts(funnel: Funnel, raw: Any) -> dict[str, int]:
     return counts
 
 
-def _pushed_when(payload: Mapping[str, Any], now: datetime) -> tuple[date | None, datetime | None]:
-    """The day, or the hour (timezone-aware, on the hour), the counts are for."""
+def _pushed_when(payload: Mapping[str, Any], now: datetime) -> tuple[date, datetime | None]:
+    """The day the counts are for, and the hour (timezone-aware, on the hour) when they are for one hour."""
     if ("day" in payload) == ("hour" in payload):
         raise CountsRejected('give either "day" (YYYY-MM-DD) or "hour" (ISO 8601 with a time zone), not both')
     if "day" in payload:
@@ -239,7 +243,7 @@ def _pushed_when(payload: Mapping[str, Any], now: datetime) -> tuple[date | None
         raise CountsRejected("hour must be the start of an hour, e.g. 13:00:00")
     if hour > now + timedelta(hours=1):
         raise CountsRejected(f"hour {hour.isoformat()} is in the future")
-    return None, hour
+    return timezone.localdate(hour), hour
 
 
 def funnel_counts_push(*, funnel: Funnel, payload: Any, now: datetime | None = None) -> dict[str, Any]:
@@ -263,7 +267,6 @@ def funnel_counts_push(*, funnel: Funnel, payload: Any, now: datetime | None = N
         if hour is not None:
             for step, count in counts.items():
                 FunnelHourCount.objects.update_or_create(funnel=funnel, hour=hour, step=step, defaults={"count": count})
-            day = timezone.localdate(hour)
             _days_from_hours(funnel, since=day, until=day, steps=list(counts))
         else:
             for step, count in counts.items():

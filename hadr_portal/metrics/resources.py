@@ -91,7 +91,8 @@ def host_series(*, days: float) -> tuple[list[HostSeries], float]:
     if not checks:
         return [], days
     since, bucket, origin = _window(days)
-    params = {"checks": [c.pk for c in checks], "since": since, "bucket": bucket, "origin": origin}
+    # Any: psycopg sends a timedelta as an interval, a type the stubs leave out of a query's parameters.
+    params: dict[str, Any] = {"checks": [c.pk for c in checks], "since": since, "bucket": bucket, "origin": origin}
     series = {c.pk: HostSeries(c) for c in checks}
     with connection.cursor() as cursor:
         cursor.execute(HOST_SERIES, params)
@@ -125,7 +126,8 @@ def database_size_series(*, days: float) -> list[SizeSeries]:
     names = dict(Cluster.objects.values_list("pk", "name"))
     points: dict[tuple[int, str], list[tuple[datetime, int]]] = defaultdict(list)
     with connection.cursor() as cursor:
-        cursor.execute(SIZE_SERIES, {"since": since, "bucket": bucket, "origin": origin})
+        params: dict[str, Any] = {"since": since, "bucket": bucket, "origin": origin}  # Any: as in host_series
+        cursor.execute(SIZE_SERIES, params)
         for cluster_id, dbname, slot, size in cursor.fetchall():
             points[(cluster_id, dbname)].append((slot, size))
     return [

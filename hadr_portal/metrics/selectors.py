@@ -4,6 +4,7 @@ with the events (failovers, restores, outages) that may explain them."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -117,7 +118,7 @@ def funnel_summaries(funnels: list[Funnel] | None = None, *, today: date | None 
         .values("funnel_id", "step")
         .annotate(**sums)
     )
-    by_step = {(row["funnel_id"], row["step"]): row for row in rows}
+    by_step: dict[tuple[int, str], Mapping[str, Any]] = {(row["funnel_id"], row["step"]): row for row in rows}
     now = timezone.now()
     summaries = []
     for funnel in funnels:
@@ -162,8 +163,8 @@ def funnel_trend(funnel: Funnel, *, range_name: str = DEFAULT_RANGE) -> list[Tre
     if bucket == "hour":
         end = timezone.now().replace(minute=0, second=0, microsecond=0)
         start = end - timedelta(hours=24 * days - 1)
-        rows = FunnelHourCount.objects.filter(funnel=funnel, step__in=(first, last), hour__gte=start)
-        for hour, step, count in rows.values_list("hour", "step", "count"):
+        hour_rows = FunnelHourCount.objects.filter(funnel=funnel, step__in=(first, last), hour__gte=start)
+        for hour, step, count in hour_rows.values_list("hour", "step", "count"):
             sums[hour][step] += count
         return [
             TrendPoint(at, sums[at][first], sums[at][last])
@@ -173,8 +174,8 @@ def funnel_trend(funnel: Funnel, *, range_name: str = DEFAULT_RANGE) -> list[Tre
     begin = today - timedelta(days=days - 1)
     width = 7 if bucket == "week" else 1
     begin -= timedelta(days=begin.weekday() if bucket == "week" else 0)
-    rows = FunnelDayCount.objects.filter(funnel=funnel, step__in=(first, last), day__gte=begin, day__lte=today)
-    for day, step, count in rows.values_list("day", "step", "count"):
+    day_rows = FunnelDayCount.objects.filter(funnel=funnel, step__in=(first, last), day__gte=begin, day__lte=today)
+    for day, step, count in day_rows.values_list("day", "step", "count"):
         sums[day - timedelta(days=day.weekday() if bucket == "week" else 0)][step] += count
     origin = timezone.make_aware(datetime.combine(begin, time.min))
     slots = range(((today - begin).days // width) + 1)
@@ -217,8 +218,9 @@ def timeline_markers(*, since: datetime, until: datetime | None = None) -> list[
         )
         for op in operations
     ]
-    incidents = Incident.objects.filter(opened_at__gte=since, opened_at__lte=until).order_by("-opened_at")
-    incidents = list(incidents[:MAX_MARKERS])
+    incidents = list(
+        Incident.objects.filter(opened_at__gte=since, opened_at__lte=until).order_by("-opened_at")[:MAX_MARKERS]
+    )
     markers += [
         Marker(
             incident.opened_at,

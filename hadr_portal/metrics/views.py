@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from hadr_portal.core.htmx import render_page
+from hadr_portal.core.htmx import HtmxHttpRequest, render_page
 from hadr_portal.core.middleware import raw_body
 from hadr_portal.core.pushbody import BodyRefused, body_json, push_token
 
@@ -40,7 +40,7 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-def errors_page(request: HttpRequest) -> HttpResponse:
+def errors_page(request: HtmxHttpRequest) -> HttpResponse:
     filters = {key: request.GET.get(key, "").strip() for key in ("source", "level", "since", "until", "q")}
     rows, problems = errors.errors_list(filters)
     page = Paginator(rows, 50).get_page(request.GET.get("page"))

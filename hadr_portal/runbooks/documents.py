@@ -223,7 +223,8 @@ def _meta_problems(meta: dict[str, str | list[str]]) -> list[str]:
 
 def _blocks_extract(body: str, *, first_line: int, problems: list[str]) -> tuple[str, list[ActionBlock]]:
     """Replace each action block by a placeholder paragraph; a malformed or unknown one is a problem."""
-    lines, blocks = body.split("\n"), []
+    lines = body.split("\n")
+    blocks: list[ActionBlock] = []
     fenced = False
     for index, line in enumerate(lines):
         if line.lstrip().startswith(("```", "~~~")):

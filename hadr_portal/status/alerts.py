@@ -118,22 +118,22 @@ def security_alert_deliver(*, channel_id: int, subject: str, text: str, payload:
 
 def channel_send(channel: AlertChannel, *, subject: str, text: str, payload: dict[str, Any]) -> None:
     """One message on an alert channel, to the address or URL it names (directly, or in an environment variable)."""
-    target = env_reference(channel.target_env) if channel.target_env else channel.target
+    address = env_reference(channel.address_env) if channel.address_env else channel.address
     message_send(
-        kind=channel.kind, target=target, subject=subject, text=text, payload=payload, where=channel.target_env
+        kind=channel.kind, address=address, subject=subject, text=text, payload=payload, where=channel.address_env
     )
 
 
-def message_send(*, kind: str, target: str, subject: str, text: str, payload: dict[str, Any], where: str = "") -> None:
-    """One e-mail (to the comma-separated addresses in `target`) or one webhook POST; DeliveryFailed says why not.
+def message_send(*, kind: str, address: str, subject: str, text: str, payload: dict[str, Any], where: str = "") -> None:
+    """One e-mail (to the comma-separated addresses in `address`) or one webhook POST; DeliveryFailed says why not.
     Alerts and incident escalations both send through here."""
     if kind == AlertChannel.Kind.EMAIL:
-        recipients = [a.strip() for a in target.split(",") if a.strip()]
+        recipients = [a.strip() for a in address.split(",") if a.strip()]
         try:
             send_mail(subject, text, None, recipients, fail_silently=False)
         except Exception as exc:  # SMTP errors come in many classes
             raise DeliveryFailed(f"{exc.__class__.__name__}: {exc}") from None
     else:
-        if not target:
-            raise DeliveryFailed(f"no webhook URL (is {where or 'the target'} set?)")
-        webhook_post(url=target, payload=payload, allow_private=settings.ALLOW_PRIVATE_TARGETS)
+        if not address:
+            raise DeliveryFailed(f"no webhook URL (is {where or 'the address'} set?)")
+        webhook_post(url=address, payload=payload, allow_private=settings.ALLOW_PRIVATE_TARGETS)

@@ -1,7 +1,8 @@
 """The catalog file's `[[services]]`, each with its `[[services.checks]]`, and `[[alert_channels]]`.
 
-A webhook channel's URL may be named (`target_env`) rather than written. Push checks' tokens (the heartbeat and
-host-push URL keys) are written only on request, and an import without them keeps the existing ones.
+A channel's `target` and `target_env` are stored as its `address` and `address_env`: a webhook channel's URL
+may be named (`target_env`) rather than written. Push checks' tokens (the heartbeat and host-push URL keys) are
+written only on request, and an import without them keeps the existing ones.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from .models import AlertChannel, Check, Service
 
 TIERS = [tier for tier, _ in Service.TIERS]
 URL_KEY_KINDS = (Check.Kind.HEARTBEAT, Check.Kind.HOST_PUSH)  # push checks whose token is in a URL (backup's is not)
+# Where a channel sends: the file keeps its keys, the model's fields say "address" ("target" is what an operation
+# locks); the model's messages name the keys.
+ADDRESS_FIELDS = {"target": "address", "target_env": "address_env"}
 
 
 class CheckSection(CatalogSection):
@@ -160,7 +164,20 @@ class ChannelSection(CatalogSection):
         "min_tier": Key(WHOLE),
     }
     choices = {"kind": AlertChannel.Kind.values, "min_tier": TIERS}
+    set_apart = tuple(ADDRESS_FIELDS)
     counted = "alert channels"
+
+    def value_export(self, instance: Any, key: str) -> Any:
+        if key in ADDRESS_FIELDS:
+            return getattr(instance, ADDRESS_FIELDS[key])
+        return super().value_export(instance, key)
+
+    def row_read(self, row: Row, values: dict[str, Any], bad: set[str], context: ImportContext) -> None:
+        for key, field in ADDRESS_FIELDS.items():
+            row.take(field, values.get(key, ""))  # absent: the field's default, as for every key
+
+    def field_key(self, field: str) -> str:
+        return next((key for key, stored in ADDRESS_FIELDS.items() if stored == field), field)
 
 
 CATALOG_SECTIONS = (ServiceSection(), ChannelSection())

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 
 from hadr_portal.adapters.probes import MAX_DISKS
 from hadr_portal.backups.models import BackupPolicy
-from hadr_portal.core.targets import target_host_refusal, target_url_refusal
+from hadr_portal.core.outbound import outbound_host_refusal, outbound_url_refusal
 from hadr_portal.core.validators import DSN_ENV_HELP, DSN_ENV_PATTERN, env_reference_problem
 from hadr_portal.databases.models import Node
 
@@ -108,7 +108,7 @@ def config_validate(kind: str, raw: dict[str, Any]) -> CheckConfig:
             full = parts.scheme in ("http", "https") and bool(parts.hostname)
         except ValueError:  # e.g. brackets that are not an IPv6 address
             full = False
-        if refusal := target_url_refusal(config["url"], env_key="url_env"):
+        if refusal := outbound_url_refusal(config["url"], env_key="url_env"):
             errors["url"] = refusal
         elif not full:
             errors["url"] = "Enter a full http:// or https:// URL, e.g. http://127.0.0.1:8001/health."
@@ -117,7 +117,7 @@ def config_validate(kind: str, raw: dict[str, Any]) -> CheckConfig:
             "Give the URL, or the environment variable holding it (url_env) when it carries credentials — "
             f"{'not both' if 'url' in config else 'one of the two'}."
         )
-    if "host" in config and isinstance(config["host"], str) and (refusal := target_host_refusal(config["host"])):
+    if "host" in config and isinstance(config["host"], str) and (refusal := outbound_host_refusal(config["host"])):
         errors["host"] = refusal
     for name, low, high in (
         ("expected_status", 100, 599),
@@ -143,7 +143,7 @@ def config_validate(kind: str, raw: dict[str, Any]) -> CheckConfig:
                     raise ValueError
             except (TypeError, ValueError):
                 errors[name] = f"{raw[name]!r} is not a percentage (0–100)."
-    for low, high in (
+    for warning, critical in (
         ("cpu_warning", "cpu_critical"),
         ("memory_warning", "memory_critical"),
         ("disk_warning", "disk_critical"),
@@ -151,11 +151,11 @@ def config_validate(kind: str, raw: dict[str, Any]) -> CheckConfig:
         ("connections_warning_pct", "connections_critical_pct"),
     ):
         if (
-            isinstance(config.get(low), int | float)
-            and isinstance(config.get(high), int | float)
-            and config[low] > config[high]
+            isinstance(config.get(warning), int | float)
+            and isinstance(config.get(critical), int | float)
+            and config[warning] > config[critical]
         ):
-            errors[low] = f"The warning threshold must not exceed the critical one ({config[high]})."
+            errors[warning] = f"The warning threshold must not exceed the critical one ({config[critical]})."
     if "verify_tls" in config:
         config["verify_tls"] = config["verify_tls"] in (True, "true", "on", "1", 1)
     if "disk_paths" in config:

@@ -26,7 +26,7 @@ from hadr_portal.databases.models import Node
 from hadr_portal.databases.topology import node_record
 
 from .models import SEVERITY, Check, CheckResult, Service, State, Transition
-from .probing import probe_for, unprobed_evaluate
+from .probing import Probe, probe_for, unprobed_evaluate
 from .signals import transition_committed
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def checks_run(check_ids: list[int]) -> RunSummary:
     checks = {
         c.pk: c for c in Check.objects.select_related("service", "node__cluster", "policy").filter(pk__in=check_ids)
     }
-    pull: dict[int, object] = {}
+    pull: dict[int, Probe] = {}
     for check in checks.values():
         if not check.is_probed:
             result = unprobed_evaluate(check)
@@ -76,7 +76,7 @@ def checks_run(check_ids: list[int]) -> RunSummary:
         with ThreadPoolExecutor(
             max_workers=min(len(pull), settings.CHECK_CONCURRENCY), thread_name_prefix="probe"
         ) as pool:
-            waiting = {pool.submit(probe): pk for pk, probe in pull.items()}  # type: ignore[arg-type]
+            waiting = {pool.submit(probe): pk for pk, probe in pull.items()}
             while waiting:
                 # Record what has finished in small batches, about every RECORD_EVERY seconds: results
                 # appear quickly, and 500 fast checks cost a few transactions rather than 500.

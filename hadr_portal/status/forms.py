@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
@@ -116,7 +117,7 @@ class CheckForm(forms.ModelForm):
         named = self.instance.named_config() if self.instance.pk else {}  # the node and policy by name
         for name, field in CONFIG_WIDGETS.items():
             self.fields[name] = field
-            field.kinds = FIELDS[name][0]  # type: ignore[attr-defined]
+            field.kinds = FIELDS[name][0]  # type: ignore[attr-defined]  # a mark the template reads
             if name in named:
                 value = named[name]
                 self.initial[name] = ", ".join(value) if isinstance(value, list) else value
@@ -161,6 +162,6 @@ class MaintenanceForm(forms.Form):
         return MaintenanceWindow(
             service=service,
             starts_at=now,
-            ends_at=now + timezone.timedelta(hours=self.cleaned_data["hours"]),
+            ends_at=now + timedelta(hours=self.cleaned_data["hours"]),
             reason=self.cleaned_data["reason"],
         )

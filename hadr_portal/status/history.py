@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -59,7 +61,8 @@ def uptimes_by_service(
         recent = Q(hour__gte=now - timedelta(days=days))
         aggregates[f"total_{days}"] = Sum("total", filter=recent)
         aggregates[f"down_{days}"] = Sum("down", filter=recent)
-    rows = (
+    # Rows as plain mappings: the type checker cannot know the names of the annotated sums.
+    rows: Iterable[Mapping[str, Any]] = (
         CheckRollup.objects.filter(
             health_check__service_id__in=service_ids, hour__gte=now - timedelta(days=max(windows))
         )

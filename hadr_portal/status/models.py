@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,8 +15,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hadr_portal.adapters.controllers import ControllerConfigError, controller_from_config
+from hadr_portal.core.outbound import outbound_url_refusal
 from hadr_portal.core.permissions import Role
-from hadr_portal.core.targets import target_url_refusal
 from hadr_portal.core.validators import ENV_NAME_PATTERN, env_reference_problem, slug
 
 
@@ -118,7 +119,7 @@ class Service(models.Model):
     def target(self) -> str:
         return f"service:{self.name}"
 
-    def in_maintenance(self, at: timezone.datetime | None = None) -> MaintenanceWindow | None:
+    def in_maintenance(self, at: datetime | None = None) -> MaintenanceWindow | None:
         at = at or timezone.now()
         return self.maintenance_windows.filter(starts_at__lte=at, ends_at__gt=at).first()
 
@@ -197,7 +198,7 @@ class Check(models.Model):
 
     @property
     def is_probed(self) -> bool:
-        """Pull checks call their target; the others are judged from what the portal already holds."""
+        """Pull checks call the address they probe; the others are judged from what the portal already holds."""
         return self.kind not in self.UNPROBED_KINDS
 
     def named_config(self) -> dict[str, Any]:
@@ -311,8 +312,10 @@ class AlertChannel(models.Model):
 
     name = models.CharField(max_length=64, unique=True, validators=[slug])
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    target = models.CharField(max_length=500, blank=True, help_text="E-mail addresses (comma-separated) or webhook URL")
-    target_env = models.CharField(max_length=100, blank=True, help_text="Or: environment variable holding the URL")
+    address = models.CharField(
+        max_length=500, blank=True, help_text="E-mail addresses (comma-separated) or webhook URL"
+    )
+    address_env = models.CharField(max_length=100, blank=True, help_text="Or: environment variable holding the URL")
     enabled = models.BooleanField(default=True)
     min_tier = models.PositiveSmallIntegerField(
         default=4, choices=Service.TIERS, help_text="Alert only for services of this tier or more critical"
@@ -326,30 +329,31 @@ class AlertChannel(models.Model):
 
     def clean(self) -> None:
         """E-mail channels need addresses; webhooks an http(s) URL, given here (without credentials, to an address
-        the SSRF guard accepts) or by variable name."""
+        the SSRF guard accepts) or by variable name. Channels are written in the catalog file, whose keys for
+        `address` and `address_env` are `target` and `target_env`: a message names the key the operator edits."""
         if self.kind == self.Kind.EMAIL:
-            addresses = [a.strip() for a in self.target.split(",") if a.strip()]
+            addresses = [a.strip() for a in self.address.split(",") if a.strip()]
             if not addresses:
-                raise ValidationError({"target": "Give at least one e-mail address."})
+                raise ValidationError({"address": "Give at least one e-mail address."})
             for address in addresses:
                 try:
                     validate_email(address)
                 except ValidationError:
-                    raise ValidationError({"target": f"{address!r} is not an e-mail address."}) from None
+                    raise ValidationError({"address": f"{address!r} is not an e-mail address."}) from None
         elif self.kind != self.Kind.WEBHOOK:
             return  # an unknown kind is reported by the field's own validation
-        elif self.target_env:
-            if not ENV_NAME_PATTERN.match(self.target_env):
+        elif self.address_env:
+            if not ENV_NAME_PATTERN.match(self.address_env):
                 raise ValidationError(
-                    {"target_env": "The name of an environment variable, e.g. HADR_SLACK_WEBHOOK_URL."}
+                    {"address_env": "The name of an environment variable, e.g. HADR_SLACK_WEBHOOK_URL."}
                 )
-            if problem := env_reference_problem(self.target_env):
-                raise ValidationError({"target_env": problem})
-        elif refusal := target_url_refusal(self.target, env_key="target_env"):
-            raise ValidationError({"target": refusal})
-        elif urlsplit(self.target).scheme not in ("http", "https"):
+            if problem := env_reference_problem(self.address_env):
+                raise ValidationError({"address_env": problem})
+        elif refusal := outbound_url_refusal(self.address, env_key="target_env"):
+            raise ValidationError({"address": refusal})
+        elif urlsplit(self.address).scheme not in ("http", "https"):
             raise ValidationError(
-                {"target": "Give the webhook's http(s) URL, or the variable that holds it in target_env."}
+                {"address": "Give the webhook's http(s) URL, or the variable that holds it in target_env."}
             )
 
 

@@ -127,8 +127,8 @@ def probe_for(check: Check) -> Probe:
     if check.kind == Check.Kind.CELERY:
         return partial(_celery_probe, c.get("queue", "default"))
     if check.kind == Check.Kind.HOST:
-        limits = {k: float(c[k]) for k in HOST_THRESHOLDS if k in c}
-        return partial(probes.probe_host, disk_paths=tuple(c.get("disk_paths", ["/"])), **limits)
+        thresholds = {k: float(c[k]) for k in HOST_THRESHOLDS if k in c}
+        return partial(probes.probe_host, disk_paths=tuple(c.get("disk_paths", ["/"])), **thresholds)
     raise ValueError(f"{check.kind} is not a pull check")
 
 

@@ -26,7 +26,8 @@ from hadr_portal.adapters.controllers import (
     wait_seconds,
 )
 from hadr_portal.core.models import Operation, OperationLogLine
-from hadr_portal.core.operations import OperationContext, OperationError, OperationKind, operation_request
+from hadr_portal.core.operation_kinds import OperationContext, OperationError, OperationKind
+from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action
 from hadr_portal.core.redaction import redact
 

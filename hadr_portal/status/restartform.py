@@ -81,7 +81,7 @@ def restart_choice(table: Mapping[str, Any], allowlist: Sequence[str]) -> str:
     kind = table.get("controller")
     if kind in (WEBHOOK, ECS):
         return str(kind)
-    argv = table.get("argv")
+    argv = table.get("argv", [])
     if kind == "command" and is_argv(argv) and argv[0] in allowlist and set(table) <= PROGRAM_KEYS:
         return PROGRAM
     return KEEP
@@ -121,7 +121,7 @@ class RestartSetting:
         choices += [(NONE, CHOICE_LABELS[NONE])]
         choices += [(PROGRAM, CHOICE_LABELS[PROGRAM])] if self.allowlist else []
         choices += [(WEBHOOK, CHOICE_LABELS[WEBHOOK]), (ECS, CHOICE_LABELS[ECS])]
-        seconds = {"required": False, "min_value": 0, "max_value": MAX_SECONDS}
+        seconds: dict[str, Any] = {"required": False, "min_value": 0, "max_value": MAX_SECONDS}
         return {
             "restart_controller": forms.ChoiceField(label="Restart", choices=choices, widget=forms.RadioSelect),
             # checked against the allowlist in clean(), where a program from elsewhere is refused and audited

@@ -15,13 +15,13 @@ from .engine import service_refresh
 from .models import Check, MaintenanceWindow, Service
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from hadr_portal.core.permissions import Actor
 
 
 def service_save(
     *,
     service: Service,
-    actor: AbstractBaseUser | AnonymousUser,
+    actor: Actor,
     address: str | None,
     changed: list[str],
     priorities_only: bool = False,
@@ -45,7 +45,7 @@ def service_save(
 def restart_setting_refuse(
     *,
     name: str,
-    actor: AbstractBaseUser | AnonymousUser,
+    actor: Actor,
     address: str | None,
     reasons: list[str],
     attempted: str = "",
@@ -63,7 +63,7 @@ def restart_setting_refuse(
     )
 
 
-def check_save(*, check: Check, actor: AbstractBaseUser | AnonymousUser, address: str | None) -> Check:
+def check_save(*, check: Check, actor: Actor, address: str | None) -> Check:
     require(actor, Action.EDIT_CATALOG)
     created = check.pk is None
     with transaction.atomic():
@@ -86,7 +86,7 @@ def check_save(*, check: Check, actor: AbstractBaseUser | AnonymousUser, address
     return check
 
 
-def check_delete(*, check: Check, actor: AbstractBaseUser | AnonymousUser, address: str | None) -> None:
+def check_delete(*, check: Check, actor: Actor, address: str | None) -> None:
     require(actor, Action.EDIT_CATALOG)
     service = check.service
     with transaction.atomic():
@@ -101,12 +101,10 @@ def check_delete(*, check: Check, actor: AbstractBaseUser | AnonymousUser, addre
     service_refresh(service)
 
 
-def maintenance_open(
-    *, window: MaintenanceWindow, actor: AbstractBaseUser | AnonymousUser, address: str | None
-) -> MaintenanceWindow:
+def maintenance_open(*, window: MaintenanceWindow, actor: Actor, address: str | None) -> MaintenanceWindow:
     require(actor, Action.EDIT_CATALOG)
     with transaction.atomic():
-        window.created_by = actor if actor.is_authenticated else None  # type: ignore[assignment]
+        window.created_by = actor if actor.is_authenticated else None
         window.save()
         audit_record(
             actor=actor,

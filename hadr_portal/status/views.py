@@ -46,7 +46,7 @@ def service_edit(request: HttpRequest, name: str | None = None) -> HttpResponse:
             service=form.save(commit=False),
             actor=request.user,
             address=client_address(request),
-            changed=form.changed_settings() if full else form.changed_data,
+            changed=form.changed_settings() if isinstance(form, ServiceForm) else form.changed_data,
             priorities_only=not full,
         )
         messages.success(request, f"{saved.display_name} saved.")
@@ -124,7 +124,9 @@ def maintenance_open(request: HttpRequest, name: str) -> HttpResponse:
         messages.error(
             request,
             "Maintenance window not opened: "
-            + "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items()),
+            + "; ".join(
+                f"{field}: {' '.join(str(error) for error in errors)}" for field, errors in form.errors.items()
+            ),
         )
     return redirect("status:service", name=name)
 

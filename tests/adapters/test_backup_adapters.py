@@ -27,7 +27,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from hadr_portal.adapters.pg.backup import backup_stream, pg_restore_list, server_facts
-from hadr_portal.adapters.pg.connection import BackupFailed, PgTarget, TransientBackupError
+from hadr_portal.adapters.pg.connection import BackupFailed, PgConninfo, TransientBackupError
 from hadr_portal.adapters.storage import (
     LocalStorage,
     S3Storage,
@@ -398,7 +398,7 @@ class FailingS3(BaseHTTPRequestHandler):
     do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = answer
 
 
-@pytest.mark.slow  # botocore's own retries back off for seconds before the error reaches the adapter
+@pytest.mark.slow  # a few seconds each: the transfer manager still tries a failing upload more than once
 @pytest.mark.parametrize(
     ("status", "code", "transient", "message"),
     [
@@ -410,11 +410,12 @@ class FailingS3(BaseHTTPRequestHandler):
 def test_s3_errors_say_whether_to_retry(status: int, code: str, transient: bool, message: str) -> None:
     handler = type("Handler", (FailingS3,), {"status": status, "code": code})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         store = S3Storage(
             "b", endpoint_url=f"http://127.0.0.1:{server.server_port}", region="us-east-1",
             access_key_id=FAKE_KEY, secret_access_key=FAKE_SECRET,
+            max_attempts=1,  # botocore's own retries would back off for seconds; the mapping is what is tested
         )  # fmt: skip
         with pytest.raises(StorageError, match=message) as caught:
             store.put_bytes("k.bin", b"x")
@@ -466,7 +467,7 @@ def test_storage_from_config(tmp_path: Path, bucket: str, s3_endpoint: str) -> N
 # --- PostgreSQL backups ----------------------------------------------------------------------------
 
 
-def primary_target(infra: Infrastructure, **changes: Any) -> PgTarget:
+def primary_target(infra: Infrastructure, **changes: Any) -> PgConninfo:
     values = {
         "host": "127.0.0.1",
         "port": infra.primary.port,
@@ -474,7 +475,7 @@ def primary_target(infra: Infrastructure, **changes: Any) -> PgTarget:
         "password": infra.demo_password,
         "dbname": "onboarding",
     }
-    return PgTarget(**{**values, **changes})
+    return PgConninfo(**{**values, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,7 @@ def test_missing_program_fails_clearly():
         controller.restart(service="shop")
 
 
+@pytest.mark.slow  # waits out the timeout
 def test_command_is_stopped_at_its_timeout_with_what_it_wrote():
     controller = python("import time; print('stuck waiting for a lock', flush=True); time.sleep(30)", timeout_seconds=1)
     with pytest.raises(ControllerFailed, match="timed out after 1 s") as failed:
@@ -151,6 +152,7 @@ def ecs_endpoint() -> Iterator[str]:
     server.stop()
 
 
+@pytest.mark.slow  # a moto server
 def test_ecs_forces_a_new_deployment(ecs_endpoint, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")  # boto3's usual chain: here, the environment
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -7,15 +7,15 @@ import hashlib
 import psycopg
 import pytest
 
-from hadr_portal.adapters.pg.connection import PgTarget
+from hadr_portal.adapters.pg.connection import PgConninfo
 from hadr_portal.adapters.pg.dbadmin import database_create, database_drop, database_sessions, databases_swap
 from hadr_portal.adapters.pg.restore import ChecksumMismatch, fetch_verified
 from hadr_portal.adapters.pg.verify import queries_run
 
 
 @pytest.fixture
-def server(infra) -> PgTarget:
-    return PgTarget(host="127.0.0.1", port=infra.primary.port, user="postgres", password=infra.demo_password)
+def server(infra) -> PgConninfo:
+    return PgConninfo(host="127.0.0.1", port=infra.primary.port, user="postgres", password=infra.demo_password)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_verification_queries_cannot_write_not_even_by_changing_the_session(serv
         host=server.host, port=server.port, user=server.user, password=server.password, dbname=scratch
     ) as conn:
         conn.execute("CREATE TABLE t (x int)")
-    reader = PgTarget(server.host, server.port, "hadr_reader", infra.role_passwords["hadr_reader"], scratch)
+    reader = PgConninfo(server.host, server.port, "hadr_reader", infra.role_passwords["hadr_reader"], scratch)
     outcomes = queries_run(
         reader,
         [
@@ -47,7 +47,7 @@ def test_verification_queries_cannot_write_not_even_by_changing_the_session(serv
     assert outcomes[2].value == 42
     assert 'relation "no_such_table" does not exist' in outcomes[3].error
     # and as the admin account nothing runs at all: user-written SQL never runs as a superuser
-    as_admin = queries_run(PgTarget(server.host, server.port, server.user, server.password, scratch), ["SELECT 1"])
+    as_admin = queries_run(PgConninfo(server.host, server.port, server.user, server.password, scratch), ["SELECT 1"])
     assert "a superuser" in as_admin[0].error
 
 

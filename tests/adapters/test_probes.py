@@ -27,14 +27,15 @@ from hadr_portal.adapters import probes
 from hadr_portal.adapters.pg.server import LocalInstance
 from hadr_portal.adapters.probes import (
     ProbeResult,
-    certificate_not_after,
     evaluate_host,
     format_bytes,
     probe_host,
     probe_postgres,
     probe_redis,
 )
+from hadr_portal.adapters.probes.http import certificate_not_after
 from hadr_portal.demo.cluster import make_replica
+from hadr_portal.demo.redis_server import LocalRedis
 from tests.infra.plugin import Infrastructure, free_port
 
 
@@ -209,6 +210,7 @@ def test_http_does_not_follow_redirects(http_url: str) -> None:
     assert probe_http(url=f"{http_url}/redirect", timeout=5, expected_status=302).outcome == "up"
 
 
+@pytest.mark.slow  # waits out the timeout
 def test_http_hanging_server_costs_at_most_the_timeout(http_url: str) -> None:
     result, elapsed = timed(probe_http, url=f"{http_url}/hang", timeout=1.0)
     assert result.outcome == "down"
@@ -216,6 +218,7 @@ def test_http_hanging_server_costs_at_most_the_timeout(http_url: str) -> None:
     assert elapsed < 2.0
 
 
+@pytest.mark.slow  # waits out the timeout
 def test_http_silent_socket_costs_at_most_the_timeout() -> None:
     with silent_listener() as port:
         result, elapsed = timed(probe_http, url=f"http://127.0.0.1:{port}/", timeout=1.0)
@@ -224,6 +227,7 @@ def test_http_silent_socket_costs_at_most_the_timeout() -> None:
     assert elapsed < 2.0
 
 
+@pytest.mark.slow  # waits out the deadline
 def test_http_trickling_body_hits_the_overall_deadline(http_url: str) -> None:
     # Each byte arrives well within the read timeout; only an overall deadline stops this.
     result, elapsed = timed(probe_http, url=f"{http_url}/trickle", timeout=1.5)
@@ -334,8 +338,8 @@ def test_tcp_open_and_closed_ports() -> None:
 # --- Redis -----------------------------------------------------------------------------------
 
 
-def test_redis_up(infra: Infrastructure) -> None:
-    result = probe_redis(url=infra.redis.url, timeout=5)
+def test_redis_up(redis_server: LocalRedis) -> None:
+    result = probe_redis(url=redis_server.url, timeout=5)
     assert result.outcome == "up", result.message
     assert result.data["redis_version"].count(".") == 2
     assert result.data["used_memory"] > 0
@@ -343,6 +347,7 @@ def test_redis_up(infra: Infrastructure) -> None:
     assert f"Redis {result.data['redis_version']}" in result.message
 
 
+@pytest.mark.slow  # waits out the timeout
 def test_redis_dead_port_and_silent_port() -> None:
     result = probe_redis(url=f"redis://127.0.0.1:{free_port()}/0", timeout=2)
     assert (result.outcome, result.message) == ("down", "connection refused")
@@ -468,6 +473,7 @@ def test_postgres_unreachable_or_wrong(infra: Infrastructure) -> None:
     assert probe_postgres(conninfo="this is = not = conninfo", timeout=5).outcome == "down"
 
 
+@pytest.mark.slow  # waits out the timeout
 def test_postgres_silent_port_costs_at_most_the_timeout() -> None:
     # libpq would wait at least 2 s; the probe gives up after its own timeout.
     with silent_listener() as port:

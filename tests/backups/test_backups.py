@@ -19,7 +19,8 @@ from hadr_portal.adapters.pg.backup import pg_restore_list
 from hadr_portal.backups import retention, services
 from hadr_portal.backups.models import Backup, BackupPolicy, StorageTarget
 from hadr_portal.core.models import AuditEntry, Operation
-from hadr_portal.core.operations import OperationConflict, operation_execute, operations_reap
+from hadr_portal.core.operation_kinds import OperationConflict
+from hadr_portal.core.operations import operation_execute, operations_reap
 from hadr_portal.core.permissions import Role
 from tests.conftest import make_user
 
@@ -64,7 +65,6 @@ def run_backup(policy: BackupPolicy, actor=None, kind: str = "manual") -> tuple[
     return operation, Backup.objects.filter(operation=operation).first()
 
 
-@pytest.mark.django_db(transaction=True)
 def test_backup_is_streamed_verified_and_marked_good(policy, backup_dir, infra):
     infra.primary.psql(
         "CREATE TABLE IF NOT EXISTS backup_probe (id int); INSERT INTO backup_probe VALUES (42)", dbname="onboarding"
@@ -83,7 +83,6 @@ def test_backup_is_streamed_verified_and_marked_good(policy, backup_dir, infra):
     assert not list(backup_dir.rglob("*.partial"))
 
 
-@pytest.mark.django_db(transaction=True)
 def test_unknown_database_fails_clearly_and_leaves_nothing(policy, backup_dir):
     BackupPolicy.objects.filter(pk=policy.pk).update(dbname="nope")
     policy.refresh_from_db()
@@ -110,7 +109,6 @@ def test_a_viewer_cannot_start_or_download(client_as, policy, backup_dir):
     assert not Operation.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
 def test_dba_downloads_the_exact_bytes_and_it_is_audited(client_as, policy):
     _, backup = run_backup(policy)
     dba = client_as(Role.DBA)
@@ -250,7 +248,6 @@ def test_cli_lists_and_prunes(policy, capsys):
     assert "0 backup(s) would be deleted." in capsys.readouterr().out
 
 
-@pytest.mark.django_db(transaction=True)
 def test_backup_to_s3_over_http(demo_cluster, s3_storage):
     storage, s3 = s3_storage
     policy = BackupPolicy.objects.create(name="demo-s3", cluster=demo_cluster, dbname="onboarding", storage=storage)
@@ -262,7 +259,6 @@ def test_backup_to_s3_over_http(demo_cluster, s3_storage):
     assert manifest["sha256"] == backup.sha256
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_downloaded_backup_is_read_by_plain_pg_restore(client_as, policy, tmp_path):
     """The runbook `restore-by-hand` starts with `pg_restore --list` on a downloaded file."""
     _, backup = run_backup(policy)
@@ -285,7 +281,6 @@ def test_backup_command_if_missing_is_idempotent(policy, capsys):
     assert Operation.objects.filter(kind="backup").count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
 def test_missing_bucket_and_wrong_password_fail_clearly_and_mark_nothing_good(demo_cluster, monkeypatch):
     from moto.server import ThreadedMotoServer
 

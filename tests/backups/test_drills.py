@@ -17,12 +17,12 @@ from hadr_portal.backups.retention import backups_in_use
 from hadr_portal.backups.selectors import freshness_of, recovery_proof
 from hadr_portal.core.dashboard_version import dashboard_invalidate
 from hadr_portal.core.models import AuditEntry
-from hadr_portal.core.operations import OperationConflict, OperationError
+from hadr_portal.core.operation_kinds import OperationConflict, OperationError
 from hadr_portal.dashboard.cache import dashboard_html
 from tests.backups.conftest import APP_DB, app_sql, backup_of, data_dump, databases, run, stop_servers_under
 from tests.status.factories import make_check, make_service
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 def test_a_drill_restores_the_newest_backup_into_a_scratch_database_and_drops_it(app_policy, infra):
@@ -106,19 +106,20 @@ def test_restore_command_refuses_replace_without_yes_and_restores_with_it(app_po
         call_command("restore", str(backup.pk), "--replace", stdout=StringIO())
     app_sql(infra, f"CREATE DATABASE {APP_DB}_taken", "postgres")
     with pytest.raises(CommandError, match=f"Refused by the pre-flight: Database {APP_DB}_taken already exists"):
+        # --target-database, the option's former name, still works for the scripts that use it
         call_command("restore", str(backup.pk), "--target-database", f"{APP_DB}_taken", stdout=StringIO())
     assert not Restore.objects.exists()  # a refused restore leaves no draft behind
     out = StringIO()
-    call_command("restore", str(backup.pk), "--target-database", "restore_app_cli", stdout=out)
+    call_command("restore", str(backup.pk), "--destination-database", "restore_app_cli", stdout=out)
     text = out.getvalue()
     assert "✔ Checksum re-read and compared" in text and "queued: restore #" in text
-    restore = Restore.objects.get(target_database="restore_app_cli")
+    restore = Restore.objects.get(destination_database="restore_app_cli")
     assert run(restore.operation).status == "verified"
     assert "restore_app_cli" in databases(infra)
 
     before = data_dump(infra)
     call_command("restore", str(backup.pk), "--replace", "--yes", stdout=StringIO())
-    replaced = Restore.objects.get(target="replace")
+    replaced = Restore.objects.get(destination="replace")
     assert run(replaced.operation).status == "verified" and data_dump(infra) == before
 
 
@@ -134,12 +135,12 @@ def test_physical_backup_restores_as_a_new_server_and_its_drill_removes_its_own(
         restore = wizard.restore_draft_start(policy=app_policy, actor=None)
         assert restore.is_physical
         wizard.restore_situation_set(restore=restore, actor=None, situation="lost_server")
-        defaults = wizard.target_defaults(restore)
+        defaults = wizard.destination_defaults(restore)
         directory = scratch_dir / "servers" / "new-server"
-        errors = wizard.restore_target_set(
+        errors = wizard.restore_destination_set(
             restore=restore,
             actor=None,
-            target="other_server",
+            destination="other_server",
             data_directory=str(directory),
             port=str(defaults["port"]),
         )

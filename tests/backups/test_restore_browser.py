@@ -22,7 +22,7 @@ def start_wizard(page, base: str) -> None:
     page.get_by_role("button", name="Next: choose the backup").click()
     expect(page.locator("#step-backup")).to_contain_text("suggested")
     page.get_by_role("button", name="Next: choose where to restore").click()
-    expect(page.locator("#step-target")).to_contain_text("safe default")
+    expect(page.locator("#step-destination")).to_contain_text("safe default")
 
 
 def test_dba_replaces_a_damaged_database_and_gets_the_backed_up_data_back(

@@ -10,7 +10,7 @@ from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.permissions import Role
 from tests.backups.conftest import APP_DB, backup_of, run
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 HTMX = {"HX-Request": "true"}
 
 
@@ -35,19 +35,22 @@ def test_a_dba_walks_the_wizard_without_javascript(client_as, app_policy):
     page = dba.get(response.url).content.decode()
     assert f'value="{backup.pk}"' in page and "suggested" in page and backup.sha256[:10] in page
 
-    assert dba.post(step_url(restore, "backup"), {"backup": str(backup.pk)}).url == step_url(restore, "target")
-    page = dba.get(step_url(restore, "target")).content.decode()
+    assert dba.post(step_url(restore, "backup"), {"backup": str(backup.pk)}).url == step_url(restore, "destination")
+    page = dba.get(step_url(restore, "destination")).content.decode()
+    assert "3. Destination" in page and "Where to restore?" in page
     assert "safe default" in page and f"Type <strong>{APP_DB}</strong> to replace it" in page
     # back to the first step, and forward again: the choices are kept
     page = dba.get(step_url(restore, "situation")).content.decode()
     assert 'value="corruption" checked' in page
-    assert f'href="{step_url(restore, "backup")}"' in page and f'href="{step_url(restore, "target")}"' in page
+    assert f'href="{step_url(restore, "backup")}"' in page and f'href="{step_url(restore, "destination")}"' in page
 
-    response = dba.post(step_url(restore, "target"), {"target": "replace", "confirm": "nope"})
+    response = dba.post(step_url(restore, "destination"), {"destination": "replace", "confirm": "nope"})
     assert response.status_code == 400 and f"Type the database&#x27;s name, {APP_DB}, to replace it." in (
         response.content.decode()
     )
-    response = dba.post(step_url(restore, "target"), {"target": "new_database", "database": "restore_app_web"})
+    response = dba.post(
+        step_url(restore, "destination"), {"destination": "new_database", "database": "restore_app_web"}
+    )
     assert response.url == step_url(restore, "preflight")
     assert "Run the checks" in dba.get(response.url).content.decode()  # they start on load
     page = dba.post(step_url(restore, "preflight")).content.decode()
@@ -60,7 +63,7 @@ def test_a_dba_walks_the_wizard_without_javascript(client_as, app_policy):
     page = dba.get(response.url).content.decode()
     assert "Waiting for a worker" in page and 'hx-trigger="every 1s"' in page
     # a queued restore's steps can no longer be changed
-    assert dba.post(step_url(restore, "target"), {"target": "replace"}).url == response.url
+    assert dba.post(step_url(restore, "destination"), {"destination": "replace"}).url == response.url
 
     restore = run(restore.operation)
     page = dba.get(response.url).content.decode()
@@ -80,7 +83,9 @@ def test_htmx_steps_get_the_fragment_and_the_url_to_push(client_as, app_policy):
     response = dba.post(step_url(restore, "situation"), {"situation": "verification"}, headers=HTMX)
     assert response.status_code == 200 and response["HX-Push-Url"] == step_url(restore, "backup")
     assert 'id="step-backup"' in response.content.decode()
-    response = dba.post(step_url(restore, "target"), {"target": "other_server", "database": "x"}, headers=HTMX)
+    response = dba.post(
+        step_url(restore, "destination"), {"destination": "other_server", "database": "x"}, headers=HTMX
+    )
     assert response.status_code == 200 and "Choose another cluster of the catalog" in response.content.decode()
     # the Run step refuses until the pre-flight ran, and says so in the fragment
     response = dba.post(step_url(restore, "run"), headers=HTMX)
@@ -95,7 +100,7 @@ def test_only_a_dba_reaches_the_wizard_even_posting_directly(client_as, app_poli
     dba.post(reverse("backups:restore-start", kwargs={"name": app_policy.name}))
     restore = Restore.objects.get()
     dba.post(step_url(restore, "situation"), {"situation": "corruption"})
-    dba.post(step_url(restore, "target"), {"target": "new_database", "database": "restore_app_web"})
+    dba.post(step_url(restore, "destination"), {"destination": "new_database", "database": "restore_app_web"})
     dba.post(step_url(restore, "preflight"))
     other = client_as(role)
     assert other.post(step_url(restore, "run")).status_code == 403

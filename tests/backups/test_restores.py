@@ -12,20 +12,23 @@ from hadr_portal.backups import services, wizard
 from hadr_portal.backups.models import Backup, Restore
 from hadr_portal.backups.retention import backups_in_use
 from hadr_portal.core.models import AuditEntry, Operation
-from hadr_portal.core.operations import OperationConflict, OperationError, operations_reap
+from hadr_portal.core.operation_kinds import OperationConflict, OperationError
+from hadr_portal.core.operations import operations_reap
 from hadr_portal.core.permissions import Role
 from tests.backups.conftest import APP_DB, app_sql, backup_of, data_dump, databases, run
 from tests.conftest import make_user
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
-def prepared(policy, backup, *, target="new_database", database="", actor=None, situation="corruption", **more):
+def prepared(policy, backup, *, destination="new_database", database="", actor=None, situation="corruption", **more):
     """A draft restore through the wizard's steps, pre-flight run; (restore, findings)."""
     restore = wizard.restore_draft_start(policy=policy, actor=actor)
     assert wizard.restore_situation_set(restore=restore, actor=actor, situation=situation) == []
     assert wizard.restore_backup_set(restore=restore, actor=actor, backup_id=str(backup.pk)) == []
-    errors = wizard.restore_target_set(restore=restore, actor=actor, target=target, database=database, **more)
+    errors = wizard.restore_destination_set(
+        restore=restore, actor=actor, destination=destination, database=database, **more
+    )
     assert errors == [], errors
     findings = wizard.restore_preflight_run(restore=restore, actor=actor)
     return restore, findings
@@ -72,11 +75,11 @@ def test_replace_swaps_in_only_a_verified_copy_and_keeps_the_old_database(app_po
     assert damaged != before
     # the replace needs the database's name typed
     restore = wizard.restore_draft_start(policy=app_policy, actor=dba)
-    errors = wizard.restore_target_set(restore=restore, actor=dba, target="replace", confirm="wrong")
+    errors = wizard.restore_destination_set(restore=restore, actor=dba, destination="replace", confirm="wrong")
     assert errors == [f"Type the database's name, {APP_DB}, to replace it."]
     restore.delete()
 
-    restore, findings = prepared(app_policy, backup, target="replace", actor=dba, confirm=APP_DB)
+    restore, findings = prepared(app_policy, backup, destination="replace", actor=dba, confirm=APP_DB)
     assert titles(findings, "blocker") == []
     assert any("safety backup" in title for title in titles(findings))
     restore = run(wizard.restore_request(restore=restore, actor=dba))
@@ -162,7 +165,7 @@ def test_only_a_dba_may_restore(app_policy):
 
 def test_a_restore_whose_worker_died_is_failed_by_the_reaper_and_its_copy_dropped(app_policy, infra):
     backup = backup_of(app_policy)
-    restore, _ = prepared(app_policy, backup, target="replace", confirm=APP_DB)
+    restore, _ = prepared(app_policy, backup, destination="replace", confirm=APP_DB)
     operation = wizard.restore_request(restore=restore, actor=None)
     # what a worker killed in the middle of pg_restore leaves: a half-restored working copy, a stale heartbeat
     work = restore.planned_work_database
@@ -181,7 +184,7 @@ def test_a_restore_whose_worker_died_is_failed_by_the_reaper_and_its_copy_droppe
 def test_cancelled_before_the_swap_leaves_production_as_it_was(app_policy, infra):
     backup = backup_of(app_policy)
     before = data_dump(infra)
-    restore, _ = prepared(app_policy, backup, target="replace", confirm=APP_DB)
+    restore, _ = prepared(app_policy, backup, destination="replace", confirm=APP_DB)
     operation = wizard.restore_request(restore=restore, actor=None)
     Operation.objects.filter(pk=operation.pk).update(cancel_requested=True)
     restore = run(operation)
@@ -193,7 +196,7 @@ def test_a_failing_verification_fails_the_restore_and_drops_the_copy(app_policy,
     app_policy.verify = [{"name": "many users", "sql": "SELECT count(*) FROM app_users", "expect": "> 1000"}]
     app_policy.save()
     backup = backup_of(app_policy)
-    restore, _ = prepared(app_policy, backup, target="replace", confirm=APP_DB)
+    restore, _ = prepared(app_policy, backup, destination="replace", confirm=APP_DB)
     restore = run(wizard.restore_request(restore=restore, actor=None))
     assert restore.status == "failed" and restore.error == "Verification failed: many users"
     assert restore.verification[0] == {"name": "many users", "ok": False, "detail": "20 (expected > 1000)"}
@@ -228,6 +231,7 @@ def test_a_backup_in_s3_is_downloaded_checked_and_restored(app_policy, infra, sc
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)  # a real worker reads what the test wrote
 def test_a_worker_killed_mid_restore_leaves_production_untouched(
     app_policy, infra, start_worker, monkeypatch, scratch_dir
 ):
@@ -240,7 +244,7 @@ def test_a_worker_killed_mid_restore_leaves_production_untouched(
     monkeypatch.setenv("HADR_RESTORE_SCRATCH_DIR", str(scratch_dir))
     before = data_dump(infra)
     backup = backup_of(app_policy)
-    restore, _ = prepared(app_policy, backup, target="replace", confirm=APP_DB)
+    restore, _ = prepared(app_policy, backup, destination="replace", confirm=APP_DB)
     worker = start_worker("ops")
     operation = wizard.restore_request(restore=restore, actor=None)
     work = restore.planned_work_database

@@ -12,10 +12,8 @@ from django.utils import timezone
 
 from hadr_portal.core import registry
 from hadr_portal.core.models import AuditEntry, Operation
+from hadr_portal.core.operation_kinds import OperationConflict, OperationError, OperationKind
 from hadr_portal.core.operations import (
-    OperationConflict,
-    OperationError,
-    OperationKind,
     operation_cancel,
     operation_execute,
     operation_request,
@@ -107,8 +105,6 @@ def test_concurrent_requests_for_one_target_yield_one_operation(demo_cluster):
     assert Operation.objects.filter(target="cluster:demo").count() == 1
 
 
-@pytest.mark.redis  # committed at once, so queued on the real broker
-@pytest.mark.django_db(transaction=True)
 def test_connectivity_check_reaches_primary_and_replica(demo_cluster):
     operation = connectivity_check_request(cluster=demo_cluster, actor=None)
     finished = operation_execute(operation_id=operation.pk)
@@ -125,8 +121,6 @@ def test_connectivity_check_reaches_primary_and_replica(demo_cluster):
     ).exists()
 
 
-@pytest.mark.redis  # committed at once, so queued on the real broker
-@pytest.mark.django_db(transaction=True)
 def test_a_second_delivery_of_the_task_does_nothing(demo_cluster):
     operation = connectivity_check_request(cluster=demo_cluster, actor=None)
     assert operation_execute(operation_id=operation.pk) is not None
@@ -135,8 +129,7 @@ def test_a_second_delivery_of_the_task_does_nothing(demo_cluster):
     assert operation.attempts == 1
 
 
-@pytest.mark.redis  # committed at once, so queued on the real broker
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_transient_failures_are_retried_with_backoff_in_the_log(infra):
     cluster = cluster_upsert(
         name="broken",

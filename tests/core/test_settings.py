@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every case starts an interpreter and Django
 ROOT = Path(__file__).resolve().parent.parent.parent
 SETUP = "import django; django.setup()"
 

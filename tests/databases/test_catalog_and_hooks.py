@@ -77,8 +77,6 @@ def test_bad_controllers_and_hooks_are_refused_with_their_place(table, message):
 
 
 @pytest.mark.slow
-@pytest.mark.redis  # committed at once, so queued on the real broker
-@pytest.mark.django_db(transaction=True)
 def test_the_post_failover_hook_gets_the_new_primary_and_its_failure_is_reported(pg_pair, exec_dir, monkeypatch):
     out = exec_dir / "hook.json"
     script = (
@@ -104,8 +102,6 @@ def test_the_post_failover_hook_gets_the_new_primary_and_its_failure_is_reported
 
 
 @pytest.mark.slow
-@pytest.mark.redis  # committed at once, so queued on the real broker
-@pytest.mark.django_db(transaction=True)
 def test_a_failing_hook_fails_the_operation_saying_the_promotion_happened(pg_pair):
     Cluster.objects.filter(pk=pg_pair.cluster.pk).update(post_failover_hook={"argv": ["/nonexistent/update-dns"]})
     pg_pair.primary.stop(mode="immediate")

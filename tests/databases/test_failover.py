@@ -17,7 +17,7 @@ from hadr_portal.databases.rebuild import RebuildRefused, rebuild_request
 from hadr_portal.databases.topology import cluster_probe
 from tests.conftest import make_user, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def run(operation: Operation) -> Operation:

@@ -73,6 +73,7 @@ def test_a_failing_service_opens_one_incident_and_failing_again_joins_it(app, dj
     assert AuditEntry.objects.filter(action="incident.open", target=incident.target, actor_name="system").exists()
 
 
+@pytest.mark.redis  # the restart is queued on commit
 def test_the_timeline_links_a_restart_started_for_the_service(app, client_as, django_capture_on_commit_callbacks):
     _, check, _ = app
     run_checks(check, django_capture_on_commit_callbacks)

@@ -5,17 +5,19 @@
 - a managed cluster, PostgreSQL 15 primary + streaming replica (slot `replica1`) with the portal's
   least-privilege roles (hadr_monitor, hadr_reader, hadr_backup: `make up` creates the same), for tests
   marked `pg` or using the `infra` fixture
-- Redis, for tests marked `redis`, and those that start Celery workers or serve the portal live
+- Redis, for tests marked `redis`: those that start Celery workers, serve the portal live or commit (what they
+  queue on commit reaches the broker); every other test gets a cache of its own in memory (tests/conftest.py)
+- Chromium is the session's `browser` fixture (tests/conftest.py), started by the first test that drives it
 
 Django reads their addresses from the environment when it is configured, before any test runs: the ports and
 passwords are chosen here up front (cheap), the processes start on first use. Everything listens on loopback,
-lives in a temporary directory and is stopped at the end of the session. Under `pytest -n N` (pytest-xdist, as
-`make test` runs it) every worker process has its own set. Loaded with `-p tests.infra.plugin` (pyproject.toml)
-so that its environment exists before pytest-django imports the settings.
+lives in a temporary directory (in memory where there is one) and is stopped at the end of the session. Under
+`pytest -n N` (pytest-xdist, as `make test` runs it) every worker process has its own set. Loaded with
+`-p tests.infra.plugin` (pyproject.toml) so that its environment exists before pytest-django imports the settings.
 
 A test gets a marker for each part its fixtures need (`pg`, `redis`, `browser`; `slow` for worker processes, a
-live server or a transactional database), so that `-m` selects by what a test costs; a test that needs a part
-through no fixture says so with the marker, which starts the part.
+live server or a transactional database), so that `-m` selects by what a test costs (`make test-fast`: none of
+them); a test that needs a part through no fixture says so with the marker, which starts the part.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import shutil
 import socket
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,10 +278,14 @@ MARKER_FIXTURES = {
 MARKER_PARTS = {"pg": "infra", "redis": "redis_server"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark each test with what its fixtures need; a transactional database (by marker: not a fixture name) is
-    slow too."""
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> Iterator[None]:
+    """Before `-m` deselects by marker: mark each test with what its fixtures need (a transactional database, by
+    marker: not a fixture name, counts too). After pytest-django has put the database tests first: the tests of
+    each `xdist_group` first of all, together. pytest-xdist's own grouping (`--dist loadgroup`) renames node ids,
+    which pytest 9 computes, so it groups nothing; `make test` hands tests out with `--dist worksteal`, which gives
+    each worker one run of the list to work from its start (others steal from its end), and so the first worker runs
+    each group, and the module fixture the group shares (one `make up`, one big table) is made once."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         database = item.get_closest_marker("django_db")
@@ -288,6 +294,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for marker, needs in MARKER_FIXTURES.items():
             if needs & fixtures and not item.get_closest_marker(marker):
                 item.add_marker(marker)
+    yield
+    groups: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        group = item.get_closest_marker("xdist_group")
+        if group is not None:
+            name = str(group.args[0] if group.args else group.kwargs.get("name", "default"))
+            groups.setdefault(name, []).append(item)
+    grouped = [item for members in groups.values() for item in members]
+    first = {id(item) for item in grouped}
+    items[:] = grouped + [item for item in items if id(item) not in first]
 
 
 @pytest.fixture(autouse=True)

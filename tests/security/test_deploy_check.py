@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every case runs manage.py in an interpreter of its own
 ROOT = Path(__file__).resolve().parents[2]
 
 

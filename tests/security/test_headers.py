@@ -190,6 +190,7 @@ def _settings_with(**env: str) -> str:
     return result.stdout.strip()
 
 
+@pytest.mark.slow  # starts interpreters
 def test_the_preload_setting_comes_from_the_environment_only():
     assert _settings_with(HADR_HTTPS="true") == "False 31536000"
     assert _settings_with(HADR_HTTPS="true", HADR_HSTS_PRELOAD="true") == "True 31536000"
@@ -228,14 +229,20 @@ def _visit(page: Page, url: str, found: list[str]) -> None:
     found.extend(f"{url}: {text}" for text in page.evaluate("window.__violations || []"))
 
 
+WALK_PARTS = 3  # the walk is cut in parts that the test processes share out (each part signs in anew)
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_chromium_reports_no_csp_violation_on_any_page(live_server, page, violations, pages):
+@pytest.mark.parametrize("part", range(WALK_PARTS))
+def test_chromium_reports_no_csp_violation_on_any_page(live_server, page, violations, pages, part):
     make_user("root", Role.DEVOPS, Role.DBA, superuser=True)
     sign_in(page, live_server.url, "root")
     expect(page.locator("header.topbar nav")).to_be_visible()
-    for url in [*pages, *ADMIN_PAGES]:
+    urls = [*pages, *ADMIN_PAGES][part::WALK_PARTS]
+    assert urls
+    for url in urls:
         _visit(page, live_server.url + url, violations)
     assert violations == []
 

@@ -66,7 +66,7 @@ def test_the_catalog_export_never_carries_url_credentials(db):
     service = make_service("shop", description=f"orders live in {DSN}")
     make_check(service, config={"url": f"https://monitor:{PASSWORD}@shop.example.com/health"})
     heartbeat = make_check(service, "nightly", kind="heartbeat", config={"period_seconds": 3600})
-    AlertChannel.objects.create(name="chat", kind="webhook", target=f"https://hook:{PASSWORD}@chat.example.com/x")
+    AlertChannel.objects.create(name="chat", kind="webhook", address=f"https://hook:{PASSWORD}@chat.example.com/x")
     out = StringIO()
     call_command("catalog", "export", "-", "--with-tokens", stdout=out)
     exported = out.getvalue()

@@ -184,8 +184,8 @@ def test_sign_in_attempts_in_the_admin_are_for_administrators_only(db):
 
 def test_a_lockout_alerts_every_enabled_channel_without_the_name(db, mailoutbox, django_capture_on_commit_callbacks):
     cache.delete_many(["accounts:lockout-alert", "accounts:lockout-alert:203.0.113.10"])
-    AlertChannel.objects.create(name="oncall", kind="email", target="oncall@example.com")
-    AlertChannel.objects.create(name="off", kind="email", target="nobody@example.com", enabled=False)
+    AlertChannel.objects.create(name="oncall", kind="email", address="oncall@example.com")
+    AlertChannel.objects.create(name="off", kind="email", address="nobody@example.com", enabled=False)
     make_user("root", superuser=True)
     with django_capture_on_commit_callbacks() as callbacks:
         for _ in range(10):
@@ -202,6 +202,7 @@ def test_a_lockout_alerts_every_enabled_channel_without_the_name(db, mailoutbox,
     assert "203.0.113.10" in mail.body and "root" not in mail.body.replace("axes_reset_username", "")
 
 
+@pytest.mark.slow  # waits out the cool-off
 def test_the_lockout_ends_after_the_cool_off(db, settings):
     settings.AXES_COOLOFF_TIME = timedelta(seconds=1)
     make_user("olga", Role.DEVOPS)
@@ -460,7 +461,6 @@ backup_dir = backups_conftest.backup_dir
 scratch_dir = backups_conftest.scratch_dir
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_restore_replacing_production_asks_for_a_fresh_code_before_it_is_queued(app_policy):
     backup = backups_conftest.backup_of(app_policy)
     user = make_user("dora", Role.DBA)
@@ -474,7 +474,8 @@ def test_a_restore_replacing_production_asks_for_a_fresh_code_before_it_is_queue
 
     dba.post(step("situation"), {"situation": "corruption"})
     dba.post(step("backup"), {"backup": str(backup.pk)})
-    assert dba.post(step("target"), {"target": "replace", "confirm": backups_conftest.APP_DB}).url == step("preflight")
+    replace = {"destination": "replace", "confirm": backups_conftest.APP_DB}
+    assert dba.post(step("destination"), replace).url == step("preflight")
     assert f"Replace {backups_conftest.APP_DB} now" in dba.post(step("preflight")).content.decode()
 
     stale(dba)

@@ -355,7 +355,6 @@ def _admin_form_data(html: str) -> dict[str, str]:
     return form.data
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_verification_query_with_a_forbidden_function_is_refused_when_it_runs(app_policy, infra):
     BackupPolicy.objects.filter(pk=app_policy.pk).update(  # as saved before the guard existed
         verify=[USERS_QUERY, {"name": "passwd", "sql": "SELECT length(pg_read_file('/etc/passwd'))", "expect": "> 0"}]

@@ -136,7 +136,7 @@ def test_a_webhook_alert_channel_to_a_metadata_address_is_refused_at_save_and_at
     assert not AlertChannel.objects.exists()
 
     # The URL can also come from the environment, where no save-time check sees it: the send refuses it.
-    AlertChannel.objects.create(name="chat", kind="webhook", target_env="HADR_CHAT_WEBHOOK")
+    AlertChannel.objects.create(name="chat", kind="webhook", address_env="HADR_CHAT_WEBHOOK")
     monkeypatch.setenv("HADR_CHAT_WEBHOOK", "http://169.254.169.254/latest/meta-data/")
     delivery = _alert_for(shop)
     delivery.refresh_from_db()
@@ -148,7 +148,7 @@ def test_an_alert_webhook_whose_name_resolves_to_metadata_is_refused_when_sendin
     with http_target() as target:
         port = int(target.url.rsplit(":", 1)[1])
         _resolve_as(monkeypatch, "hooks.internal.test", "169.254.169.254")
-        AlertChannel.objects.create(name="chat", kind="webhook", target=f"http://hooks.internal.test:{port}/hook")
+        AlertChannel.objects.create(name="chat", kind="webhook", address=f"http://hooks.internal.test:{port}/hook")
         delivery = _alert_for(shop)
     delivery.refresh_from_db()
     assert "hooks.internal.test resolves to 169.254.169.254, a link-local / cloud metadata address" in (
@@ -337,7 +337,7 @@ def redirecting_to(location: str) -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
@@ -387,7 +387,7 @@ def serve_tls(certificate: tuple[Path, Path]) -> Iterator[int]:
     context.load_cert_chain(*certificate)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     try:
         yield server.server_address[1]
     finally:

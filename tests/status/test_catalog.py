@@ -115,8 +115,8 @@ def catalog(db: None) -> None:
     make_check(database, "backup", "backup", policy=onboarding, interval_seconds=60, failures_before_down=1)
     beat = make_service("beat", kind="job", tier=3)
     make_check(beat, "heartbeat", "heartbeat", {"period_seconds": 60, "grace_seconds": 60}, failures_before_down=1)
-    AlertChannel.objects.create(name="ops-mail", kind="email", target="ops@example.com")
-    AlertChannel.objects.create(name="chat", kind="webhook", target_env="HADR_CHAT_WEBHOOK", min_tier=2)
+    AlertChannel.objects.create(name="ops-mail", kind="email", address="ops@example.com")
+    AlertChannel.objects.create(name="chat", kind="webhook", address_env="HADR_CHAT_WEBHOOK", min_tier=2)
     Funnel.objects.create(**DEMO_FUNNEL | {"cluster": demo, "node": None})
     mauricio = Contact.objects.create(name="Mauricio", roles=["DevOps", "DBA"], phone="+55 11 90000-0000")
     ana = Contact.objects.create(name="Ana", roles=["Developer"], email="ana@example.com", hours="Mon–Fri 9–18")
@@ -865,7 +865,8 @@ def test_command_refuses_a_viewer_clearly(catalog, tmp_path: Path):
         ({"name": "m", "kind": "email", "target": "not-an-address"}, "alert_channels[0] (m).target"),
         ({"name": "m", "kind": "email", "target": ""}, "Give at least one e-mail address"),
         ({"name": "h", "kind": "webhook", "target": "ftp://x"}, "Give the webhook's http(s) URL"),
-        ({"name": "h", "kind": "webhook", "target_env": "lower-case"}, "The name of an environment variable"),
+        # the model's fields are address / address_env: the messages name the file's keys
+        ({"name": "h", "kind": "webhook", "target_env": "lower-case"}, "(h).target_env: The name of an environment"),
     ],
 )
 def test_alert_channels_are_validated(db, channel, message):

@@ -101,8 +101,8 @@ def test_stopped_demo_app_goes_red_alerts_and_recovers(infra, smtp_sink, start_w
     port = free_port()
     app = start_demo_app(infra, port)
     with http_target() as webhook:
-        AlertChannel.objects.create(name="mail", kind="email", target="oncall@example.com")
-        AlertChannel.objects.create(name="hook", kind="webhook", target=webhook.url + "/alerts")
+        AlertChannel.objects.create(name="mail", kind="email", address="oncall@example.com")
+        AlertChannel.objects.create(name="hook", kind="webhook", address=webhook.url + "/alerts")
         service = make_service("onboarding-app", tier=1, display_name="Onboarding application")
         make_check(
             service,

@@ -53,6 +53,7 @@ def test_state_changes_only_after_the_consecutive_failure_threshold(db):
         assert CheckResult.objects.filter(health_check=check).count() == 4
 
 
+@pytest.mark.slow  # waits out a hanging target's timeout
 def test_a_hanging_target_delays_no_other_check(db):
     with http_target() as slow, http_target() as fast:
         slow.delay = 3.0

@@ -94,8 +94,8 @@ def test_host_push_endpoint_authenticates_validates_and_records(db):
 @pytest.fixture
 def channels(db):
     with http_target() as sink:
-        email = AlertChannel.objects.create(name="mail", kind="email", target="ops@example.com, dba@example.com")
-        hook = AlertChannel.objects.create(name="hook", kind="webhook", target=sink.url + "/hook")
+        email = AlertChannel.objects.create(name="mail", kind="email", address="ops@example.com, dba@example.com")
+        hook = AlertChannel.objects.create(name="hook", kind="webhook", address=sink.url + "/hook")
         yield email, hook, sink
 
 
@@ -150,7 +150,7 @@ def test_maintenance_window_silences_alerts(channels):
 
 def test_webhook_down_is_retried_then_marked_undelivered(db, settings):
     settings.ALERT_MAX_ATTEMPTS = 3
-    AlertChannel.objects.create(name="dead", kind="webhook", target="http://127.0.0.1:1/hook")
+    AlertChannel.objects.create(name="dead", kind="webhook", address="http://127.0.0.1:1/hook")
     [delivery] = alerts.alerts_queue(_transition(make_service("x"), "down"))
     for attempt in (1, 2):
         with pytest.raises(DeliveryFailed):
@@ -180,7 +180,7 @@ def retry_countdowns(task, *args, **kwargs):
 
 def test_an_alert_is_retried_after_2_4_8_seconds_at_most_5_minutes_apart_then_marked_undelivered(db, settings):
     settings.ALERT_MAX_ATTEMPTS = 11
-    AlertChannel.objects.create(name="dead", kind="webhook", target="http://127.0.0.1:1/hook")
+    AlertChannel.objects.create(name="dead", kind="webhook", address="http://127.0.0.1:1/hook")
     [delivery] = alerts.alerts_queue(_transition(make_service("x"), "down"))
     result, countdowns = retry_countdowns(alert_deliver_task, delivery.pk)
     assert countdowns == [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
@@ -189,7 +189,7 @@ def test_an_alert_is_retried_after_2_4_8_seconds_at_most_5_minutes_apart_then_ma
 
 
 def test_a_security_alert_is_retried_like_an_alert_and_given_up_after_the_attempts(db, settings):
-    channel = AlertChannel.objects.create(name="dead", kind="webhook", target="http://127.0.0.1:1/hook")
+    channel = AlertChannel.objects.create(name="dead", kind="webhook", address="http://127.0.0.1:1/hook")
     message = {"subject": "[SECURITY] test", "text": "test", "payload": {"text": "test"}}
     result, countdowns = retry_countdowns(security_alert_deliver_task, channel_id=channel.pk, **message)
     assert countdowns == [min(300, 2**retry) for retry in range(1, settings.ALERT_MAX_ATTEMPTS)]
@@ -221,9 +221,9 @@ def test_rollups_uptime_and_pruning(db, settings):
     assert raw == 1 and not CheckResult.objects.filter(pk=old.pk).exists()
 
 
-def test_delivery_status_for_unknown_channel_target_env(db, monkeypatch):
+def test_delivery_status_for_unknown_channel_address_env(db, monkeypatch):
     monkeypatch.delenv("HOOK_URL", raising=False)
-    AlertChannel.objects.create(name="envhook", kind="webhook", target_env="HOOK_URL")
+    AlertChannel.objects.create(name="envhook", kind="webhook", address_env="HOOK_URL")
     [delivery] = alerts.alerts_queue(_transition(make_service("y"), "down"))
     with pytest.raises(DeliveryFailed, match="HOOK_URL"):
         alerts.alert_deliver(delivery_id=delivery.pk)

@@ -222,6 +222,7 @@ def test_a_failing_restart_command_fails_the_operation_with_its_output(db, shop)
     assert not any(line.startswith("Checks, round") for line in log_of(operation))
 
 
+@pytest.mark.slow  # waits out a hanging command's timeout
 def test_a_missing_or_hanging_command_fails_with_why(db, shop):
     service, _ = shop_service(shop, argv=["/nonexistent/restart-shop"])
     assert restart_now(service).error == "restart-shop: program not found; is it installed?"
@@ -234,6 +235,7 @@ def test_a_missing_or_hanging_command_fails_with_why(db, shop):
     assert "| waiting for a lock" in log_of(operation)
 
 
+@pytest.mark.slow  # waits for the deadline
 def test_a_command_that_starts_nothing_fails_at_the_deadline_with_the_checks_reason(db, shop):
     service, _ = shop_service(shop, argv=[command_python(), "-c", "print('nothing to do')"], wait_seconds=2)
     operation = restart_now(service)

@@ -30,7 +30,7 @@ from psycopg.conninfo import make_conninfo
 
 from hadr_portal.adapters.commands import CommandFailed, run_command
 
-from .connection import BackupFailed, PgTarget, classify_failure
+from .connection import BackupFailed, PgConninfo, classify_failure
 from .server import PG_BIN
 from .streams import Program, TarWriter, output_stream
 
@@ -51,7 +51,7 @@ class ServerFacts:
 # --- facts ------------------------------------------------------------------------------------------
 
 
-def server_facts(target: PgTarget, *, timeout: float = 10) -> ServerFacts:
+def server_facts(target: PgConninfo, *, timeout: float = 10) -> ServerFacts:
     """Version, size of `target.dbname`, WAL position, role and timeline of the server.
 
     Connection problems raise TransientBackupError (or BackupFailed for a wrong password or a
@@ -113,7 +113,7 @@ def _optional(conn: psycopg.Connection[Any], sql: str) -> Any:
 
 @contextmanager
 def backup_stream(
-    target: PgTarget,
+    target: PgConninfo,
     *,
     engine: str,
     compress: str | None = None,
@@ -193,18 +193,18 @@ def pg_restore_list(path: Path) -> list[str]:
     return [line for line in result.stdout.splitlines() if line.strip() and not line.startswith(";")]
 
 
-def _connection_args(target: PgTarget) -> list[str]:
+def _connection_args(target: PgConninfo) -> list[str]:
     # -w: never prompt for a password; there is nobody to answer.
     return ["-h", target.host, "-p", str(target.port), "-U", target.user, "-w"]
 
 
-def _dbname_arg(target: PgTarget) -> str:
+def _dbname_arg(target: PgConninfo) -> str:
     # pg_dump reads a -d value holding "=" or starting "postgresql://" as a connection string;
     # "dbname=…" makes sure the name is only ever taken as a name.
     return make_conninfo(dbname=target.dbname)
 
 
-def _environment(target: PgTarget) -> dict[str, str]:
+def _environment(target: PgConninfo) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "PGPASSWORD"}
     if target.password:
         env["PGPASSWORD"] = target.password
@@ -216,7 +216,7 @@ def _environment(target: PgTarget) -> dict[str, str]:
 
 @contextmanager
 def _dump_directory(
-    target: PgTarget, env: dict[str, str], compress: str | None, jobs: int, workdir: Path | None
+    target: PgConninfo, env: dict[str, str], compress: str | None, jobs: int, workdir: Path | None
 ) -> Iterator[Path]:
     """Run `pg_dump -Fd -j jobs` to completion into a fresh directory under `workdir`; remove it
     again when the block ends."""

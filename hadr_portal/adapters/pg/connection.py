@@ -1,6 +1,6 @@
 """Reaching a PostgreSQL server: its address, DSNs checked and kept out of messages, and which failures pass.
 
-- `NodeAddress` / `PgTarget`         where a node or a server to back up or restore is, and as whom
+- `NodeAddress` / `PgConninfo`         where a node or a server to back up or restore is, and as whom
 - `TRANSIENT_ERRORS`, `classify_failure()`  what is worth retrying (a server starting up, a lost connection)
 - `dsn_valid()`, `without_dsn()`     a DSN checked before use, and redacted from what is shown
 - `superuser_refusal()`              why user-written SQL never runs as a superuser
@@ -91,7 +91,7 @@ class NodeAddress:
 
 
 @dataclass(frozen=True)
-class PgTarget:
+class PgConninfo:
     """A server to back up from or restore into, and the role to connect as (programs get the password
     through PGPASSWORD, never on their command line)."""
 
@@ -102,7 +102,7 @@ class PgTarget:
     dbname: str = "postgres"
 
 
-def with_database(target: PgTarget, dbname: str) -> PgTarget:
+def with_database(target: PgConninfo, dbname: str) -> PgConninfo:
     """The same server and role, another database."""
     return replace(target, dbname=dbname)
 

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from .connection import PgTarget, classify_failure
+from .connection import PgConninfo, classify_failure
 from .restore import RestoreFailed
 
 
@@ -35,7 +35,7 @@ class Session:
     state: str
 
 
-def connect(target: PgTarget, dbname: str | None = None, *, timeout: float = 10, **options: str) -> Any:
+def connect(target: PgConninfo, dbname: str | None = None, *, timeout: float = 10, **options: str) -> Any:
     """An autocommit session on `dbname` (default: the target's) whose statements end after `timeout` seconds;
     `options` are more settings for the session. Connection failures raise BackupFailed or TransientBackupError."""
     params: dict[str, Any] = {
@@ -56,7 +56,7 @@ def connect(target: PgTarget, dbname: str | None = None, *, timeout: float = 10,
         raise classify_failure(f"cannot connect to {target.host}:{target.port}/{params['dbname']}: {exc}") from exc
 
 
-def database_info(target: PgTarget, name: str) -> DatabaseInfo | None:
+def database_info(target: PgConninfo, name: str) -> DatabaseInfo | None:
     with connect(target, "postgres") as conn:
         row = conn.execute(
             "SELECT datname, pg_get_userbyid(datdba), pg_encoding_to_char(encoding), datcollate, datctype,"
@@ -66,7 +66,7 @@ def database_info(target: PgTarget, name: str) -> DatabaseInfo | None:
     return DatabaseInfo(*row) if row else None
 
 
-def database_create(target: PgTarget, name: str, *, like: DatabaseInfo | None = None) -> None:
+def database_create(target: PgConninfo, name: str, *, like: DatabaseInfo | None = None) -> None:
     """An empty database (from template0), with the owner, encoding and locale of `like` when given."""
     statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name))
     if like is not None:
@@ -80,7 +80,7 @@ def database_create(target: PgTarget, name: str, *, like: DatabaseInfo | None = 
             raise RestoreFailed(f"database {name!r} already exists on {target.host}:{target.port}") from None
 
 
-def database_drop(target: PgTarget, name: str) -> bool:
+def database_drop(target: PgConninfo, name: str) -> bool:
     """Drop it, ending its sessions; False when there was none by that name."""
     with connect(target, "postgres", timeout=120) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
@@ -89,7 +89,7 @@ def database_drop(target: PgTarget, name: str) -> bool:
     return True
 
 
-def database_sessions(target: PgTarget, name: str) -> list[Session]:
+def database_sessions(target: PgConninfo, name: str) -> list[Session]:
     """Who is connected to the database now (other than us)."""
     with connect(target, "postgres") as conn:
         rows = conn.execute(
@@ -100,7 +100,9 @@ def database_sessions(target: PgTarget, name: str) -> list[Session]:
     return [Session(*row) for row in rows]
 
 
-def databases_swap(target: PgTarget, *, current: str, replacement: str, keep_as: str, wait_seconds: float = 15) -> int:
+def databases_swap(
+    target: PgConninfo, *, current: str, replacement: str, keep_as: str, wait_seconds: float = 15
+) -> int:
     """Put `replacement` in the place of `current`, which is kept, renamed `keep_as`. Returns the sessions ended.
 
     New connections to `current` are refused first, its sessions ended, then both renames commit in one
@@ -139,7 +141,7 @@ def databases_swap(target: PgTarget, *, current: str, replacement: str, keep_as:
     return ended
 
 
-def server_data_directory(target: PgTarget) -> str | None:
+def server_data_directory(target: PgConninfo) -> str | None:
     """Where the server keeps its data (superusers and pg_read_all_settings may ask), or None."""
     with connect(target, "postgres") as conn:
         try:

@@ -27,7 +27,7 @@ from psycopg.conninfo import make_conninfo
 from hadr_portal.adapters.commands import CommandFailed, run_command
 
 from .backup import pg_restore_list
-from .connection import BackupFailed, PgTarget, classify_failure
+from .connection import BackupFailed, PgConninfo, classify_failure
 from .server import PG_BIN
 
 _STDERR_TAIL_LINES = 8
@@ -117,7 +117,7 @@ def pg_restore_items(path: Path) -> int:
 
 def pg_restore_run(
     path: Path,
-    target: PgTarget,
+    target: PgConninfo,
     *,
     jobs: int = 2,
     keep_owners: bool = True,

@@ -11,7 +11,7 @@ import psycopg
 
 from hadr_portal.adapters.sqlguard import sql_refusal
 
-from .connection import PgTarget, superuser_refusal
+from .connection import PgConninfo, superuser_refusal
 from .dbadmin import connect
 
 
@@ -22,7 +22,7 @@ class QueryOutcome:
 
 
 def queries_run(
-    target: PgTarget, statements: Sequence[str], *, timeout: float = 60, kind: str = "verification query"
+    target: PgConninfo, statements: Sequence[str], *, timeout: float = 60, kind: str = "verification query"
 ) -> list[QueryOutcome]:
     """Run each statement in a transaction of its own, READ ONLY from its start (so not even a set_config() in one
     query can make the next one writable), with a statement timeout; the first column of its first row, or the
@@ -66,7 +66,7 @@ ORDER BY 1
 """
 
 
-def amcheck_run(target: PgTarget, *, timeout: float = 600) -> AmcheckOutcome:
+def amcheck_run(target: PgConninfo, *, timeout: float = 600) -> AmcheckOutcome:
     """`bt_index_check` on every B-tree index of the database (amcheck; the extension is created for the check
     and dropped again if it was not there). Not on the server, or not ours to create: `available=False`."""
     with connect(target, timeout=timeout) as conn:

@@ -67,7 +67,10 @@ class S3Storage:
         sse: str | None = None,
         multipart_chunk_mb: int = 16,
         max_concurrency: int = 4,
+        max_attempts: int = 4,
     ) -> None:
+        """`max_attempts`: botocore's own tries of one request (backing off between them) before an error reaches
+        the caller, which decides about retrying the whole operation."""
         import boto3  # heavy: only when S3 is used
         from botocore.config import Config
 
@@ -92,7 +95,7 @@ class S3Storage:
             config=Config(
                 connect_timeout=10,
                 read_timeout=120,
-                retries={"max_attempts": 4, "mode": "standard"},
+                retries={"max_attempts": max_attempts, "mode": "standard"},
                 max_pool_connections=max(10, max_concurrency + 2),
             ),
         )

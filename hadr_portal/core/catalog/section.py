@@ -234,7 +234,7 @@ class CatalogSection:
         except ValidationError as exc:
             row.valid = False
             for name, messages in exc.message_dict.items():
-                place = row.path if name == NON_FIELD_ERRORS else f"{row.path}.{name}"
+                place = row.path if name == NON_FIELD_ERRORS else f"{row.path}.{self.field_key(name)}"
                 problems.append(f"{place}: {' '.join(messages)}")
         if bad:
             row.valid = False
@@ -247,6 +247,11 @@ class CatalogSection:
 
     def row_filled(self, row: Row, values: dict[str, Any], bad: set[str], context: ImportContext) -> None:
         """Hook: after the model's fields are set and validated."""
+
+    def field_key(self, field: str) -> str:
+        """Hook: the file's key for a model field, in a message about it (where `row_read` stores a key set apart
+        in a field of another name)."""
+        return field
 
     def rows_check(self, rows: list[Row], context: ImportContext) -> None:
         """Hook: checks that need the early sections' rows saved (a check's config names a node)."""

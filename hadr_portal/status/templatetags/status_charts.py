@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, Literal
 
 from django import template
 from django.utils.html import format_html
@@ -71,13 +72,13 @@ def latency_chart(
 
 
 @register.filter
-def bytes_or_dash(value: int | None) -> str:
+def bytes_or_dash(value: float | Literal[""] | None) -> str:
     """A byte count, or a dash when there is none (None, or a key the probe did not report: "")."""
     return "—" if value is None or value == "" else format_bytes(value)
 
 
 @register.filter
-def get_item(mapping: dict, key: object) -> object:  # type: ignore[type-arg]
+def get_item(mapping: dict[Any, Any], key: object) -> object:
     return mapping.get(key)
 
 

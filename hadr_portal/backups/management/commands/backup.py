@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import CommandParser
 
 from hadr_portal.backups.models import Backup, BackupPolicy
 from hadr_portal.backups.services import backup_request
 from hadr_portal.core.cli import OperationCommand, named
 from hadr_portal.core.models import Operation
-from hadr_portal.core.operations import OperationConflict
+from hadr_portal.core.operation_kinds import OperationConflict
 
 
 class Command(OperationCommand[BackupPolicy]):
@@ -31,9 +31,7 @@ class Command(OperationCommand[BackupPolicy]):
             return None
         return policy
 
-    def request(
-        self, subject: BackupPolicy, actor: AbstractBaseUser | None, options: dict[str, Any]
-    ) -> Operation | None:
+    def request(self, subject: BackupPolicy, actor: User | None, options: dict[str, Any]) -> Operation | None:
         try:
             return backup_request(policy=subject, actor=actor, kind=options["kind"])
         except OperationConflict as exc:

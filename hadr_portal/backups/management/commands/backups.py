@@ -25,39 +25,41 @@ class Command(BaseCommand):
         if options["policy"]:
             backups = backups.filter(policy__name=options["policy"])
             policies = policies.filter(name=options["policy"])
-        rows = [
-            {
-                "id": b.pk,
-                "policy": b.policy.name,
-                "kind": b.kind,
-                "engine": b.engine,
-                "status": b.status,
-                "started_at": b.started_at.isoformat(),
-                "finished_at": b.finished_at.isoformat() if b.finished_at else None,
-                "size": b.size,
-                "sha256": b.sha256,
-                "storage": b.storage.name,
-                "key": b.key,
-                "pinned": b.pinned,
-                "error": b.error,
-            }
-            for b in backups[: options["limit"]]
-        ]
+        listed = list(backups[: options["limit"]])
         freshness = {p.name: freshness_of(p) for p in policies}
         if options["json"]:
             document = {
                 "policies": {
                     name: {"state": f.state, "message": f.message, **f.as_data()} for name, f in freshness.items()
                 },
-                "backups": rows,
+                "backups": [_row(backup) for backup in listed],
             }
             self.stdout.write(json.dumps(document, indent=2))
             return
         for name, fresh in freshness.items():
             self.stdout.write(f"{name}: {fresh.state} · {fresh.message}")
-        for row in rows:
-            size = f"{row['size'] / 1e6:9.1f} MB" if row["size"] else "         —  "
+        for backup in listed:
+            size = f"{backup.size / 1e6:9.1f} MB" if backup.size else "         —  "
             self.stdout.write(
-                f"#{row['id']:<5} {row['started_at'][:19]} {row['policy']:20} {row['kind']:9} {row['status']:8} {size} "
-                f"{(row['sha256'] or '')[:12]} {'pinned' if row['pinned'] else ''}"
+                f"#{backup.pk:<5} {backup.started_at.isoformat()[:19]} {backup.policy.name:20} {backup.kind:9} "
+                f"{backup.status:8} {size} {backup.sha256[:12]} {'pinned' if backup.pinned else ''}"
             )
+
+
+def _row(backup: Backup) -> dict[str, Any]:
+    """One backup in the JSON document, the shape scripts read."""
+    return {
+        "id": backup.pk,
+        "policy": backup.policy.name,
+        "kind": backup.kind,
+        "engine": backup.engine,
+        "status": backup.status,
+        "started_at": backup.started_at.isoformat(),
+        "finished_at": backup.finished_at.isoformat() if backup.finished_at else None,
+        "size": backup.size,
+        "sha256": backup.sha256,
+        "storage": backup.storage.name,
+        "key": backup.key,
+        "pinned": backup.pinned,
+        "error": backup.error,
+    }

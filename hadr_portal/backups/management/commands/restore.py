@@ -1,20 +1,23 @@
-"""`manage.py restore BACKUP_ID --target-database NAME [--replace --yes] [--wait]`."""
+"""`manage.py restore BACKUP_ID --destination-database NAME [--replace --yes] [--wait]`.
+
+`--target-database`, the option's former name, is still accepted: scripts written for it keep working.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import CommandError, CommandParser
 
 from hadr_portal.backups.models import Backup, Restore
 from hadr_portal.backups.wizard import (
     restore_backup_set,
+    restore_destination_set,
     restore_draft_start,
     restore_preflight_run,
     restore_request,
     restore_situation_set,
-    restore_target_set,
 )
 from hadr_portal.core.cli import OperationCommand, named
 from hadr_portal.core.findings import blockers
@@ -32,7 +35,12 @@ class Command(OperationCommand[Backup]):
 
     def arguments(self, parser: CommandParser) -> None:
         parser.add_argument("backup", help="Backup id (see `manage.py backups`)")
-        parser.add_argument("--target-database", help="The new database's name (with --replace: the production one)")
+        parser.add_argument(
+            "--destination-database",
+            "--target-database",
+            dest="destination_database",
+            help="The new database's name (with --replace: the production one)",
+        )
         parser.add_argument("--replace", action="store_true", help="Replace the production database")
         parser.add_argument("--yes", action="store_true", help="Confirm --replace (it ends the database's sessions)")
         parser.add_argument("--situation", default="corruption", choices=Restore.Situation.values)
@@ -49,11 +57,11 @@ class Command(OperationCommand[Backup]):
             raise CommandError("A physical backup restores as a new server (--data-directory, --port), not --replace.")
         if options["replace"] and not options["yes"]:
             raise CommandError(f"--replace ends every session on {policy.dbname} and swaps it: add --yes to confirm.")
-        if options["replace"] and options["target_database"] not in (None, policy.dbname):
+        if options["replace"] and options["destination_database"] not in (None, policy.dbname):
             raise CommandError(f"--replace restores over {policy.dbname}, the policy's database; not another one.")
         return backup
 
-    def request(self, subject: Backup, actor: AbstractBaseUser | None, options: dict[str, Any]) -> Operation:
+    def request(self, subject: Backup, actor: User | None, options: dict[str, Any]) -> Operation:
         """The wizard's steps from the options, the pre-flight printed, then the restore queued. A restore that
         was refused before it was queued leaves no trace."""
         restore = restore_draft_start(policy=subject.policy, actor=actor)
@@ -71,19 +79,19 @@ class Command(OperationCommand[Backup]):
         restore = Restore.objects.get(operation=operation)
         if restore.status == Restore.Status.VERIFIED:
             self.stdout.write(
-                f"Verified: {restore.target_database} · RTO {restore.rto_seconds or 0:.1f} s · restore #{restore.pk}"
+                f"Verified: {restore.destination_database} · RTO {restore.rto_seconds or 0:.1f} s · restore #{restore.pk}"
             )
 
-    def _prepare(self, restore: Restore, actor: AbstractBaseUser | None, options: dict[str, Any]) -> None:
+    def _prepare(self, restore: Restore, actor: User | None, options: dict[str, Any]) -> None:
         """Steps 1–4 of the wizard from the options, and the pre-flight printed; raises when either refuses."""
         policy = restore.policy
         errors = restore_backup_set(restore=restore, actor=actor, backup_id=options["backup"])
         errors += restore_situation_set(restore=restore, actor=actor, situation=options["situation"])
-        errors += restore_target_set(
+        errors += restore_destination_set(
             restore=restore,
             actor=actor,
-            target=Restore.Target.REPLACE if options["replace"] else Restore.Target.NEW_DATABASE,
-            database=options["target_database"] or "",
+            destination=Restore.Destination.REPLACE if options["replace"] else Restore.Destination.NEW_DATABASE,
+            database=options["destination_database"] or "",
             confirm=policy.dbname if options["replace"] else "",
             data_directory=options["data_directory"] or "",
             port=options["port"] or "",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.management.base import CommandError, CommandParser
 
 from hadr_portal.backups.models import BackupPolicy, Restore
@@ -25,7 +25,7 @@ class Command(OperationCommand[BackupPolicy]):
     def subject(self, options: dict[str, Any]) -> BackupPolicy:
         return _policy(options["database"])
 
-    def request(self, subject: BackupPolicy, actor: AbstractBaseUser | None, options: dict[str, Any]) -> Operation:
+    def request(self, subject: BackupPolicy, actor: User | None, options: dict[str, Any]) -> Operation:
         return drill_request(policy=subject, actor=actor)
 
     def what(self, subject: BackupPolicy, operation: Operation) -> str:

@@ -9,7 +9,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from hadr_portal.core.cli import cli_actor
 from hadr_portal.core.models import Operation
-from hadr_portal.core.operations import OperationError, operation_cancel, operations_reap
+from hadr_portal.core.operation_kinds import OperationError
+from hadr_portal.core.operations import operation_cancel, operations_reap
 
 
 class Command(BaseCommand):

@@ -19,7 +19,7 @@ def credentials_refusal(url: str, *, env_key: str) -> str | None:
     return netguard.userinfo_refusal(url, instead=f"put the URL in an environment variable and name it in {env_key}")
 
 
-def target_url_refusal(url: str, *, env_key: str | None) -> str | None:
+def outbound_url_refusal(url: str, *, env_key: str | None) -> str | None:
     """Why an outbound URL may not be saved: credentials in it (to move into the variable `env_key` names, or
     simply refused where there is none), or a refused address."""
     if env_key:
@@ -29,6 +29,6 @@ def target_url_refusal(url: str, *, env_key: str | None) -> str | None:
     return refusal or netguard.url_refusal(url, allow_private=settings.ALLOW_PRIVATE_TARGETS)
 
 
-def target_host_refusal(host: str) -> str | None:
+def outbound_host_refusal(host: str) -> str | None:
     """Why a host (a TCP check's) may not be saved: a refused literal address or well-known name."""
     return netguard.host_refusal(host, allow_private=settings.ALLOW_PRIVATE_TARGETS)

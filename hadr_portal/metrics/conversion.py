@@ -1,4 +1,4 @@
-"""The conversion tiles of the Dashboard: one per funnel, beside the health of what produces its numbers."""
+"""The conversion section of the Dashboard: a tile per funnel, beside the health of what produces its numbers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from django.template.loader import render_to_string
 from .selectors import funnel_summaries
 
 
-def conversion_tiles_html() -> str:
+def conversion_section_html() -> str:
     """A dashboard section, shared and cached with the others (dashboard.cache): nothing user-specific."""
     summaries = funnel_summaries()
     if not summaries:
         return ""
-    return render_to_string("metrics/_conversion_tiles.html", {"summaries": summaries})
+    return render_to_string("metrics/_conversion_section.html", {"summaries": summaries})
