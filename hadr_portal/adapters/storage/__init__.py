@@ -65,6 +65,7 @@ def storage_from_config(kind: str, config: Mapping[str, Any], environ: Mapping[s
             sse=config.get("sse") or None,
             multipart_chunk_mb=int(config.get("multipart_chunk_mb") or 16),
             max_concurrency=int(config.get("max_concurrency") or 4),
-            **credentials,
+            access_key_id=credentials["access_key_id"],
+            secret_access_key=credentials["secret_access_key"],
         )
     raise StorageError(f"unknown backup storage kind {kind!r} (expected 'local' or 's3')")
