@@ -36,6 +36,18 @@ class CodeCheck:
         return self.device is not None
 
 
+def account_audit(user: User, action: str, *, refused: bool, address: str | None, detail: str) -> None:
+    """An audit entry about one account's own sign-in or second factor, acted by that account."""
+    audit_record(
+        actor=user,
+        action=action,
+        target=f"user:{user.get_username()}",
+        outcome=AuditEntry.Outcome.REFUSED if refused else AuditEntry.Outcome.SUCCESS,
+        address=address,
+        detail=detail,
+    )
+
+
 def code_normalise(code: str) -> str:
     """Codes are typed by tired people: spaces, dashes and capitals do not matter."""
     return "".join(code.split()).replace("-", "").lower()
@@ -87,14 +99,7 @@ def authenticator_confirm(
         if waiting := _throttled(device):
             return CodeCheck(None, waiting), []
         if not (code.isdigit() and device.verify_token(code)):
-            audit_record(
-                actor=user,
-                action="account.two_factor.enrol",
-                target=f"user:{user.get_username()}",
-                outcome=AuditEntry.Outcome.REFUSED,
-                address=address,
-                detail="wrong first code",
-            )
+            account_audit(user, "account.two_factor.enrol", refused=True, address=address, detail="wrong first code")
             return CodeCheck(
                 None, "That code is not right. Check the time on your phone, and enter the code the app shows now."
             ), []
@@ -102,11 +107,10 @@ def authenticator_confirm(
         device.confirmed = True
         device.save(update_fields=["confirmed"])
         codes = _recovery_codes_replace(user)
-        audit_record(
-            actor=user,
-            action="account.two_factor.enrol",
-            target=f"user:{user.get_username()}",
-            outcome=AuditEntry.Outcome.SUCCESS,
+        account_audit(
+            user,
+            "account.two_factor.enrol",
+            refused=False,
             address=address,
             detail=f"authenticator app enrolled; {len(codes)} recovery codes issued",
         )
@@ -125,11 +129,10 @@ def recovery_codes_regenerate(*, user: User, address: str | None) -> list[str]:
     """New recovery codes; the old ones stop working at once."""
     with transaction.atomic():
         codes = _recovery_codes_replace(user)
-        audit_record(
-            actor=user,
-            action="account.recovery_codes.regenerate",
-            target=f"user:{user.get_username()}",
-            outcome=AuditEntry.Outcome.SUCCESS,
+        account_audit(
+            user,
+            "account.recovery_codes.regenerate",
+            refused=False,
             address=address,
             detail=f"{len(codes)} new recovery codes; the old ones no longer work",
         )
@@ -139,25 +142,16 @@ def recovery_codes_regenerate(*, user: User, address: str | None) -> list[str]:
 def two_factor_remove(*, user: User, code: str, address: str | None) -> CodeCheck:
     """Remove the authenticator and the recovery codes, proven with a current code (or a recovery code)."""
     check = code_verify(user=user, code=code)
-    target = f"user:{user.get_username()}"
     if not check.ok:
-        audit_record(
-            actor=user,
-            action="account.two_factor.remove",
-            target=target,
-            outcome=AuditEntry.Outcome.REFUSED,
-            address=address,
-            detail=check.error,
-        )
+        account_audit(user, "account.two_factor.remove", refused=True, address=address, detail=check.error)
         return check
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()
-        audit_record(
-            actor=user,
-            action="account.two_factor.remove",
-            target=target,
-            outcome=AuditEntry.Outcome.SUCCESS,
+        account_audit(
+            user,
+            "account.two_factor.remove",
+            refused=False,
             address=address,
             detail="authenticator app and recovery codes removed",
         )

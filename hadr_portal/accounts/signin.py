@@ -17,12 +17,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from hadr_portal.core.audit import audit_record
-from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.operations import client_address
 
 from .selectors import is_enrolled, recovery_codes_left
-from .services import code_verify
+from .services import account_audit, code_verify
 from .stepup import verification_record
 
 if TYPE_CHECKING:
@@ -79,11 +77,10 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
                 _recovery_code_used(request, user)
             return redirect(pending["next"])
         error = check.error
-        audit_record(
-            actor=user,
-            action="auth.sign_in.code",
-            target=f"user:{user.get_username()}",
-            outcome=AuditEntry.Outcome.REFUSED,
+        account_audit(
+            user,
+            "auth.sign_in.code",
+            refused=True,
             address=client_address(request),
             detail=f"password right, code refused: {error}",
         )
@@ -93,11 +90,10 @@ def sign_in_code(request: HttpRequest) -> HttpResponse:
 
 def _recovery_code_used(request: HttpRequest, user: User) -> None:
     left = recovery_codes_left(user)
-    audit_record(
-        actor=user,
-        action="auth.recovery_code",
-        target=f"user:{user.get_username()}",
-        outcome=AuditEntry.Outcome.SUCCESS,
+    account_audit(
+        user,
+        "auth.recovery_code",
+        refused=False,
         address=client_address(request),
         detail=f"signed in with a recovery code; {left} left",
     )
