@@ -29,6 +29,7 @@ from hadr_portal.adapters.storage import StorageError
 from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding
 from hadr_portal.core.humanize import duration_text
 from hadr_portal.core.models import Operation
+from hadr_portal.databases.models import Cluster
 
 from .backup import cluster_conninfo
 from .models import Backup, Restore
@@ -40,11 +41,16 @@ DISK_MARGIN = 1.2  # indexes rebuilt, WAL written while restoring: more than the
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
+def restore_cluster(restore: Restore) -> Cluster:
+    """The cluster whose roles the restored data has: the policy's for a physical restore (a copy of that cluster,
+    its users and passwords included), else the destination cluster."""
+    return restore.policy.cluster if restore.is_physical else (restore.destination_cluster or restore.policy.cluster)
+
+
 def restore_server(restore: Restore) -> PgConninfo:
     """The server the restore writes to, connected to its `postgres` database."""
-    if restore.is_physical:  # a copy of the cluster: its users and passwords are the cluster's
-        return replace(cluster_conninfo(restore.policy.cluster, "postgres"), host="127.0.0.1", port=restore.port or 0)
-    return cluster_conninfo(restore.destination_cluster or restore.policy.cluster, "postgres")
+    conninfo = cluster_conninfo(restore_cluster(restore), "postgres")
+    return replace(conninfo, host="127.0.0.1", port=restore.port or 0) if restore.is_physical else conninfo
 
 
 def scratch_directory(restore: Restore) -> Path:

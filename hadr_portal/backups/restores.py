@@ -48,7 +48,7 @@ from hadr_portal.databases.models import Purpose
 
 from .backup import backup_take, cluster_conninfo, remove_objects
 from .models import Backup, BackupPolicy, Restore
-from .preflight import restore_preflight, restore_server, scratch_directory
+from .preflight import restore_cluster, restore_preflight, restore_server, scratch_directory
 from .storage import storage_for
 from .verification import VerificationResult, verification_evaluate
 
@@ -227,8 +227,7 @@ def _as_reader(restore: Restore, restored: PgConninfo) -> PgConninfo:
     """The restored database as the read role of the cluster it was restored into: the verification queries are
     user-written and never run as the admin account (a physical restore is a copy of the policy's cluster,
     its roles and passwords included)."""
-    cluster = restore.policy.cluster if restore.is_physical else (restore.destination_cluster or restore.policy.cluster)
-    user, password = cluster.login(Purpose.READ)
+    user, password = restore_cluster(restore).login(Purpose.READ)
     return replace(restored, user=user, password=password)
 
 

@@ -46,19 +46,22 @@ def clusters_overview() -> list[ClusterOverview]:
     failovers: dict[int, Failover] = {}
     for failover in Failover.objects.filter(cluster__in=clusters).select_related("operation"):
         failovers.setdefault(failover.cluster_id, failover)
-    return [
-        ClusterOverview(
-            c,
-            list(c.nodes.all()),
-            active.get(c.target),
-            last.get(c.target),
-            cluster_primary(c),
-            failovers.get(c.pk),
-            cluster_lag_history(c),
-            cluster_roles(c, list(c.nodes.all())),
+    overviews = []
+    for c in clusters:
+        nodes = list(c.nodes.all())
+        overviews.append(
+            ClusterOverview(
+                c,
+                nodes,
+                active.get(c.target),
+                last.get(c.target),
+                cluster_primary(c),
+                failovers.get(c.pk),
+                cluster_lag_history(c),
+                cluster_roles(c, nodes),
+            )
         )
-        for c in clusters
-    ]
+    return overviews
 
 
 def cluster_lag_history(cluster: Cluster, *, hours: int = LAG_HISTORY_HOURS) -> list[tuple[datetime, float]]:

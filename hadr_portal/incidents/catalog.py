@@ -61,11 +61,8 @@ class EscalationSection(CatalogSection):
     keys = {"severity": Key(TEXT, required=True), "contacts": Key(ARRAY, required=True)}  # in order
 
     def export(self, *, include_tokens: bool) -> list[dict[str, Any]]:
-        return [
-            {"severity": severity, "contacts": [contact.name for contact in escalation_list(severity)]}
-            for severity in Severity.values
-            if EscalationStep.objects.filter(severity=severity).exists()
-        ]
+        lists = {severity: [contact.name for contact in escalation_list(severity)] for severity in Severity.values}
+        return [{"severity": severity, "contacts": names} for severity, names in lists.items() if names]
 
     def read(self, tables: Sequence[tuple[str, Any]], context: ImportContext) -> list[Row]:
         """Each list's contacts; every name must be a contact of this file or (already) of the database."""

@@ -14,7 +14,7 @@ from .recovery import service_clusters, service_policies
 
 
 def _service(name: str) -> Service | None:
-    return Service.objects.filter(name=name).prefetch_related("checks").first()
+    return Service.objects.filter(name=name).first()
 
 
 def _policy_link(name: str, view: str) -> ActionLink | None:

@@ -35,14 +35,13 @@ def push_check(*, token: str, kind: str) -> Check:
         raise UnknownToken from None
 
 
-def heartbeat_ping(*, token: str = "", message: str = "", check: Check | None = None) -> Check:
+def heartbeat_ping(*, check: Check, message: str = "") -> Check:
     """Record a ping: the check is up again at once (a late job that finally ran has recovered). Raises
     ValueError when the message is longer than MESSAGE_MAX_LENGTH or holds a NUL."""
     if len(message) > MESSAGE_MAX_LENGTH:
         raise ValueError(f"the message is {len(message)} characters long; at most {MESSAGE_MAX_LENGTH} are kept")
     if "\x00" in message:
         raise ValueError("the message contains a NUL character, which cannot be stored")
-    check = check or push_check(token=token, kind=Check.Kind.HEARTBEAT)
     now = timezone.now()
     with transaction.atomic():
         Check.objects.filter(pk=check.pk).update(last_ping_at=now)
@@ -51,10 +50,9 @@ def heartbeat_ping(*, token: str = "", message: str = "", check: Check | None = 
     return check
 
 
-def host_report(*, token: str = "", values: Mapping[str, Any], check: Check | None = None) -> Check:
+def host_report(*, check: Check, values: Mapping[str, Any]) -> Check:
     """Record a host's pushed CPU / memory / disks (at most HADR_PUSH_MAX_DISKS of them). Raises ValueError
     (naming the field or the limit) on bad values; then nothing is recorded."""
-    check = check or push_check(token=token, kind=Check.Kind.HOST_PUSH)
     limits = {k: float(check.config[k]) for k in HOST_THRESHOLDS if k in check.config}
     result = evaluate_host(values, max_disks=settings.PUSH_MAX_DISKS, **limits)
     now = timezone.now()
@@ -67,11 +65,9 @@ def host_report(*, token: str = "", values: Mapping[str, Any], check: Check | No
 
 def beat_ping() -> int:
     """Ping every heartbeat check whose config says `"source": "beat"` (the portal's own scheduler)."""
-    tokens = list(
-        Check.objects.filter(kind=Check.Kind.HEARTBEAT, enabled=True, config__source="beat").values_list(
-            "token", flat=True
-        )
+    checks = list(
+        Check.objects.filter(kind=Check.Kind.HEARTBEAT, enabled=True, config__source="beat").select_related("service")
     )
-    for token in tokens:
-        heartbeat_ping(token=token, message="beat is scheduling periodic tasks")
-    return len(tokens)
+    for check in checks:
+        heartbeat_ping(check=check, message="beat is scheduling periodic tasks")
+    return len(checks)
