@@ -25,7 +25,7 @@ from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.operations import client_address
 
-from .selectors import is_enrolled, two_factor_required
+from .selectors import TwoFactorState, two_factor_state
 from .services import code_verify
 
 if TYPE_CHECKING:
@@ -89,7 +89,14 @@ def step_up_needed(request: HttpRequest) -> bool:
     age = verification_age(request)
     if age is not None and age < settings.STEP_UP_MINUTES * 60:
         return False
-    return age is not None or two_factor_required(user) or is_enrolled(user)
+    state = _two_factor(request)
+    return age is not None or state.required or state.enrolled
+
+
+def _two_factor(request: HttpRequest) -> TwoFactorState:
+    """The account's two-factor state, as TwoFactorMiddleware worked it out for this request."""
+    state = getattr(request, "two_factor", None)
+    return state if state is not None else two_factor_state(request.user)
 
 
 def step_up_challenge(request: HttpRequest, *, what: str) -> HttpResponse | None:
@@ -99,9 +106,7 @@ def step_up_challenge(request: HttpRequest, *, what: str) -> HttpResponse | None
     action goes ahead in the same request; wrong, the refusal is audited and the form asks again."""
     if not step_up_needed(request):
         return None
-    user = request.user
-    # The ignore: request.user's type includes a visitor, but step_up_needed said this one is signed in.
-    if not is_enrolled(user):  # type: ignore[arg-type]  # required but not enrolled (the middleware also sends there)
+    if not _two_factor(request).enrolled:  # required but not enrolled (the middleware also sends there)
         url = resolve_url("accounts:enrol")
         return HttpResponseClientRedirect(url) if getattr(request, "htmx", None) else redirect(url)
     error = ""

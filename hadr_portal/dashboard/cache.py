@@ -9,6 +9,8 @@ served as current.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ from hadr_portal.core.permissions import user_can
 if TYPE_CHECKING:
     from hadr_portal.core.permissions import Actor
 
+logger = logging.getLogger(__name__)
 LATEST_KEY = "dashboard:latest"
 LOCK_KEY = "dashboard:rendering"
 
@@ -51,13 +54,20 @@ def dashboard_html(*, buttons: frozenset[str] = frozenset()) -> SafeString:
     current = entry is not None and entry["version"] == version
     if current and time.time() - entry["at"] < settings.DASHBOARD_CACHE_SECONDS:
         return mark_safe(entry["html"])  # noqa: S308 - our own rendered templates
-    if current and not cache.add(lock_key, 1, timeout=30):
-        return mark_safe(entry["html"])  # noqa: S308 - someone else is refreshing it
+    try:
+        if current and not cache.add(lock_key, 1, timeout=30):
+            return mark_safe(entry["html"])  # noqa: S308 - someone else is refreshing it
+    except Exception:  # Redis went away since the read: render without the cache
+        return _render(buttons)
     try:
         html = str(_render(buttons))
-        cache.set(latest_key, {"version": version, "at": time.time(), "html": html}, timeout=None)
+        try:
+            cache.set(latest_key, {"version": version, "at": time.time(), "html": html}, timeout=None)
+        except Exception:  # Redis went away: the rendering stands; the next request renders again
+            logger.warning("could not keep the dashboard rendering in the cache", exc_info=True)
     finally:
-        cache.delete(lock_key)
+        with contextlib.suppress(Exception):  # Redis went away: the lock expires by itself
+            cache.delete(lock_key)
     return mark_safe(html)  # noqa: S308
 
 

@@ -22,7 +22,6 @@ from hadr_portal.adapters.commands import CommandFailed, run_program
 from hadr_portal.adapters.pg.node import (
     NodeActionFailed,
     accepts_writes,
-    controller_from_config,
     fence_read_only,
     promote,
     wait_writable,
@@ -149,7 +148,7 @@ def _fence(context: OperationContext, plan: FailoverPlan, isolation: str) -> str
     if plan.old_primary_state == "unreachable":
         context.log(f"{old.name} is unreachable; the DBA confirmed it is isolated: {isolation}", level="warning")
         return f"unreachable; isolated per the DBA: {isolation}"
-    controller = controller_from_config(old.controller, command_user=settings.COMMAND_USER)
+    controller = old.controller_built()
     conninfo = old.address(Purpose.ADMIN).conninfo()
     try:
         if controller.kind == "none":

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hadr_portal.adapters.pg.node import controller_from_config, lsn_int
+from hadr_portal.adapters.pg.node import lsn_int
 from hadr_portal.adapters.probes import format_bytes
 from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding, blockers
 from hadr_portal.core.operation_kinds import OperationError
@@ -131,7 +131,7 @@ def _candidate_findings(plan: FailoverPlan, candidate: Node) -> None:
 def _old_primary_findings(plan: FailoverPlan, old: Node) -> None:
     probe = old.last_probe
     plan.old_primary_state = state = "up" if probe.get("reachable") else old.role  # down | unreachable
-    controller = controller_from_config(old.controller)
+    controller = old.controller_built()
     if state == "up":
         how = (
             f"stopped through its controller ({controller.describe()})"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from hadr_portal.adapters.pg.connection import NodeAddress
-from hadr_portal.adapters.pg.node import controller_problems, hook_problems
+from hadr_portal.adapters.pg.node import NodeController, controller_from_config, controller_problems, hook_problems
 from hadr_portal.core.models import Operation
 from hadr_portal.core.validators import env_name, env_reference, slug
 
@@ -174,6 +175,10 @@ class Node(models.Model):
         """Where and as whom to connect for `purpose` (see Cluster.credentials); the password from its variable."""
         user, password = self.cluster.login(purpose)
         return NodeAddress(self.host, self.port, self.cluster.dbname, user, password)
+
+    def controller_built(self) -> NodeController:
+        """Its catalog controller, ready to act: a command controller's programs run as HADR_COMMAND_USER."""
+        return controller_from_config(self.controller, command_user=settings.COMMAND_USER)
 
     @property
     def role(self) -> str:

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-
-from hadr_portal.adapters.pg.node import NodeActionFailed, controller_from_config, ensure_slot, wait_streaming
+from hadr_portal.adapters.pg.node import NodeActionFailed, ensure_slot, wait_streaming
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operation_kinds import OperationContext, OperationError, OperationKind
 from hadr_portal.core.operations import operation_request
@@ -32,7 +30,7 @@ def rebuild_source(cluster: Cluster, node: Node) -> Node:
     cluster_probe(cluster)
     nodes = list(cluster.nodes.order_by("name"))
     primaries = [n for n in nodes if n.role == "primary" and n.pk != node.pk]
-    if controller_from_config(node.controller).kind == "none":
+    if node.controller_built().kind == "none":
         raise RebuildRefused(
             f"{node.name} has no controller in the catalog, so the portal cannot stop, copy or start it."
             " Rebuild it by hand (runbook: database problem)."
@@ -61,7 +59,7 @@ def rebuild_run(context: OperationContext) -> Mapping[str, Any]:
     node = cluster.nodes.get(name=context.parameters["node"])
     context.progress(5, "Pre-checks")
     primary = rebuild_source(cluster, node)
-    controller = controller_from_config(node.controller, command_user=settings.COMMAND_USER)
+    controller = node.controller_built()
     source = primary.address(Purpose.ADMIN)
     context.log(f"{node.name} will follow {primary.name} ({source.public()}) through slot {node.slot_name}")
     if ensure_slot(source.conninfo(), node.slot_name):
