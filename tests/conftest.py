@@ -18,6 +18,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from hadr_portal.adapters.commands import DEFAULT_COMMAND_USER, CommandFailed, run_program
 from hadr_portal.core.permissions import Role
 from hadr_portal.databases.models import Cluster
 from hadr_portal.demo.cluster import LOCAL_ROLES
@@ -192,7 +193,7 @@ def _fresh_cache(request: pytest.FixtureRequest) -> Iterator[None]:
 
 # Programs the catalog names run as the command user when the worker is root (as the tests are, on CI): what a test
 # gives them must be readable by that user — pytest's tmp_path is not (it is under a directory only root enters).
-COMMAND_USER = os.environ.get("HADR_COMMAND_USER") or "hadr-exec"
+COMMAND_USER = os.environ.get("HADR_COMMAND_USER") or DEFAULT_COMMAND_USER
 
 
 @functools.cache
@@ -202,10 +203,16 @@ def command_python() -> str:
     if os.geteuid() != 0:
         return sys.executable
     for candidate in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")):
-        probe = ["runuser", "-u", COMMAND_USER, "--", str(candidate), "-c", ""]
-        if candidate and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        if candidate and _runs_as_command_user(candidate):
             return str(candidate)
     raise RuntimeError(f"the command user {COMMAND_USER} can run no Python here (is it created? `make install-dev`)")
+
+
+def _runs_as_command_user(python: str) -> bool:
+    try:
+        return run_program([python, "-c", ""], user=COMMAND_USER, check=False).returncode == 0
+    except CommandFailed:  # no such account, or it cannot start the program at all
+        return False
 
 
 @pytest.fixture
