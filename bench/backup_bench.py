@@ -105,11 +105,11 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS g
 def primary(dbname: str = "postgres") -> Any:
     """The demo cluster's primary as the portal knows it (the node our backups go to)."""
     from hadr_portal.adapters.pg.connection import PgConninfo
-    from hadr_portal.databases.models import Cluster
+    from hadr_portal.databases.models import Cluster, Purpose
 
     nodes = list(Cluster.objects.get(name="demo").nodes.all())
     node = next((n for n in nodes if n.role == "primary"), None) or nodes[0]
-    address = node.address()
+    address = node.address(Purpose.BACKUP)  # the role our backups connect as
     return PgConninfo(host=address.host, port=address.port, user=address.user, password=address.password, dbname=dbname)
 
 

@@ -39,7 +39,7 @@ def percentile(samples: list[float], pct: float) -> float:
 
 def bench_operation_overhead(rounds: int = 30) -> dict[str, float]:
     from hadr_portal.core.models import Operation
-    from hadr_portal.databases.models import Cluster
+    from hadr_portal.databases.models import Cluster, Purpose
     from hadr_portal.databases.services import connectivity_check_request
 
     cluster = Cluster.objects.get(name="demo")
@@ -67,7 +67,7 @@ def bench_operation_overhead(rounds: int = 30) -> dict[str, float]:
                     "-X",
                     "-At",
                     "-d",
-                    node.address().conninfo(),
+                    node.address(Purpose.MONITOR).conninfo(),  # the role the connectivity check uses
                     "-c",
                     "SELECT pg_is_in_recovery(), current_setting('server_version'), pg_current_wal_lsn()"
                     " WHERE NOT pg_is_in_recovery() UNION ALL SELECT true, '', pg_last_wal_replay_lsn()",
