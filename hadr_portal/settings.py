@@ -242,6 +242,23 @@ if OPERATION_HEARTBEAT_TIMEOUT <= OPERATION_HEARTBEAT_INTERVAL:
 # dumps, and put the data directories of restore drills of physical backups.
 RESTORE_SCRATCH_DIR = Path(env("HADR_RESTORE_SCRATCH_DIR", str(BASE_DIR / ".run" / "restores")) or "")
 
+# --- Point-in-time recovery (pgBackRest) ------------------------------------------------------------
+# One directory per stanza (a cluster with a pgBackRest policy): its configuration, S3 keys (mode 600), spool,
+# locks and logs, owned by the data directories' owner. The portal writes it from the catalog.
+PGBACKREST_DIR = Path(env("HADR_PGBACKREST_DIR", str(BASE_DIR / ".run" / "pgbackrest")) or "")
+PGBACKREST_USER = env("HADR_PGBACKREST_USER", "postgres") or "postgres"  # runs pgbackrest (owns the data)
+# A scratch instance (a point-in-time restore waiting for the DBA's decision) is stopped and removed after this
+# many hours, with a warning an hour before.
+SCRATCH_TTL_HOURS = env_int("HADR_SCRATCH_TTL_HOURS", 8, minimum=1)
+# Deploy pipelines create restore points with `POST /api/restore-points` and this bearer token (empty: off).
+RESTORE_POINT_TOKEN = env("HADR_RESTORE_POINT_TOKEN", "") or ""
+# A marker row is written into each PITR cluster this often: drills prove they landed at exactly their point.
+PITR_MARKER_SECONDS = env_int("HADR_PITR_MARKER_SECONDS", 60, minimum=1)
+# Test-only: names of kill points (core.killpoints) at which the process SIGKILLs itself. Read only when
+# HADR_TESTING is on, so a production setting can never arm one.
+TESTING = env_bool("HADR_TESTING", False)
+KILL_POINTS = frozenset(env_list("HADR_TEST_KILL_POINTS")) if TESTING else frozenset()
+
 # --- Health checks and alerts ---------------------------------------------------------------------
 CHECK_TICK_SECONDS = env_int("HADR_CHECK_TICK_SECONDS", 5, minimum=1)  # how often due checks are picked
 CHECK_CONCURRENCY = env_int("HADR_CHECK_CONCURRENCY", 200, minimum=1)  # checks probed at once per tick
@@ -429,4 +446,6 @@ DEFAULT_EXCEPTION_REPORTER = "hadr_portal.core.errorreports.RedactingExceptionRe
 # Secrets read from *_FILE are not in the environment, where redaction finds the others: name them to it.
 from hadr_portal.core.redaction import secret_values_add  # noqa: E402 - beside the values it is given
 
-secret_values_add(SECRET_KEY, DATABASES["default"].get("PASSWORD"), EMAIL_HOST_PASSWORD, METRICS_TOKEN)
+secret_values_add(
+    SECRET_KEY, DATABASES["default"].get("PASSWORD"), EMAIL_HOST_PASSWORD, METRICS_TOKEN, RESTORE_POINT_TOKEN
+)

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,74 @@ def _kill(process: subprocess.Popen[str], *, whole_session: bool) -> None:
     except ProcessLookupError:
         pass
     process.wait()
+
+
+class RunningCommand:
+    """A long program started in a session of its own, watched by its caller (progress, cancellation), its
+    output in a temporary file so that a chatty program can never fill a pipe and stall.
+
+    `session` is the process group id: a reaper on this machine can stop everything it started
+    (`stop_session`) after the worker that watched it died."""
+
+    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, shown: Sequence[str] = ()) -> None:
+        self.argv = list(shown or argv)
+        self._output = tempfile.TemporaryFile()
+        try:
+            self._process = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=self._output,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+                cwd="/",
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._output.close()
+            raise CommandFailed(self.argv, f"cannot start it: {exc.strerror or exc}") from exc
+        self.session = self._process.pid
+
+    def poll(self) -> int | None:
+        return self._process.poll()
+
+    def wait(self, timeout: float | None = None) -> CommandResult:
+        """Wait for it to exit (CommandFailed after `timeout`, its session killed) and return what it said."""
+        try:
+            self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise CommandFailed(self.argv, f"timed out after {timeout:g} s", self.output()) from None
+        return CommandResult(self.argv, self._process.returncode, self.output(), "")
+
+    def kill(self) -> None:
+        if self._process.poll() is None:  # not reaped yet, so its process group id cannot have been reused
+            stop_session(self.session)
+        self._process.wait()
+
+    def output(self) -> str:
+        self._output.seek(0)
+        return self._output.read().decode("utf-8", "replace")
+
+    def close(self) -> None:
+        self._output.close()
+
+    def __enter__(self) -> RunningCommand:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
+        self.close()
+
+
+def stop_session(session: int) -> bool:
+    """SIGKILL every process of a session started by RunningCommand; False when there was none left."""
+    try:
+        os.killpg(session, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
 
 
 # --- programs the catalog names, as the command user -------------------------------------------------

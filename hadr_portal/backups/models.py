@@ -64,7 +64,12 @@ class BackupPolicy(models.Model):
     class Engine(models.TextChoices):
         PG_DUMP = "pg_dump", "Logical (pg_dump, custom format)"
         PG_DUMP_DIR = "pg_dump_dir", "Logical (pg_dump, directory format, parallel)"
-        PG_BASEBACKUP = "pg_basebackup", "Physical (pg_basebackup, tar)"
+        PGBACKREST = "pgbackrest", "Physical (pgBackRest: the whole cluster, WAL archived, any point in time)"
+
+    class SetType(models.TextChoices):
+        FULL = "full", "Full"
+        DIFF = "diff", "Differential (since the last full)"
+        INCR = "incr", "Incremental (since the last backup)"
 
     class Retention(models.TextChoices):
         AGE = "age", "By age (scheduled N days, manual M days)"
@@ -74,9 +79,30 @@ class BackupPolicy(models.Model):
     cluster = models.ForeignKey("databases.Cluster", on_delete=models.PROTECT, related_name="backup_policies")
     dbname = models.CharField(max_length=63, help_text="Database to back up (physical backups take the whole cluster)")
     engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.PG_DUMP)
-    compress = models.CharField(max_length=32, blank=True, help_text="pg_dump: 0-9; pg_basebackup: e.g. server-lz4")
+    compress = models.CharField(max_length=32, blank=True, help_text="pg_dump: 0-9; pgBackRest: lz4, zst, gz")
     jobs = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1), MaxValueValidator(16)])
     storage = models.ForeignKey(StorageTarget, on_delete=models.PROTECT, related_name="policies")
+    copy_storage = models.ForeignKey(
+        StorageTarget,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="copy_policies",
+        help_text="pgBackRest: a second repository (e.g. S3 when the first is local); WAL is archived to both",
+    )
+    set_type = models.CharField(
+        max_length=4, choices=SetType.choices, default=SetType.FULL, help_text="pgBackRest: what the schedule takes"
+    )
+    wal_rpo_seconds = models.PositiveIntegerField(
+        default=900,
+        validators=[MinValueValidator(10)],
+        help_text="pgBackRest: the newest archived WAL may be this old (archive_timeout is a third of it, at least 10 s)",
+    )
+    archive_push_queue_max = models.CharField(
+        max_length=16, blank=True, help_text="pgBackRest: WAL kept for a broken archive before it is dropped, e.g. 4GiB"
+    )
+    archive_state = models.JSONField(default=dict, blank=True, help_text="pgBackRest: what archiving last said")
+    archive_state_at = models.DateTimeField(null=True, blank=True)
     schedule = models.CharField(max_length=100, default="0 2 * * *", validators=[validate_cron])
     enabled = models.BooleanField(default=True)
     retention = models.CharField(max_length=16, choices=Retention.choices, default=Retention.AGE)
@@ -106,6 +132,12 @@ class BackupPolicy(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "backup policies"
+        constraints = [
+            # one stanza per cluster: its WAL archive is the cluster's, whatever the databases
+            models.UniqueConstraint(
+                fields=["cluster"], condition=Q(engine="pgbackrest"), name="one_pgbackrest_policy_per_cluster"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -117,6 +149,15 @@ class BackupPolicy(models.Model):
     @property
     def drill_target(self) -> str:
         return f"restore-drill:{self.name}"
+
+    @property
+    def is_physical(self) -> bool:
+        return self.engine == self.Engine.PGBACKREST
+
+    @property
+    def archive_timeout_seconds(self) -> int:
+        """PostgreSQL's archive_timeout for this RPO: a segment is switched and archived at least this often."""
+        return max(10, self.wal_rpo_seconds // 3)
 
     def next_after(self, moment: datetime, schedule: str | None = None) -> datetime:
         return croniter(schedule or self.schedule, timezone.localtime(moment)).get_next(datetime)
@@ -157,6 +198,14 @@ class Backup(models.Model):
     server_version = models.CharField(max_length=100, blank=True)
     database_size = models.BigIntegerField(null=True, blank=True)
     lsn = models.CharField(max_length=32, blank=True)
+    set_type = models.CharField(max_length=4, choices=BackupPolicy.SetType.choices, blank=True)
+    repo = models.PositiveSmallIntegerField(null=True, blank=True, help_text="pgBackRest: the repository (repoN)")
+    prior = models.CharField(max_length=64, blank=True, help_text="pgBackRest: the set a diff or incr builds on")
+    wal_start = models.CharField(max_length=24, blank=True)
+    wal_stop = models.CharField(max_length=24, blank=True)
+    consistent_at = models.DateTimeField(
+        null=True, blank=True, help_text="pgBackRest: the earliest moment this set restores to"
+    )
     manifest = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     pinned = models.BooleanField(default=False)
@@ -172,14 +221,25 @@ class Backup(models.Model):
     class Meta:
         ordering = ["-started_at", "-id"]
         constraints = [
+            # a pgBackRest set is checksummed file by file in its own manifest: its key is the set's label
             models.CheckConstraint(
-                condition=~Q(status="good") | (Q(size__isnull=False) & ~Q(sha256="") & ~Q(key="")),
+                condition=~Q(status="good")
+                | (Q(size__isnull=False) & ~Q(key="") & (~Q(sha256="") | Q(engine="pgbackrest"))),
                 name="good_backup_has_size_checksum_key",
             )
         ]
 
     def __str__(self) -> str:
         return f"{self.policy.name} {self.started_at:%Y-%m-%d %H:%M} {self.kind} {self.status}"
+
+    @property
+    def is_physical(self) -> bool:
+        return self.engine == BackupPolicy.Engine.PGBACKREST
+
+    @property
+    def label(self) -> str:
+        """pgBackRest's name of the set (its key in the portal)."""
+        return self.key if self.is_physical else ""
 
     @property
     def duration_seconds(self) -> float | None:
@@ -204,6 +264,7 @@ class Restore(models.Model):
     class Kind(models.TextChoices):
         RESTORE = "restore", "Restore"
         DRILL = "drill", "Restore drill"
+        LOSS_DRILL = "loss_drill", "Cluster-loss drill"
 
     class Situation(models.TextChoices):
         CORRUPTION = "corruption", "Data corruption"
@@ -215,14 +276,30 @@ class Restore(models.Model):
         OTHER_SERVER = "other_server", "Another server"
         REPLACE = "replace", "Replace the production database"
         SCRATCH = "scratch", "A scratch database, dropped afterwards"
+        INSTANCE = "instance", "A scratch instance at the chosen point: look, then decide"
+
+    class TargetType(models.TextChoices):
+        LATEST = "latest", "The latest moment the archive holds"
+        TIME = "time", "A date and time, to the second"
+        NAME = "name", "A restore point"
+        XID = "xid", "A transaction id"
+        IMMEDIATE = "immediate", "The end of the backup itself"
+
+    class Outcome(models.TextChoices):
+        COPIED_BACK = "copied_back", "Tables copied back"
+        REPLACED = "replaced", "Cluster replaced"
+        DISCARDED = "discarded", "Discarded"
+        EXPIRED = "expired", "Stopped after its time to live"
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Being prepared"
         QUEUED = "queued", "Queued"
         RUNNING = "running", "Running"
+        READY = "ready", "Ready: waiting for a decision"
         VERIFIED = "verified", "Verified"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        DONE = "done", "Done"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
@@ -258,6 +335,20 @@ class Restore(models.Model):
     swapped_at = models.DateTimeField(null=True, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    target_type = models.CharField(max_length=16, choices=TargetType.choices, blank=True)
+    target_value = models.CharField(max_length=200, blank=True, help_text="A restore point's name or a xid")
+    target_time = models.DateTimeField(null=True, blank=True, help_text="The point in time recovery stops at")
+    target_label = models.CharField(max_length=200, blank=True, help_text="How the DBA chose it, in words")
+    recovered_to = models.DateTimeField(null=True, blank=True, help_text="The last transaction the instance replayed")
+    recovered_lsn = models.CharField(max_length=32, blank=True)
+    scratch_expires_at = models.DateTimeField(null=True, blank=True)
+    scratch_warned_at = models.DateTimeField(null=True, blank=True)
+    scratch_removed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    copy_back = models.JSONField(default=dict, blank=True, help_text="Tables copied back, with counts before/after")
+    marker_check = models.JSONField(default=dict, blank=True, help_text="Drills: marker rows present / absent")
+    achieved_rpo_seconds = models.FloatField(null=True, blank=True, help_text="Committed seconds not recovered")
+    session = models.IntegerField(null=True, blank=True, help_text="pgbackrest's process group while it runs")
     rto_seconds = models.FloatField(null=True, blank=True, help_text="From the request to verified")
     data_loss_seconds = models.FloatField(null=True, blank=True, help_text="The backup's age when the incident began")
     error = models.TextField(blank=True)
@@ -277,7 +368,12 @@ class Restore(models.Model):
     @property
     def is_physical(self) -> bool:
         engine = self.backup.engine if self.backup else self.policy.engine
-        return engine == BackupPolicy.Engine.PG_BASEBACKUP
+        return engine == BackupPolicy.Engine.PGBACKREST
+
+    @property
+    def has_scratch_instance(self) -> bool:
+        """A scratch server of this restore may still run (the portal started it and has not removed it)."""
+        return bool(self.data_directory) and self.work_created and self.scratch_removed_at is None
 
     @property
     def operation_target(self) -> str:
@@ -323,3 +419,31 @@ def _database_name(base: str, suffix: str) -> str:
     room = 63 - len(suffix.encode())
     shortened = base.encode()[:room].decode(errors="ignore")
     return shortened + suffix
+
+
+class RestorePoint(models.Model):
+    """A named point in a cluster's WAL (`pg_create_restore_point`), made before a risky change: recovery can stop
+    exactly there."""
+
+    class Source(models.TextChoices):
+        WEB = "web", "The portal"
+        CLI = "cli", "manage.py restore_point"
+        API = "api", "The HTTP API (a deploy pipeline)"
+        DRILL = "drill", "A drill"
+
+    cluster = models.ForeignKey("databases.Cluster", on_delete=models.CASCADE, related_name="restore_points")
+    name = models.CharField(max_length=63)
+    lsn = models.CharField(max_length=32)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    note = models.CharField(max_length=200, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="restore_point_name_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster.name}: {self.name} at {self.lsn}"

@@ -41,6 +41,7 @@ import pytest
 from hadr_portal.adapters.pg.server import LocalInstance
 from hadr_portal.demo.cluster import LOCAL_ROLES, ensure_roles, make_replica
 from hadr_portal.demo.redis_server import LocalRedis
+from tests.infra.s3tls import TlsS3
 
 
 def free_port() -> int:
@@ -131,6 +132,8 @@ class Infrastructure:
         self._portal = Part(self._portal_start)
         self._cluster = Part(self._cluster_start)
         self._redis = Part(self.redis.start)
+        self.s3_tls = TlsS3(self.root / "s3tls", reserve_port())
+        self._s3_tls = Part(self.s3_tls.start)
 
     @classmethod
     def plan(cls) -> Infrastructure:
@@ -157,6 +160,8 @@ class Infrastructure:
             **{role.password_variable: self.role_passwords[role.name] for role in LOCAL_ROLES},
             "HADR_DEMO_NODES": f"primary=127.0.0.1:{self.primary.port},replica=127.0.0.1:{self.replica.port}",
             "HADR_STATIC_ROOT": str(self.root / "static"),
+            "HADR_PGBACKREST_DIR": str(self.root / "pgbackrest"),
+            "HADR_TESTING": "true",
         }
 
     def start_portal(self) -> None:
@@ -167,6 +172,9 @@ class Infrastructure:
 
     def start_redis(self) -> None:
         self._redis.ensure()
+
+    def start_s3_tls(self) -> None:
+        self._s3_tls.ensure()
 
     def _portal_start(self) -> None:
         self.portal.initdb()
@@ -190,6 +198,7 @@ class Infrastructure:
             except Exception as exc:  # keep stopping the others
                 print(f"could not stop {instance.data_dir}: {exc}")
         self.redis.stop()
+        self.s3_tls.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -257,6 +266,13 @@ def infra() -> Infrastructure:
     """The managed cluster, running: `infra.primary`, `infra.replica` (streaming, slot `replica1`)."""
     _infra().start_cluster()
     return _infra()
+
+
+@pytest.fixture(scope="session")
+def s3_tls() -> TlsS3:
+    """moto's S3 over HTTPS (self-signed, 127.0.0.1), running: pgBackRest's second repository."""
+    _infra().start_s3_tls()
+    return _infra().s3_tls
 
 
 @pytest.fixture(scope="session")

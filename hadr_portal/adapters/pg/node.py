@@ -349,6 +349,7 @@ def controller_problems(config: Mapping[str, Any]) -> list[str]:
     if kind == "pg_ctl":
         read.take("data_directory", is_absolute_path, "an absolute path to the data directory", required=True)
         read.take("pg_bin", is_absolute_path, "an absolute path to PostgreSQL's programs")
+        read.take("socket_directory", is_absolute_path, "an absolute path to the server's Unix socket directory")
     else:
         for key in ("stop", "start", "rebuild"):
             read.take(key, is_argv, ARGV)

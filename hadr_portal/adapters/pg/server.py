@@ -23,8 +23,11 @@ SERVER_SETTINGS = """\
 # Managed by HADR Portal's local environment. Port and addresses per node.
 listen_addresses = '127.0.0.1'
 port = {port}
-unix_socket_directories = ''
+# pgBackRest talks to the server over its Unix socket, as the postgres user (peer authentication)
+unix_socket_directories = '{socket_directory}'
 wal_level = replica
+# archive_command is set by the portal (ALTER SYSTEM) once the cluster has a pgBackRest stanza
+archive_mode = on
 max_wal_senders = 10
 max_replication_slots = 10
 wal_log_hints = on
@@ -51,6 +54,10 @@ class LocalInstance:
     port: int
     superuser_password: str = field(repr=False, default="")
     fsync: bool = True
+
+    @property
+    def socket_directory(self) -> Path:
+        return self.data_dir.parent
 
     @property
     def log_file(self) -> Path:
@@ -102,7 +109,11 @@ class LocalInstance:
 
     def write_settings(self) -> None:
         settings_file = self.data_dir / "hadr.conf"
-        settings_file.write_text(SERVER_SETTINGS.format(port=self.port, fsync="on" if self.fsync else "off"))
+        settings_file.write_text(
+            SERVER_SETTINGS.format(
+                port=self.port, fsync="on" if self.fsync else "off", socket_directory=self.socket_directory
+            )
+        )
         chown_to_postgres(settings_file)
 
     def start(self, *, timeout: int = 60) -> None:
