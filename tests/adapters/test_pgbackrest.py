@@ -120,7 +120,7 @@ def test_expire_removes_one_set_but_never_the_only_full(stanza: Stanza) -> None:
 
 
 def test_an_unknown_set_is_a_clear_error(stanza: Stanza) -> None:
-    with pytest.raises(PgBackRestError, match="pgBackRest error"):
+    with pytest.raises(PgBackRestError, match="no backup set"):
         expire(stanza, label="20000101-000000F", repo=1)
 
 
