@@ -28,5 +28,9 @@ class BackupsConfig(AppConfig):
                 "queue scheduled restore drills", "hadr_portal.backups.tasks.drills_schedule", 30.0, expires=30.0
             ),
             PeriodicTask("prune backups by retention", "hadr_portal.backups.tasks.backups_prune", 3600.0),
+            # sets taken or expired by hand with pgbackrest appear in (and leave) the portal's table
+            PeriodicTask(
+                "pgBackRest sets as info lists them", "hadr_portal.backups.tasks.sets_sync", 300.0, expires=300.0
+            ),
         ):
             registry.periodic_tasks.register(task)

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from hadr_portal.adapters.pg.backup import backup_stream, server_facts
 from hadr_portal.adapters.pg.connection import BackupFailed, PgConninfo, TransientBackupError
+from hadr_portal.adapters.pgbackrest import TransientPgBackRestError
 from hadr_portal.adapters.storage import TransientStorageError
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operation_kinds import OperationContext, OperationKind
@@ -18,9 +19,10 @@ from hadr_portal.databases.models import Cluster, Purpose
 from hadr_portal.databases.topology import cluster_primary
 
 from .models import Backup, BackupPolicy
+from .physical import physical_backup_cleanup, physical_backup_take
 from .storage import storage_for
 
-EXTENSIONS = {"pg_dump": "dump", "pg_dump_dir": "dir.tar", "pg_basebackup": "tar"}
+EXTENSIONS = {"pg_dump": "dump", "pg_dump_dir": "dir.tar"}
 MANIFEST_SUFFIX = ".manifest.json"
 
 
@@ -49,11 +51,17 @@ def backup_run(context: OperationContext) -> Mapping[str, Any]:
             "engine": policy.engine,
             "storage": policy.storage,
             "requested_by_id": operation.requested_by_id,
+            "set_type": context.parameters.get("set_type", "") if policy.is_physical else "",
         },
     )
-    if context.attempt > 1:
-        remove_objects(backup)  # a retried attempt starts clean
-    backup_take(context, backup=backup)
+    if policy.is_physical:
+        if context.attempt > 1:
+            physical_backup_cleanup(backup)  # a retried attempt: the pgbackrest of the last one must be gone
+        physical_backup_take(context, backup=backup)
+    else:
+        if context.attempt > 1:
+            remove_objects(backup)  # a retried attempt starts clean
+        backup_take(context, backup=backup)
     backup.refresh_from_db()
     return {"backup": backup.pk, "key": backup.key, "size": backup.size, "sha256": backup.sha256}
 
@@ -136,7 +144,6 @@ def _restore_hint(engine: str, key: str) -> str:
         return f"sha256sum {name}; pg_restore --list {name}; createdb NEW && pg_restore -d NEW -j 2 {name}"
     if engine == "pg_dump_dir":
         return f"sha256sum {name}; mkdir dump && tar -xf {name} -C dump; pg_restore -d NEW -j 2 dump"
-    return f"sha256sum {name}; mkdir -p DATA && tar -xf {name} -C DATA; chmod 700 DATA; pg_ctl -D DATA start"
 
 
 def _mb(size: int | None) -> str:
@@ -144,7 +151,7 @@ def _mb(size: int | None) -> str:
 
 
 def remove_objects(backup: Backup) -> None:
-    if backup.key:
+    if backup.key and not backup.is_physical:
         storage = storage_for(backup.storage)
         storage.delete(backup.key)
         storage.delete(backup.key + MANIFEST_SUFFIX)
@@ -153,7 +160,10 @@ def remove_objects(backup: Backup) -> None:
 def backup_cleanup(operation: Operation) -> None:
     """A failed or killed backup leaves no object that could be taken for a good one."""
     for backup in Backup.objects.filter(operation=operation).exclude(status=Backup.Status.GOOD):
-        remove_objects(backup)
+        if backup.is_physical:
+            physical_backup_cleanup(backup)
+        else:
+            remove_objects(backup)
         Backup.objects.filter(pk=backup.pk).update(
             status=Backup.Status.FAILED, finished_at=timezone.now(), error=operation.error or "failed"
         )
@@ -165,7 +175,7 @@ BACKUP = OperationKind(
     action=Action.RUN_BACKUP,
     run=backup_run,
     queue="ops",
-    transient_errors=(TransientBackupError, TransientStorageError),
+    transient_errors=(TransientBackupError, TransientStorageError, TransientPgBackRestError),
     max_attempts=3,
     backoff_initial=2.0,
     backoff_max=30.0,

@@ -23,7 +23,6 @@ from hadr_portal.adapters.pg.backup import server_facts
 from hadr_portal.adapters.pg.connection import BackupFailed, PgConninfo
 from hadr_portal.adapters.pg.dbadmin import database_info, database_sessions, server_data_directory
 from hadr_portal.adapters.pg.restore import RestoreFailed, local_tools_major, major_version, verify_chunks
-from hadr_portal.adapters.pg.scratch import port_in_use
 from hadr_portal.adapters.probes import format_bytes
 from hadr_portal.adapters.storage import StorageError
 from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding
@@ -64,8 +63,8 @@ def restore_preflight(restore: Restore, *, reread: bool = True) -> list[Finding]
     if backup is None:
         return [Finding(BLOCKER, "No backup chosen.", "Go back to the Backup step.")]
     findings = _backup_findings(backup, reread=reread)
-    findings += _physical_findings(restore, backup) if restore.is_physical else _logical_findings(restore, backup)
-    findings.append(_conflict_finding(restore))
+    findings += _logical_findings(restore, backup)
+    findings.append(conflict_finding(restore))
     findings.append(duration_estimate(backup))
     return findings
 
@@ -200,28 +199,6 @@ def _replace_findings(restore: Restore, server: PgConninfo, existing: object) ->
     return findings
 
 
-def _physical_findings(restore: Restore, backup: Backup) -> list[Finding]:
-    findings: list[Finding] = []
-    tools = local_tools_major()
-    findings += _version_findings(f"{tools}" if tools else "", backup, exact=True)
-    port = restore.port
-    if not port:
-        findings.append(Finding(BLOCKER, "No port chosen for the new server.", "Go back to the Destination step."))
-    elif port_in_use(port):
-        findings.append(Finding(BLOCKER, f"Port {port} is in use on this machine: choose another."))
-    else:
-        findings.append(Finding(OK, f"Port {port} is free."))
-    directory = Path(restore.data_directory) if restore.data_directory else None
-    if directory is None or not directory.is_absolute():
-        findings.append(Finding(BLOCKER, "The new server's data directory must be an absolute path."))
-        return findings
-    if directory.exists() and any(directory.iterdir()):
-        findings.append(Finding(BLOCKER, f"{directory} exists and is not empty: choose a new directory."))
-    need = int(max(backup.size or 0, backup.database_size or 0) * DISK_MARGIN)
-    findings.append(_disk_finding(str(_existing_parent(directory)), need, "the new data directory"))
-    return findings
-
-
 def _existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -248,7 +225,7 @@ def _disk_finding(path: str | None, need: int, what: str) -> Finding:
     return Finding(level, f"Free disk on {what}: {format_bytes(free)}, {verdict} for ≈ {format_bytes(need)}.", path)
 
 
-def _conflict_finding(restore: Restore) -> Finding:
+def conflict_finding(restore: Restore) -> Finding:
     target = restore.operation_target
     busy = Operation.objects.filter(target=target, status__in=Operation.ACTIVE).exclude(restore=restore).first()
     if busy is not None:

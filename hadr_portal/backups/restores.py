@@ -20,12 +20,10 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.utils import timezone
 
 from hadr_portal.adapters.pg.connection import PgConninfo, with_database
@@ -37,20 +35,20 @@ from hadr_portal.adapters.pg.restore import (
     pg_restore_run,
     verify_chunks,
 )
-from hadr_portal.adapters.pg.scratch import server_remove, server_start, tar_extract
-from hadr_portal.adapters.pg.verify import amcheck_run, queries_run
+from hadr_portal.adapters.pg.scratch import tar_extract
 from hadr_portal.core.findings import OK, blockers
 from hadr_portal.core.models import Operation, OperationLogLine
 from hadr_portal.core.operation_kinds import OperationContext, OperationKind
 from hadr_portal.core.permissions import Action
 from hadr_portal.core.redaction import redact
-from hadr_portal.databases.models import Purpose
 
 from .backup import backup_take, cluster_conninfo, remove_objects
+from .markers import drill_finish
 from .models import Backup, BackupPolicy, Restore
-from .preflight import restore_cluster, restore_preflight, restore_server, scratch_directory
+from .pitr import pitr_cleanup, pitr_findings, pitr_ready, pitr_run
+from .preflight import restore_preflight, restore_server, scratch_directory
+from .restore_verify import verify_restored
 from .storage import storage_for
-from .verification import VerificationResult, verification_evaluate
 
 RESTORE_KIND, DRILL_KIND = "restore", "restore_drill"
 
@@ -80,18 +78,21 @@ def restore_run(context: OperationContext) -> Mapping[str, Any]:
     )
     restore.refresh_from_db()
     context.progress(1, "Pre-flight")
-    findings = restore_preflight(restore, reread=False)  # the checksum is checked below, while reading the backup
+    # a logical backup's checksum is checked below, while reading it; pgBackRest checks its own files
+    findings = pitr_findings(restore) if restore.is_physical else restore_preflight(restore, reread=False)
     for finding in findings:
         if finding.level != OK:
             context.log(f"Pre-flight: {finding.title} {finding.detail}".strip(), level="warning")
     if refused := blockers(findings):
         raise RestoreFailed("Pre-flight refused the restore: " + " ".join(f.title for f in refused))
     context.log("Pre-flight passed.")
+    if restore.is_physical:
+        return _point_in_time(context, restore)
     scratch = scratch_directory(restore)
     try:
         path = _fetch(context, restore, scratch)
         context.checkpoint()
-        return _physical(context, restore, path) if restore.is_physical else _logical(context, restore, path)
+        return _logical(context, restore, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -147,7 +148,7 @@ def _logical(context: OperationContext, restore: Restore, path: Path) -> Mapping
     )
     Restore.objects.filter(pk=restore.pk).update(restored_at=timezone.now())
     context.log(f"Restored into {work}.")
-    _verify(context, restore, with_database(server, work))
+    verify_restored(context, restore, with_database(server, work))
     if restore.destination == Restore.Destination.REPLACE:
         _swap(context, restore, server, work)
     elif restore.kind == Restore.Kind.DRILL:
@@ -183,54 +184,6 @@ def _safety_backup_failed(backup: Backup, error: str) -> None:
     )
 
 
-def _verify(context: OperationContext, restore: Restore, restored: PgConninfo) -> None:
-    """The policy's queries and amcheck against the restored database; RestoreFailed unless all pass."""
-    context.progress(82, "Verifying the restored database")
-    queries = restore.policy.verify or []
-    backup = restore.backup
-    assert backup is not None
-    # the queries and amcheck read different things: side by side, on two connections
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="restore-verify") as pool:
-        checking = pool.submit(amcheck_run, restored)
-        outcomes = queries_run(_as_reader(restore, restored), [query["sql"] for query in queries]) if queries else []
-        amcheck = checking.result()
-    results = [
-        verification_evaluate(
-            query["name"], query.get("expect", ""), outcome.value, outcome.error, backup_started=backup.started_at
-        )
-        for query, outcome in zip(queries, outcomes, strict=True)
-    ]
-    if not queries:
-        context.log(
-            "The policy has no verification queries (catalog key `verify`): only amcheck runs.", level="warning"
-        )
-    if not amcheck.available:
-        results.append(VerificationResult("amcheck", True, "not available on this server: indexes not checked"))
-    elif amcheck.failures:
-        results.append(VerificationResult("amcheck", False, "; ".join(amcheck.failures)[:2000]))
-    else:
-        results.append(VerificationResult("amcheck", True, f"{amcheck.checked} B-tree indexes checked: no corruption"))
-    for result in results:
-        mark = "✔" if result.ok else "✖"
-        context.log(f"{mark} {result.name}: {result.detail}", level="info" if result.ok else "error")
-    now = timezone.now()
-    failed = [result for result in results if not result.ok]
-    Restore.objects.filter(pk=restore.pk).update(
-        verification=[result.as_data() for result in results], verified_at=None if failed else now
-    )
-    if failed:
-        raise RestoreFailed("Verification failed: " + ", ".join(result.name for result in failed))
-    context.progress(92, "Verified")
-
-
-def _as_reader(restore: Restore, restored: PgConninfo) -> PgConninfo:
-    """The restored database as the read role of the cluster it was restored into: the verification queries are
-    user-written and never run as the admin account (a physical restore is a copy of the policy's cluster,
-    its roles and passwords included)."""
-    user, password = restore_cluster(restore).login(Purpose.READ)
-    return replace(restored, user=user, password=password)
-
-
 def _swap(context: OperationContext, restore: Restore, server: PgConninfo, work: str) -> None:
     context.checkpoint()  # the last point where a cancellation is honoured
     current, kept = restore.destination_database, restore.planned_kept_database
@@ -244,34 +197,25 @@ def _swap(context: OperationContext, restore: Restore, server: PgConninfo, work:
     )
 
 
-def _physical(context: OperationContext, restore: Restore, path: Path) -> Mapping[str, Any]:
-    backup = restore.backup
-    assert backup is not None and restore.port
-    directory = Path(restore.data_directory)
-    if directory.exists() and any(directory.iterdir()):
-        raise RestoreFailed(f"{directory} is not empty; nothing was extracted")
-    Restore.objects.filter(pk=restore.pk).update(work_created=True)
-    compress = str(backup.manifest.get("options", {}).get("compress", ""))
-    context.progress(20, "Unpacking the base backup")
-    context.log(f"Unpacking into {directory}.")
-    tar_extract(path, directory, compress="" if compress == "default" else compress)
-    context.checkpoint()
-    context.progress(60, "Starting the server")
-    log_file = server_start(directory, restore.port)
-    Restore.objects.filter(pk=restore.pk).update(restored_at=timezone.now())
-    server = restore_server(restore)
-    context.log(f"Started PostgreSQL on 127.0.0.1:{restore.port} (log {log_file}).")
-    _verify(context, restore, with_database(server, restore.policy.dbname))
-    if restore.kind == Restore.Kind.DRILL:
-        server_remove(directory)
-        Restore.objects.filter(pk=restore.pk).update(work_created=False)
-        context.log("Stopped and removed the scratch server.")
-    else:
-        context.log(
-            f"The restored server runs: psql -h 127.0.0.1 -p {restore.port} -U {server.user} -d {restore.policy.dbname}"
-            f" (data {directory}; stop it with pg_ctl -D {directory} stop)."
-        )
-    return _finish(context, restore)
+def _point_in_time(context: OperationContext, restore: Restore) -> Mapping[str, Any]:
+    """pgBackRest to the chosen point, paused there; a drill checks its markers and removes it, a restore waits
+    for the DBA's decision (copy back, replace, discard)."""
+    result = dict(pitr_run(context, restore))
+    restore.refresh_from_db()
+    if restore.kind != Restore.Kind.RESTORE:
+        drill_result = drill_finish(context, restore)
+        pitr_cleanup(restore)
+        context.log("Stopped and removed the scratch instance.")
+        return {**result, **_finish(context, restore), **drill_result}
+    pitr_ready(restore)
+    restore.refresh_from_db()
+    context.progress(100, "Ready: look, then copy back, replace or discard")
+    context.log(
+        f"The scratch instance waits at {restore.target_label}: psql -h 127.0.0.1 -p {restore.port} "
+        f"-d {restore.policy.dbname} (read-only). It is removed at "
+        f"{timezone.localtime(restore.scratch_expires_at):%Y-%m-%d %H:%M} unless you decide before."
+    )
+    return {**result, "restore": restore.pk, "rto_seconds": round(restore.rto_seconds or 0, 1)}
 
 
 def _finish(context: OperationContext, restore: Restore) -> dict[str, Any]:
@@ -306,11 +250,11 @@ def restore_cleanup(operation: Operation) -> None:
     if restore is None:
         return
     try:
-        if restore.work_created and not restore.swapped_at:
-            if restore.is_physical:
-                server_remove(Path(restore.data_directory))
-                _note(operation, f"Stopped and removed the restored server's data directory {restore.data_directory}.")
-            elif restore.work_database and database_drop(restore_server(restore), restore.work_database):
+        if restore.is_physical and (restore.work_created or restore.session):
+            pitr_cleanup(restore)
+            _note(operation, f"Stopped and removed the scratch instance's data directory {restore.data_directory}.")
+        elif restore.work_created and not restore.swapped_at:
+            if restore.work_database and database_drop(restore_server(restore), restore.work_database):
                 _note(operation, f"Dropped database {restore.work_database}: production was not touched.")
             Restore.objects.filter(pk=restore.pk).update(work_created=False)
     finally:
@@ -329,15 +273,6 @@ def restore_cleanup(operation: Operation) -> None:
 
 def _note(operation: Operation, message: str) -> None:
     OperationLogLine.objects.create(operation=operation, message=redact(message))
-
-
-def drill_data_directory(restore: Restore) -> Path:
-    """Where a drill of a physical backup puts its scratch server (outside the downloads, removed separately)."""
-    servers = Path(settings.RESTORE_SCRATCH_DIR) / "servers"
-    servers.mkdir(parents=True, exist_ok=True)
-    for path in (servers.parent, servers):
-        path.chmod(0o711)  # the postgres user must reach the data directory
-    return servers / f"drill-{restore.pk}"
 
 
 RESTORE = OperationKind(

@@ -38,12 +38,46 @@ def retention_plan(policy: BackupPolicy, *, now: datetime | None = None) -> list
     now = now or timezone.now()
     good = list(policy.backups.filter(status=Backup.Status.GOOD).order_by("-started_at", "-id"))
     in_use = backups_in_use(now=now)
+    if policy.is_physical:
+        return _sets_plan(policy, good, now, in_use)
+    return _decide(policy, good, now, in_use, "newest good backup: always kept")
+
+
+def _sets_plan(policy: BackupPolicy, good: list[Backup], now: datetime, in_use: set[int]) -> list[RetentionDecision]:
+    """pgBackRest sets: the calendar decides over each repository's full sets (the newest full is always kept: a
+    gap-free WAL chain to now starts there); a diff or incr goes with the full it builds on, never alone."""
+    decisions: list[RetentionDecision] = []
+    for repo in sorted({backup.repo or 1 for backup in good}):
+        sets = [backup for backup in good if (backup.repo or 1) == repo]
+        fulls = [backup for backup in sets if backup.set_type == "full"]
+        decided = {
+            d.backup.pk: d for d in _decide(policy, fulls, now, in_use, "newest full set: recovery to now needs it")
+        }
+        by_label = {backup.key: backup for backup in sets}
+        for backup in sets:
+            if backup.pk in decided:
+                decisions.append(decided[backup.pk])
+                continue
+            root = backup
+            while root.prior and root.prior in by_label and root.set_type != "full":
+                root = by_label[root.prior]
+            base = decided.get(root.pk)
+            if base is None or not base.delete:
+                decisions.append(RetentionDecision(backup, False, f"{backup.set_type} set on full {root.key}, kept"))
+            else:
+                decisions.append(RetentionDecision(backup, True, f"goes with full {root.key} ({base.reason})"))
+    return decisions
+
+
+def _decide(
+    policy: BackupPolicy, good: list[Backup], now: datetime, in_use: set[int], newest_reason: str
+) -> list[RetentionDecision]:
     calendar_keep = _calendar_keepers(policy, good, now) if policy.retention == BackupPolicy.Retention.CALENDAR else {}
     decisions = []
     for index, backup in enumerate(good):
         age = now - backup.started_at
         if index == 0:
-            decisions.append(RetentionDecision(backup, False, "newest good backup: always kept"))
+            decisions.append(RetentionDecision(backup, False, newest_reason))
         elif backup.pinned:
             decisions.append(RetentionDecision(backup, False, "pinned"))
         elif backup.pk in in_use:

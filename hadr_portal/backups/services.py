@@ -3,6 +3,7 @@ database a restore replaced. Each permission-checked and audited. (Restores them
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -12,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hadr_portal.adapters.pg.dbadmin import database_drop
+from hadr_portal.adapters.pgbackrest import PgBackRestError
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operation_kinds import OperationError
@@ -20,10 +22,14 @@ from hadr_portal.core.permissions import Action, require
 
 from .backup import MANIFEST_SUFFIX
 from .models import Backup, BackupPolicy, Restore
+from .physical import ExpireRefused, set_expire, sets_sync
 from .preflight import restore_server
 from .retention import DRAFT_HOLDS, RetentionDecision, retention_plan
+from .stanza import StanzaProblem
 from .storage import storage_for
 from .wizard import drill_request
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from hadr_portal.core.permissions import Actor
@@ -34,18 +40,23 @@ def backup_request(
     policy: BackupPolicy,
     actor: Actor | None,
     kind: str = Backup.Kind.MANUAL,
+    set_type: str = "",
     address: str | None = None,
 ) -> Operation:
-    """Queue a backup of the policy's database (one at a time per policy)."""
+    """Queue a backup of the policy's database (one at a time per policy); a pgBackRest policy's whole cluster, as a
+    `set_type` set (full, diff, incr; default: the policy's)."""
     if kind not in Backup.Kind.values:
         raise OperationError(f"Unknown kind of backup {kind!r}: one of {', '.join(Backup.Kind.values)}.")
-    return operation_request(
-        kind="backup",
-        target=policy.target,
-        actor=actor,
-        address=address,
-        parameters={"policy": policy.name, "kind": kind, "database": f"{policy.cluster.name}/{policy.dbname}"},
-    )
+    parameters = {"policy": policy.name, "kind": kind, "database": f"{policy.cluster.name}/{policy.dbname}"}
+    if set_type:
+        if not policy.is_physical:
+            raise OperationError(f"{policy.name} takes logical backups: full, diff and incr are pgBackRest's types.")
+        if set_type not in BackupPolicy.SetType.values:
+            raise OperationError(f"Unknown backup type {set_type!r}: one of {', '.join(BackupPolicy.SetType.values)}.")
+        parameters["set_type"] = set_type
+    if policy.is_physical:
+        parameters["database"] = f"{policy.cluster.name} (whole cluster)"
+    return operation_request(kind="backup", target=policy.target, actor=actor, address=address, parameters=parameters)
 
 
 def backup_pin(*, backup: Backup, pinned: bool, actor: Actor, address: str | None = None) -> Backup:
@@ -78,6 +89,8 @@ def backups_prune(
     plan = [decision for decision in retention_plan(policy) if decision.delete]
     if dry_run or not plan:
         return plan
+    if policy.is_physical:
+        return _sets_prune(policy, plan, actor=actor, address=address)
     storage = storage_for(policy.storage)
     for decision in plan:
         backup = decision.backup
@@ -96,6 +109,66 @@ def backups_prune(
             detail=decision.reason,
         )
     return plan
+
+
+def _sets_prune(
+    policy: BackupPolicy, plan: list[RetentionDecision], *, actor: Actor | None, address: str | None
+) -> list[RetentionDecision]:
+    """pgBackRest sets go with `expire --set`, oldest first; a refusal (archiving broken, the newest full) stops
+    the pruning and is audited, and nothing else is removed."""
+    done = []
+    for decision in sorted(plan, key=lambda item: item.backup.started_at):
+        backup = decision.backup
+        if Backup.objects.filter(pk=backup.pk, status=Backup.Status.GOOD).count() == 0:
+            done.append(decision)  # it went with the full set it depended on
+            continue
+        try:
+            set_expire(backup, archiving_broken=archiving_broken_reason)
+        except (ExpireRefused, PgBackRestError) as exc:
+            audit_record(
+                actor=actor,
+                action="backup.delete",
+                target=policy.target,
+                outcome=AuditEntry.Outcome.REFUSED,
+                address=address,
+                parameters={"backup": backup.pk, "key": backup.key},
+                detail=str(exc),
+            )
+            break
+        audit_record(
+            actor=actor,
+            action="backup.delete",
+            target=policy.target,
+            outcome=AuditEntry.Outcome.SUCCESS,
+            address=address,
+            parameters={"backup": backup.pk, "key": backup.key, "engine": "pgbackrest"},
+            detail=decision.reason,
+        )
+        done.append(decision)
+    return done
+
+
+def sets_sync_all() -> int:
+    """Every pgBackRest policy's sets as `pgbackrest info` lists them; a policy whose stanza fails is logged."""
+    changed = 0
+    for policy in BackupPolicy.objects.filter(engine=BackupPolicy.Engine.PGBACKREST).select_related(
+        "cluster", "storage", "copy_storage"
+    ):
+        try:
+            changed += sum(sets_sync(policy))
+        except (PgBackRestError, StanzaProblem) as exc:
+            logger.warning("pgBackRest sets of %s not synchronised: %s", policy.name, exc)
+    return changed
+
+
+def archiving_broken_reason(policy: BackupPolicy) -> str | None:
+    """Why WAL is not reaching the repository now, from the last archive state the checks stored (None: fine)."""
+    state = policy.archive_state or {}
+    if state.get("failing"):
+        return str(state.get("error") or f"archive-push of {state.get('last_failed_wal') or 'a WAL segment'} fails")
+    if state.get("wal_dropped"):
+        return "WAL was dropped (archive-push-queue-max exceeded)"
+    return None
 
 
 def backups_schedule_due(*, now: datetime | None = None) -> list[Operation]:

@@ -152,7 +152,9 @@ def stanza_setup(policy: BackupPolicy, *, check: bool = True, log: object = prin
             continue
         if not mode_on:
             restart_needed.append(node.name)
-        say(f"  {node.name}: archive_command → pgbackrest archive-push, archive_timeout {policy.archive_timeout_seconds} s")
+        say(
+            f"  {node.name}: archive_command → pgbackrest archive-push, archive_timeout {policy.archive_timeout_seconds} s"
+        )
     if restart_needed:
         raise StanzaProblem(
             f"archive_mode is off on {', '.join(restart_needed)}: set archive_mode = on and restart "

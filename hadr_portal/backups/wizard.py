@@ -23,9 +23,11 @@ from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action, require
 from hadr_portal.databases.models import Cluster
 
+from .markers import drill_point_choose
 from .models import Backup, BackupPolicy, Restore
+from .pitr import base_backup_for, pitr_findings, scratch_servers
 from .preflight import DATABASE_NAME, RESERVED_DATABASES, restore_preflight
-from .restores import DRILL_KIND, RESTORE_KIND, drill_data_directory
+from .restores import DRILL_KIND, RESTORE_KIND
 from .selectors import suggested_backup
 
 if TYPE_CHECKING:
@@ -223,7 +225,7 @@ def destination_defaults(restore: Restore) -> dict[str, object]:
 def restore_preflight_run(*, restore: Restore, actor: Actor | None) -> list[Finding]:
     """Run every pre-flight check now (the backup is read back whole) and keep the findings on the draft."""
     _editable(restore, actor)
-    findings = restore_preflight(restore, reread=True)
+    findings = pitr_findings(restore) if restore.is_physical else restore_preflight(restore, reread=True)
     restore.preflight, restore.preflight_at = [finding.as_data() for finding in findings], timezone.now()
     restore.save(update_fields=["preflight", "preflight_at"])
     return findings
@@ -281,9 +283,12 @@ def drill_request(*, policy: BackupPolicy, actor: Actor | None, address: str | N
         destination=Restore.Destination.SCRATCH,
         destination_database=policy.dbname,
     )
-    if restore.is_physical:
-        restore.port, restore.data_directory = free_port(), str(drill_data_directory(restore))
-        restore.save(update_fields=["port", "data_directory"])
+    if restore.is_physical:  # a point-in-time drill: a random point of the last day, proved by the markers
+        restore.port, restore.data_directory = free_port(), str(scratch_servers() / f"drill-{restore.pk}")
+        restore.target_type, restore.target_time = Restore.TargetType.TIME, drill_point_choose(policy)
+        restore.backup = base_backup_for(policy, restore.target_time) or backup
+        restore.target_label = f"drill point {restore.target_time:%Y-%m-%d %H:%M:%S} UTC"
+        restore.save(update_fields=["port", "data_directory", "target_type", "target_time", "backup", "target_label"])
     try:
         return _queue(restore, DRILL_KIND, actor, address)
     except BaseException:

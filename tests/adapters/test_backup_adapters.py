@@ -494,7 +494,7 @@ def dump_table(infra: Infrastructure) -> Iterator[str]:
 
 
 def backup_children() -> list[psutil.Process]:
-    names = {"pg_dump", "pg_basebackup"}
+    names = {"pg_dump"}
     return [p for p in psutil.Process().children(recursive=True) if p.name() in names]
 
 
@@ -539,16 +539,8 @@ def test_pg_restore_list_rejects_what_is_not_a_dump(tmp_path: Path) -> None:
         ("pg_dump", {"dbname": "hadr_no_such_db"}, BackupFailed, 'database "hadr_no_such_db" does not exist'),
         ("pg_dump", {"password": "wrong"}, BackupFailed, 'password authentication failed for user "postgres"'),
         ("pg_dump", {"port": "dead"}, TransientBackupError, "Connection refused"),
-        ("pg_basebackup", {"password": "wrong"}, BackupFailed, "password authentication failed"),
-        ("pg_basebackup", {"port": "dead"}, TransientBackupError, "Connection refused"),
     ],
-    ids=[
-        "pg_dump-no-database",
-        "pg_dump-wrong-password",
-        "pg_dump-dead-port",
-        "basebackup-wrong-password",
-        "basebackup-dead-port",
-    ],
+    ids=["pg_dump-no-database", "pg_dump-wrong-password", "pg_dump-dead-port"],
 )
 def test_failed_backups_store_nothing(
     infra: Infrastructure, tmp_path: Path, engine: str, changes: dict[str, Any], kind: type[Exception], message: str
@@ -589,10 +581,10 @@ def test_leaving_before_the_end_is_an_incomplete_backup(infra: Infrastructure, d
 
 def test_a_consumer_may_stop_right_at_the_end(infra: Infrastructure, tmp_path: Path) -> None:
     """tarfile stops reading at the end-of-archive marker; a finished program is not an error."""
-    with backup_stream(primary_target(infra), engine="pg_basebackup") as stream:
+    with backup_stream(primary_target(infra), engine="pg_dump_dir", workdir=tmp_path) as stream:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             names = [member.name for member in tar]
-    assert "PG_VERSION" in names and "backup_label" in names
+    assert "toc.dat" in names
 
 
 def test_bad_arguments_are_refused_before_anything_runs(infra: Infrastructure) -> None:
@@ -601,8 +593,7 @@ def test_bad_arguments_are_refused_before_anything_runs(infra: Infrastructure) -
         ({"engine": "pg_dump", "jobs": 4}, "parallel jobs need engine 'pg_dump_dir'"),
         ({"engine": "pg_dump_dir", "jobs": 0}, "at least 1"),
         ({"engine": "pg_dump", "compress": "--file=/etc/x"}, "invalid compression"),
-        ({"engine": "pg_basebackup", "compress": "server-lz4"}, "backup manifest"),
-        ({"engine": "pg_basebackup", "compress": "server-gzip:1"}, "client-side compression"),
+        ({"engine": "pg_basebackup"}, "unknown backup engine"),  # retired: physical backups are pgBackRest's
     ]
     for arguments, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -655,54 +646,11 @@ def test_pg_dump_dir_consumer_error_removes_the_directory(infra: Infrastructure,
     assert [t.name for t in threading.enumerate() if t.name == "hadr-backup-tar"] == []
 
 
-def test_pg_basebackup_streams_a_tar_with_wal(infra: Infrastructure, tmp_path: Path) -> None:
-    store = LocalStorage(tmp_path)
-    started = time.monotonic()
-    with backup_stream(primary_target(infra, dbname="postgres"), engine="pg_basebackup") as stream:
-        stored = store.put_stream("base.tar", stream)
-    report_speed("pg_basebackup -Ft -X fetch → LocalStorage", stored.size, time.monotonic() - started)
-
-    assert stored.sha256 == sha256_file(tmp_path / "base.tar") == store.sha256("base.tar").sha256
-    with tarfile.open(tmp_path / "base.tar") as tar:
-        names = set(tar.getnames())
-        label = tar.extractfile("backup_label").read().decode()  # type: ignore[union-attr]
-    assert {"PG_VERSION", "backup_label", "backup_manifest", "global/pg_control"} <= names
-    assert any(name.startswith("pg_wal/0000000") for name in names)  # -X fetch: the WAL is inside
-    assert "LABEL: hadr-portal base backup" in label
-
-
-def test_pg_basebackup_client_side_compression(infra: Infrastructure, tmp_path: Path) -> None:
-    store = LocalStorage(tmp_path)
-    started = time.monotonic()
-    with backup_stream(primary_target(infra), engine="pg_basebackup", compress="client-gzip:1") as stream:
-        stored = store.put_stream("base.tar.gz", stream)
-    report_speed("pg_basebackup --compress=client-gzip:1 → LocalStorage", stored.size, time.monotonic() - started)
-    with tarfile.open(tmp_path / "base.tar.gz", mode="r:gz") as tar:
-        names = set(tar.getnames())
-    assert {"PG_VERSION", "backup_label", "backup_manifest"} <= names
-
-
-def test_pg_basebackup_into_s3(
-    infra: Infrastructure, bucket: str, s3_client: Any, make_s3: Callable[..., S3Storage], tmp_path: Path
-) -> None:
-    store = make_s3(bucket, prefix="base", multipart_chunk_mb=8)
-    started = time.monotonic()
-    with backup_stream(primary_target(infra), engine="pg_basebackup") as stream:
-        stored = store.put_stream("b.tar", stream)
-    report_speed("pg_basebackup → S3Storage (moto)", stored.size, time.monotonic() - started)
-    assert s3_client.head_object(Bucket=bucket, Key="base/b.tar")["ETag"].endswith(f'-{-(-stored.size // (8 * MiB))}"')
-    assert store.sha256("b.tar") == StoredObject("b.tar", stored.size, stored.sha256)
-    local = tmp_path / "b.tar"
-    local.write_bytes(b"".join(store.open_read("b.tar")))
-    with tarfile.open(local) as tar:
-        assert "PG_VERSION" in tar.getnames()
-
-
 def test_a_storage_failure_stops_the_backup(infra: Infrastructure, make_s3: Callable[..., S3Storage]) -> None:
     store = make_s3("hadr-no-such-bucket", multipart_chunk_mb=5)
     with pytest.raises(StorageError, match="does not exist"):
-        with backup_stream(primary_target(infra), engine="pg_basebackup") as stream:
-            store.put_stream("b.tar", stream)
+        with backup_stream(primary_target(infra), engine="pg_dump", compress="0") as stream:
+            store.put_stream("b.dump", stream)
     assert backup_children() == []
 
 

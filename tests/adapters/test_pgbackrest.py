@@ -38,14 +38,26 @@ def stanza(infra: Infrastructure, s3_tls: TlsS3) -> Stanza:
         name="adapter",
         home=home,
         nodes=(
-            DataNode(1, str(infra.primary.data_dir), infra.primary.port, str(infra.primary.socket_directory), "primary"),
-            DataNode(2, str(infra.replica.data_dir), infra.replica.port, str(infra.replica.socket_directory), "replica"),
+            DataNode(
+                1, str(infra.primary.data_dir), infra.primary.port, str(infra.primary.socket_directory), "primary"
+            ),
+            DataNode(
+                2, str(infra.replica.data_dir), infra.replica.port, str(infra.replica.socket_directory), "replica"
+            ),
         ),
         repos=(
             Repository(1, "posix", str(home / "repo")),
             Repository(
-                2, "s3", "/adapter", bucket="pgbr-adapter", endpoint="127.0.0.1", port=s3_tls.port,
-                uri_style="path", verify_tls=False, key="testing", secret="testing",
+                2,
+                "s3",
+                "/adapter",
+                bucket="pgbr-adapter",
+                endpoint="127.0.0.1",
+                port=s3_tls.port,
+                uri_style="path",
+                verify_tls=False,
+                key="testing",
+                secret="testing",
             ),
         ),
     )
@@ -66,7 +78,9 @@ def test_secrets_stay_out_of_the_main_file(stanza: Stanza) -> None:
 
 def test_backup_then_restore_to_a_second_is_exact(infra: Infrastructure, stanza: Stanza) -> None:
     with psycopg.connect(infra.primary.conninfo(), autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS pitr_marks (id serial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS pitr_marks (id serial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())"
+        )
         conn.execute("TRUNCATE pitr_marks")
     seen: list[tuple[int, int]] = []
     after = backup(stanza, type="full", repo=1, on_progress=lambda done, total: seen.append((done, total)))

@@ -31,6 +31,8 @@ class ArchiverStatus:
     last_failed_time: datetime | None
     current_wal: str  # the segment being written now (primary only)
     now: datetime  # the server's clock when asked
+    current_wal_bytes: int  # written into that segment so far; 0 exactly at a boundary (primary only)
+    closed_wal: str  # the newest complete segment: the last one there is to archive now (primary only)
 
     @property
     def failing(self) -> bool:
@@ -58,8 +60,15 @@ def archiver_status(conninfo: str, *, timeout: float = 5.0) -> ArchiverStatus:
                    extract(epoch FROM current_setting('archive_timeout')::interval)::int,
                    pg_is_in_recovery(), archived_count, coalesce(last_archived_wal, ''), last_archived_time,
                    failed_count, coalesce(last_failed_wal, ''), last_failed_time,
-                   CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_walfile_name(pg_current_wal_lsn()) END, now()
-            FROM pg_stat_archiver
+                   CASE WHEN pg_is_in_recovery() THEN '' ELSE pg_walfile_name(pg_current_wal_lsn()) END, now(),
+                   CASE WHEN pg_is_in_recovery() THEN 0 ELSE position.file_offset END,
+                   -- at a boundary pg_walfile_name_offset already names the segment before it, with offset 0
+                   CASE WHEN pg_is_in_recovery() THEN ''
+                        ELSE pg_walfile_name(pg_current_wal_lsn() - (position.file_offset + 1)) END
+            FROM pg_stat_archiver,
+                 LATERAL (SELECT CASE WHEN pg_is_in_recovery() THEN 0
+                                      ELSE (pg_walfile_name_offset(pg_current_wal_lsn())).file_offset END
+                          AS file_offset) AS position
             """
         ).fetchone()
     assert row is not None

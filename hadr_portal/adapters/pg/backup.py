@@ -1,12 +1,11 @@
 """Producing PostgreSQL backups as byte streams, to hand to a Storage's `put_stream`.
 
-Three engines:
+Two engines (physical backups are pgBackRest's: hadr_portal.adapters.pgbackrest):
 
 - "pg_dump": `pg_dump -Fc` of one database, straight from the program's stdout.
 - "pg_dump_dir": `pg_dump -Fd -j N` (parallel) into a temporary directory first — that format
   cannot go to stdout — then a tar of the directory is streamed and the directory removed. This
   one needs local disk for a whole (compressed) copy of the dump.
-- "pg_basebackup": the whole cluster as one tar on stdout (`-D - -Ft -X fetch`), WAL included.
 
 The stream only reports its end once the program has exited successfully (adapters.pg.streams), so a
 consumer never stores a truncated backup as complete. Passwords go to the programs through PGPASSWORD, never
@@ -34,7 +33,7 @@ from .connection import BackupFailed, PgConninfo, classify_failure
 from .server import PG_BIN
 from .streams import Program, TarWriter, output_stream
 
-ENGINES = ("pg_dump", "pg_dump_dir", "pg_basebackup")
+ENGINES = ("pg_dump", "pg_dump_dir")
 
 
 @dataclass(frozen=True)
@@ -122,20 +121,12 @@ def backup_stream(
 ) -> Iterator[BinaryIO]:
     """Run a backup program and yield its output as a binary stream.
 
-    `compress` is passed as `--compress=<value>`: for pg_dump (PostgreSQL 15) a level "0".."9";
-    for pg_basebackup a client-side spec such as "gzip", "client-gzip:1", "lz4", "zstd" or "none".
-    Server-side compression ("server-…") is rejected with ValueError: with `-D -` pg_basebackup
-    must inject the backup manifest into the tar, which it cannot do in a server-compressed one,
-    and dropping the manifest (--no-manifest) would leave nothing for pg_verifybackup to check.
+    `compress` is passed as `--compress=<value>`: for pg_dump (PostgreSQL 15) a level "0".."9".
 
     `jobs` (parallel workers) only applies to "pg_dump_dir", which dumps into a temporary directory
     under `workdir` (default: the system's temporary directory) before streaming it as a tar:
     it needs local space for the whole dump, and errors like a missing database are raised on
     entering the `with`, not while reading.
-
-    pg_basebackup connects as `target.user`, who needs the REPLICATION attribute (or superuser),
-    and fetches the WAL at the end (`-X fetch`): the server must keep the WAL written during the
-    backup (wal_keep_size or a slot). A cluster with extra tablespaces cannot go to one stream.
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown backup engine {engine!r} (expected one of {', '.join(ENGINES)})")
@@ -147,12 +138,6 @@ def backup_stream(
         compress = compress.strip()
         if not compress or compress.startswith("-") or any(c.isspace() for c in compress):
             raise ValueError(f"invalid compression setting {compress!r}")
-        if engine == "pg_basebackup" and compress.lower().startswith("server"):
-            raise ValueError(
-                f"server-side compression ({compress!r}) cannot be streamed: pg_basebackup cannot add the "
-                "backup manifest to a server-compressed tar on stdout; use client-side compression "
-                "(e.g. 'client-gzip:1', 'lz4', 'zstd')"
-            )
     env = _environment(target)
     if engine == "pg_dump_dir":
         with (
@@ -161,22 +146,7 @@ def backup_stream(
         ):
             yield out
         return
-    if engine == "pg_dump":
-        argv = [str(PG_BIN / "pg_dump"), "--format=custom", *_connection_args(target), "-d", _dbname_arg(target)]
-    else:
-        argv = [
-            str(PG_BIN / "pg_basebackup"),
-            *_connection_args(target),
-            "-D",
-            "-",
-            "-Ft",
-            "-X",
-            "fetch",
-            "-c",
-            "fast",
-            "-l",
-            "hadr-portal base backup",
-        ]
+    argv = [str(PG_BIN / "pg_dump"), "--format=custom", *_connection_args(target), "-d", _dbname_arg(target)]
     if compress is not None:
         argv.append(f"--compress={compress}")
     with output_stream(Program(argv, env, capture_stdout=True)) as out:

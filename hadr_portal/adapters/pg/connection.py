@@ -80,10 +80,7 @@ class NodeAddress:
     password: str = field(default="", repr=False)
 
     def conninfo(self, **extra: Any) -> str:
-        params = {"host": self.host, "port": self.port, "dbname": self.dbname, "user": self.user, **extra}
-        if self.password:
-            params["password"] = self.password
-        return make_conninfo(**params)
+        return _conninfo(self.host, self.port, self.dbname, self.user, self.password, extra)
 
     def public(self) -> str:
         """The conninfo without the password, as it may be logged or passed on a command line."""
@@ -100,6 +97,16 @@ class PgConninfo:
     user: str
     password: str = field(repr=False, default="")
     dbname: str = "postgres"
+
+    def conninfo(self, **extra: Any) -> str:
+        return _conninfo(self.host, self.port, self.dbname, self.user, self.password, extra)
+
+
+def _conninfo(host: str, port: int, dbname: str, user: str, password: str, extra: dict[str, Any]) -> str:
+    params: dict[str, Any] = {"host": host, "port": port, "dbname": dbname, "user": user, **extra}
+    if password:
+        params["password"] = password
+    return make_conninfo(**params)
 
 
 def with_database(target: PgConninfo, dbname: str) -> PgConninfo:

@@ -1,5 +1,5 @@
-"""A physical backup as a scratch server: unpacked into a new data directory and started on a free port on
-127.0.0.1 only, then stopped and removed."""
+"""A scratch server: a data directory restored by pgBackRest (or a dump unpacked beside it), started on a free
+port on 127.0.0.1 only, then stopped and removed."""
 
 from __future__ import annotations
 
@@ -26,30 +26,14 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _decompress_option(compress: str) -> list[str]:
-    """tar's option to read what pg_basebackup's client-side `--compress` wrote."""
-    method = compress.lower().removeprefix("client-").split(":", 1)[0]
-    if method in ("", "none", "0"):
-        return []
-    if method in ("gzip",) or method.isdigit():
-        return ["-z"]
-    if method == "lz4":
-        return ["--use-compress-program=lz4 -d"]
-    if method == "zstd":
-        return ["--zstd"]
-    raise RestoreFailed(f"cannot read a base backup compressed with {compress!r}")
-
-
-def tar_extract(
-    path: Path, directory: Path, *, compress: str = "", postgres_owner: bool = True, timeout: float = 6 * 3600
-) -> None:
-    """Unpack a tar (a base backup, or a directory-format dump) into a new, empty `directory` (mode 700), owned
-    by the postgres user with `postgres_owner` (a data directory)."""
+def tar_extract(path: Path, directory: Path, *, postgres_owner: bool = True, timeout: float = 6 * 3600) -> None:
+    """Unpack a tar (a directory-format dump, or an old base backup by hand) into a new, empty `directory` (mode
+    700), owned by the postgres user with `postgres_owner`."""
     if directory.exists() and any(directory.iterdir()):
         raise RestoreFailed(f"{directory} is not empty; nothing was extracted")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        run_command(["tar", *_decompress_option(compress), "-xf", str(path), "-C", str(directory)], timeout=timeout)
+        run_command(["tar", "-xf", str(path), "-C", str(directory)], timeout=timeout)
         if postgres_owner and os.geteuid() == 0:
             run_command(["chown", "-R", "postgres:postgres", str(directory)], timeout=timeout)
         directory.chmod(0o700)

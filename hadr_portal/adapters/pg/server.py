@@ -27,7 +27,7 @@ port = {port}
 unix_socket_directories = '{socket_directory}'
 wal_level = replica
 # archive_command is set by the portal (ALTER SYSTEM) once the cluster has a pgBackRest stanza
-archive_mode = on
+archive_mode = {archive_mode}
 max_wal_senders = 10
 max_replication_slots = 10
 wal_log_hints = on
@@ -54,6 +54,9 @@ class LocalInstance:
     port: int
     superuser_password: str = field(repr=False, default="")
     fsync: bool = True
+    # off for a server no stanza archives (the portal's own database): on, without an archive_command, it would
+    # keep every WAL segment waiting for one
+    archive_mode: bool = True
 
     @property
     def socket_directory(self) -> Path:
@@ -111,7 +114,10 @@ class LocalInstance:
         settings_file = self.data_dir / "hadr.conf"
         settings_file.write_text(
             SERVER_SETTINGS.format(
-                port=self.port, fsync="on" if self.fsync else "off", socket_directory=self.socket_directory
+                port=self.port,
+                fsync="on" if self.fsync else "off",
+                socket_directory=self.socket_directory,
+                archive_mode="on" if self.archive_mode else "off",
             )
         )
         chown_to_postgres(settings_file)

@@ -78,6 +78,10 @@ def amcheck_run(target: PgConninfo, *, timeout: float = 600) -> AmcheckOutcome:
                 conn.execute("CREATE EXTENSION amcheck")
             except psycopg.errors.InsufficientPrivilege:
                 return AmcheckOutcome(available=False)  # the restoring user may not create it: not checked
+            except psycopg.errors.ReadOnlySqlTransaction:
+                # a recovering instance (paused at its point) has only what its cluster had: `pitr_setup` installs
+                # amcheck in the policy's database so that every restored copy can be checked
+                return AmcheckOutcome(available=False)
         try:
             indexes = [row[0] for row in conn.execute(_BTREE_INDEXES).fetchall()]
             failures = []

@@ -190,7 +190,7 @@ class Stanza:
         return f"{shlex.join([*self.base_argv(), f'--pg1-path={node.path}', 'archive-push'])} %p"
 
     def restore_command(self) -> str:
-        return f"{shlex.join([*self.base_argv(), 'archive-get'])} %f \"%p\""
+        return f'{shlex.join([*self.base_argv(), "archive-get"])} %f "%p"'
 
 
 def stanza_owner_chown(stanza: Stanza, path: Path) -> None:

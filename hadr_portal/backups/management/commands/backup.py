@@ -1,4 +1,4 @@
-"""`manage.py backup POLICY [--kind manual] [--wait]`."""
+"""`manage.py backup POLICY [--kind manual] [--type full|diff|incr] [--wait]`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,13 @@ class Command(OperationCommand[BackupPolicy]):
     def arguments(self, parser: CommandParser) -> None:
         parser.add_argument("policy", help="Backup policy name (see `manage.py backups`)")
         parser.add_argument("--kind", default="manual", choices=Backup.Kind.values)
+        parser.add_argument(
+            "--type",
+            dest="set_type",
+            default="",
+            choices=BackupPolicy.SetType.values,
+            help="pgBackRest policies: a full, differential or incremental set (default: the policy's)",
+        )
         parser.add_argument("--if-missing", action="store_true", help="Only if the policy has no good backup yet")
 
     def subject(self, options: dict[str, Any]) -> BackupPolicy | None:
@@ -33,7 +40,7 @@ class Command(OperationCommand[BackupPolicy]):
 
     def request(self, subject: BackupPolicy, actor: User | None, options: dict[str, Any]) -> Operation | None:
         try:
-            return backup_request(policy=subject, actor=actor, kind=options["kind"])
+            return backup_request(policy=subject, actor=actor, kind=options["kind"], set_type=options["set_type"])
         except OperationConflict as exc:
             if not options["if_missing"]:
                 raise
@@ -41,7 +48,7 @@ class Command(OperationCommand[BackupPolicy]):
             return None
 
     def what(self, subject: BackupPolicy, operation: Operation) -> str:
-        return f"{operation.parameters['kind']} backup of {subject.cluster.name}/{subject.dbname}"
+        return f"{operation.parameters['kind']} backup of {operation.parameters['database']}"
 
     def failure(self, operation: Operation) -> str:
         return f"Backup failed ({operation.status}): {operation.error}"
@@ -49,4 +56,7 @@ class Command(OperationCommand[BackupPolicy]):
     def finished(self, subject: BackupPolicy, operation: Operation, options: dict[str, Any]) -> None:
         if options["wait"]:
             result = operation.result
-            self.stdout.write(f"Good: {result['key']} · {result['size']} bytes · sha256 {result['sha256']}")
+            checksum = (
+                f"sha256 {result['sha256']}" if result.get("sha256") else "checksummed by pgBackRest, file by file"
+            )
+            self.stdout.write(f"Good: {result['key']} · {result['size']} bytes · {checksum}")

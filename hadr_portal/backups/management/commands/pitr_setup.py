@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from hadr_portal.backups.markers import markers_table_ensure
 from hadr_portal.backups.models import BackupPolicy
 from hadr_portal.backups.stanza import StanzaProblem, stanza_setup
 
@@ -34,4 +35,6 @@ class Command(BaseCommand):
             stanza = stanza_setup(policy, check=not options["no_check"], log=self.stdout.write)
         except StanzaProblem as exc:
             raise CommandError(str(exc)) from None
+        markers_table_ensure(policy)  # drills' marker rows, and amcheck for every restored copy
+        self.stdout.write(f"  {policy.dbname}: marker table and amcheck in place")
         self.stdout.write(f"Stanza {stanza.name} ready. By hand, as postgres: {stanza.command_line('info')}")
