@@ -8,8 +8,7 @@ the window. The base backup is the newest good set that was consistent before th
 The operation (`pitr_run`, inside the restore operation) runs `pgbackrest restore --type=… --target-action=pause`
 into a new data directory, starts it on a free port on 127.0.0.1, waits until recovery pauses at the target, and
 verifies it (the policy's read-only queries, amcheck). The instance then waits, read-only, for the DBA: copy tables
-back (copyback.py), replace the cluster, or discard (`scratch_discard`). One left alone is stopped after
-HADR_SCRATCH_TTL_HOURS, with a warning an hour before (`scratch_expire_due`).
+back (copyback.py), replace the cluster, or discard (scratch.py, with its query box and time to live).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
 from hadr_portal.adapters.commands import stop_session
@@ -35,11 +33,9 @@ from hadr_portal.adapters.pg.restore import RestoreFailed
 from hadr_portal.adapters.pg.scratch import free_port, port_in_use, server_remove, server_start
 from hadr_portal.adapters.pgbackrest import RecoveryTarget
 from hadr_portal.adapters.pgbackrest import restore as pgbackrest_restore
-from hadr_portal.core.audit import audit_record
 from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding
 from hadr_portal.core.humanize import duration_text
 from hadr_portal.core.killpoints import kill_point
-from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.operation_kinds import OperationContext, OperationError
 from hadr_portal.core.permissions import Action, require
 
@@ -407,84 +403,3 @@ def pitr_cleanup(restore: Restore) -> None:
     if restore.data_directory:
         server_remove(Path(restore.data_directory))
     Restore.objects.filter(pk=restore.pk).update(session=None, scratch_removed_at=timezone.now(), work_created=False)
-
-
-# --- the decision: discard, and the time to live ---------------------------------------------------------------
-
-
-def scratch_discard(*, restore: Restore, actor: Actor | None, confirm: str, address: str | None = None) -> Restore:
-    """Stop and remove a scratch instance (typed confirmation: the restore's number), audited."""
-    if actor is not None:
-        require(actor, Action.RESTORE)
-    if confirm.strip().lstrip("#") != str(restore.pk):
-        raise OperationError(f"Type the restore's number, {restore.pk}, to discard its scratch instance.")
-    with transaction.atomic():
-        locked = Restore.objects.select_for_update().get(pk=restore.pk)
-        if not locked.has_scratch_instance or locked.status != Restore.Status.READY:
-            raise OperationError(f"Restore #{restore.pk} has no scratch instance waiting: nothing to discard.")
-        pitr_cleanup(locked)
-        Restore.objects.filter(pk=restore.pk).update(
-            status=Restore.Status.DONE,
-            outcome=locked.outcome or Restore.Outcome.DISCARDED,
-            finished_at=timezone.now(),
-        )
-        audit_record(
-            actor=actor,
-            action="restore.discard",
-            target=restore.operation_target,
-            outcome=AuditEntry.Outcome.SUCCESS,
-            address=address,
-            parameters={"restore": restore.pk, "data_directory": locked.data_directory, "port": locked.port},
-        )
-    restore.refresh_from_db()
-    return restore
-
-
-def scratch_expire_due(*, now: datetime | None = None) -> tuple[int, int]:
-    """Warn about scratch instances an hour before their time to live runs out, stop and remove those past it.
-    Returns (warned, removed)."""
-    now = now or timezone.now()
-    waiting = Restore.objects.filter(status=Restore.Status.READY, scratch_removed_at=None).exclude(
-        scratch_expires_at=None
-    )
-    warned = removed = 0
-    for restore in waiting.filter(scratch_expires_at__lte=now + SCRATCH_WARNING, scratch_warned_at=None):
-        Restore.objects.filter(pk=restore.pk).update(scratch_warned_at=now)
-        logger.warning(
-            "scratch instance of restore #%s (127.0.0.1:%s) is removed at %s unless a DBA decides",
-            restore.pk,
-            restore.port,
-            restore.scratch_expires_at,
-        )
-        audit_record(
-            actor=None,
-            action="restore.scratch_warning",
-            target=restore.operation_target,
-            outcome=AuditEntry.Outcome.SUCCESS,
-            parameters={"restore": restore.pk, "expires_at": str(restore.scratch_expires_at)},
-        )
-        warned += 1
-    for restore in waiting.filter(scratch_expires_at__lte=now):
-        pitr_cleanup(restore)
-        Restore.objects.filter(pk=restore.pk).update(
-            status=Restore.Status.DONE, outcome=restore.outcome or Restore.Outcome.EXPIRED, finished_at=now
-        )
-        audit_record(
-            actor=None,
-            action="restore.scratch_expired",
-            target=restore.operation_target,
-            outcome=AuditEntry.Outcome.SUCCESS,
-            parameters={"restore": restore.pk, "ttl_hours": settings.SCRATCH_TTL_HOURS},
-        )
-        removed += 1
-    return warned, removed
-
-
-def scratch_instances() -> list[Restore]:
-    """Every scratch instance the portal started and has not removed (the Databases page lists them)."""
-    return list(
-        Restore.objects.filter(scratch_removed_at=None, work_created=True)
-        .exclude(data_directory="")
-        .select_related("policy__cluster", "backup")
-        .order_by("-created_at")
-    )

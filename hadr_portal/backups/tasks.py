@@ -7,7 +7,7 @@ from celery import shared_task
 from . import services
 from .markers import markers_write_all
 from .models import BackupPolicy
-from .pitr import scratch_expire_due
+from .scratch import scratch_expire_due
 
 
 @shared_task(name="hadr_portal.backups.tasks.backups_schedule")

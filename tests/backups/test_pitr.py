@@ -15,13 +15,16 @@ import pytest
 from hadr_portal.adapters.pg.archive import archiver_status
 from hadr_portal.adapters.pg.scratch import port_in_use
 from hadr_portal.adapters.pgbackrest import info
+from hadr_portal.adapters.readonly import ReadOnlyQueryError
 from hadr_portal.backups import services
 from hadr_portal.backups.markers import markers_table_ensure
 from hadr_portal.backups.models import Backup, BackupPolicy, Restore, RestorePoint, StorageTarget
 from hadr_portal.backups.physical import sets_sync
-from hadr_portal.backups.pitr import local_time_parse, restore_point_in_time_set, scratch_discard, scratch_expire_due
+from hadr_portal.backups.pitr import local_time_parse, restore_point_in_time_set
+from hadr_portal.backups.scratch import scratch_discard, scratch_expire_due, scratch_query, table_counts
 from hadr_portal.backups.stanza import stanza_for, stanza_setup
 from hadr_portal.backups.wizard import restore_draft_start, restore_preflight_run, restore_request
+from hadr_portal.core.operation_kinds import OperationError
 from hadr_portal.core.operations import operation_execute
 from tests.backups.conftest import run
 from tests.infra.plugin import Infrastructure
@@ -42,8 +45,15 @@ def physical_policy(demo_cluster, infra: Infrastructure, scratch_dir) -> BackupP
         )
     storage = StorageTarget.objects.create(name="pitr-local", kind="local", config={"path": str(infra.root / "pitr")})
     policy = BackupPolicy.objects.create(
-        name="demo-cluster", cluster=demo_cluster, dbname="onboarding", engine="pgbackrest", storage=storage,
-        compress="lz4", wal_rpo_seconds=30, verify=[], drill_schedule="",
+        name="demo-cluster",
+        cluster=demo_cluster,
+        dbname="onboarding",
+        engine="pgbackrest",
+        storage=storage,
+        compress="lz4",
+        wal_rpo_seconds=30,
+        verify=[],
+        drill_schedule="",
     )
     stanza_setup(policy, log=lambda *_: None)
     markers_table_ensure(policy)
@@ -116,6 +126,16 @@ def test_restore_to_a_second_into_a_scratch_instance(physical_policy: BackupPoli
         assert conn.execute("SELECT count(*), max(at) FROM pitr_rows").fetchone() == (10, tenth)
         assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)  # paused there, read-only
 
+    answer = scratch_query(restore=restore, actor=None, sql="SELECT count(*) AS rows FROM pitr_rows")
+    assert answer.columns == ["rows"] and answer.rows == [(10,)]
+    with pytest.raises(ReadOnlyQueryError, match="refused"):
+        scratch_query(restore=restore, actor=None, sql="SELECT pg_terminate_backend(1)")
+    with pytest.raises(ReadOnlyQueryError, match="refused"):
+        scratch_query(restore=restore, actor=None, sql="DELETE FROM pitr_rows")
+    counts = {row["table"]: row for row in table_counts(restore)}
+    assert counts["public.pitr_rows"]["restored"] == 10 and counts["public.pitr_rows"]["live"] == 20
+    with pytest.raises(OperationError, match="Type the restore's number"):
+        scratch_discard(restore=restore, actor=None, confirm="yes")
     discarded = scratch_discard(restore=restore, actor=None, confirm=str(restore.pk))
     assert discarded.outcome == "discarded" and discarded.status == "done"
     assert not port_in_use(restore.port) and not Path(restore.data_directory).exists()
@@ -134,20 +154,25 @@ def test_a_restore_point_is_a_target(physical_policy: BackupPolicy, infra: Infra
 
 def test_points_outside_the_window_are_refused_with_it(physical_policy: BackupPolicy) -> None:
     restore = restore_draft_start(policy=physical_policy, actor=None)
-    assert "no good pgBackRest backup" in restore_point_in_time_set(restore=restore, actor=None, target_type="latest")[0]
+    assert (
+        "no good pgBackRest backup" in restore_point_in_time_set(restore=restore, actor=None, target_type="latest")[0]
+    )
     backup_now(physical_policy)
     past = restore_point_in_time_set(restore=restore, actor=None, target_type="time", when="2001-01-01 00:00:00")
     assert "outside the window: any second from" in past[0]
     future = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%d %H:%M:%S")
-    assert "is in the future" in restore_point_in_time_set(
-        restore=restore, actor=None, target_type="time", when=future, utc=True
-    )[0]
-    assert "is not a date and time" in restore_point_in_time_set(
-        restore=restore, actor=None, target_type="time", when="yesterday"
-    )[0]
-    assert "transaction id is a number" in restore_point_in_time_set(
-        restore=restore, actor=None, target_type="xid", value="12; DROP"
-    )[0]
+    assert (
+        "is in the future"
+        in restore_point_in_time_set(restore=restore, actor=None, target_type="time", when=future, utc=True)[0]
+    )
+    assert (
+        "is not a date and time"
+        in restore_point_in_time_set(restore=restore, actor=None, target_type="time", when="yesterday")[0]
+    )
+    assert (
+        "transaction id is a number"
+        in restore_point_in_time_set(restore=restore, actor=None, target_type="xid", value="12; DROP")[0]
+    )
 
 
 def test_dst_folds_and_gaps_are_refused() -> None:
@@ -160,7 +185,9 @@ def test_dst_folds_and_gaps_are_refused() -> None:
     assert local_time_parse("2026-12-07 17:40:05", zone).utcoffset() == timedelta(hours=-3)
 
 
-def test_a_scratch_instance_left_alone_is_warned_then_removed(physical_policy: BackupPolicy, infra: Infrastructure) -> None:
+def test_a_scratch_instance_left_alone_is_warned_then_removed(
+    physical_policy: BackupPolicy, infra: Infrastructure
+) -> None:
     backup_now(physical_policy)
     restore = restore_draft_start(policy=physical_policy, actor=None)
     assert restore_point_in_time_set(restore=restore, actor=None, target_type="immediate") == []
