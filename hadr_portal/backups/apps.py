@@ -15,12 +15,19 @@ class BackupsConfig(AppConfig):
     def ready(self) -> None:
         from .backup import BACKUP
         from .catalog import CATALOG_SECTIONS
+        from .copyback import COPY_BACK
         from .restores import DRILL, RESTORE
 
-        for kind in (BACKUP, RESTORE, DRILL):
+        for kind in (BACKUP, RESTORE, DRILL, COPY_BACK):
             registry.operation_kinds.register(kind)
         for section in CATALOG_SECTIONS:
             registry.catalog_sections.register(section)
+        from .sections import archive_panel_html, archiving_section_html
+
+        registry.cluster_panels.register(registry.ClusterPanel(name="archiving", order=10, render=archive_panel_html))
+        registry.dashboard_sections.register(
+            registry.DashboardSection(name="archiving", order=25, render=archiving_section_html)
+        )
         for task in (
             # A scheduling pass that waited longer than its period is dropped: the next one queues the same runs.
             PeriodicTask("queue scheduled backups", "hadr_portal.backups.tasks.backups_schedule", 30.0, expires=30.0),

@@ -8,13 +8,14 @@ forms post and redirect. Steps 5–7 (run, verify, summary) are the restore's ow
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import HttpResponseClientRedirect
 
 from hadr_portal.accounts.stepup import step_up_challenge
+from hadr_portal.adapters.readonly import ReadOnlyQueryError
 from hadr_portal.core.findings import blockers, findings_from
 from hadr_portal.core.htmx import HtmxHttpRequest, render_page
 from hadr_portal.core.operation_kinds import OperationConflict, OperationError
@@ -23,7 +24,7 @@ from hadr_portal.core.operations import client_address
 from hadr_portal.core.permissions import Action, action_required, require
 from hadr_portal.runbooks.documents import Runbook, runbook_load
 
-from . import selectors, services, wizard
+from . import copyback, pitr, scratch, selectors, services, wizard
 from .models import BackupPolicy, Restore
 
 EDIT_STEPS = wizard.EDIT_STEPS
@@ -91,6 +92,8 @@ def _save(request: HttpRequest, restore: Restore, step: str) -> list[str]:
         return wizard.restore_situation_set(
             restore=restore, actor=actor, situation=data.get("situation", ""), incident_at=data.get("incident_at", "")
         )
+    if step == "backup" and restore.is_physical:
+        return _point_save(restore, actor, data)
     if step == "backup":
         return wizard.restore_backup_set(restore=restore, actor=actor, backup_id=data.get("backup", ""))
     if step == "destination":
@@ -100,6 +103,25 @@ def _save(request: HttpRequest, restore: Restore, step: str) -> list[str]:
         )
     wizard.restore_preflight_run(restore=restore, actor=actor)
     return []
+
+
+def _point_save(restore: Restore, actor: object, data: QueryDict) -> list[str]:
+    """The point step: a time (local, or UTC when ticked), a restore point, a moment another app offers (sent as
+    "<ISO time>|<label>"), a transaction id, the latest moment, or the end of the backup."""
+    target_type = data.get("target_type", "")
+    if target_type == "moment":
+        moment, _, label = data.get("moment", "").partition("|")
+        return pitr.restore_point_in_time_set(
+            restore=restore, actor=actor, target_type="time", when=moment, utc=True, label=label  # type: ignore[arg-type]
+        )
+    return pitr.restore_point_in_time_set(
+        restore=restore,
+        actor=actor,  # type: ignore[arg-type]
+        target_type=target_type,
+        when=data.get("when", ""),
+        utc=data.get("utc") == "on",
+        value=data.get(f"value_{target_type}", ""),
+    )
 
 
 def _show(
@@ -118,7 +140,9 @@ def _show(
         "runbook": _runbook(request.GET.get("situation") or restore.situation),
         "situations": Restore.Situation.choices,
     }
-    if step == "backup":
+    if step == "backup" and restore.is_physical:
+        context["point"] = wizard.point_defaults(restore)
+    elif step == "backup":
         context["backups"] = selectors.backups_for_restore(restore.policy)
         context["suggested"] = selectors.suggested_backup(restore.policy)
     if step == "destination":
@@ -140,6 +164,7 @@ def restore_detail(request: HttpRequest, pk: int) -> HttpResponse:
     operation = restore.operation
     objective = selectors.rto_objective_minutes(restore.policy)
     step = "run" if restore.is_active else ("summary" if restore.status == Restore.Status.VERIFIED else "verify")
+    waiting = scratch.waiting(restore)
     context = {
         "restore": restore,
         "steps": wizard.wizard_steps(restore, step),
@@ -150,8 +175,74 @@ def restore_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "objective_seconds": objective * 60 if objective else None,
         "findings": findings_from(restore.preflight),
         "runbook": _runbook(restore.situation),
+        "waiting": waiting,
+        "live_database": restore.policy.dbname,
     }
     return render_page(request, TEMPLATE, context, partial="wizard")
+
+
+@action_required(Action.RESTORE)
+def scratch_query(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The read-only query box of a scratch instance: the answer (or the refusal) as a fragment."""
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
+    sql, answer, error = request.POST.get("sql", ""), None, ""
+    try:
+        answer = scratch.scratch_query(restore=restore, actor=request.user, sql=sql)
+    except ReadOnlyQueryError as exc:
+        error = str(exc)
+    context = {"restore": restore, "answer": answer, "error": error, "sql": sql}
+    return render_page(request, "backups/_scratch_query.html", context, status=200 if not error or request.htmx else 400)
+
+
+@require_GET
+@action_required(Action.RESTORE)
+def scratch_tables(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Row counts of the scratch instance's largest tables beside the live database's (loaded after the page)."""
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
+    counts = scratch.table_counts(restore) if scratch.waiting(restore) else []
+    return render_page(request, "backups/_scratch_tables.html", {"restore": restore, "counts": counts})
+
+
+@action_required(Action.RESTORE)
+def scratch_copy_back(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queue copying tables back from the scratch instance (tables comma-separated; filters as `table: expression`
+    lines; the live database's name typed to confirm)."""
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
+    data = request.POST
+    tables = [name.strip() for name in data.get("tables", "").replace("\n", ",").split(",") if name.strip()]
+    where = {}
+    for line in data.get("where", "").splitlines():
+        table, _, expression = line.partition(":")
+        if table.strip() and expression.strip():
+            where[table.strip()] = expression.strip()
+    return operation_response(
+        request,
+        lambda: copyback.copy_back_request(
+            restore=restore,
+            tables=tables,
+            mode=data.get("mode", "missing"),
+            where=where or None,
+            actor=request.user,
+            confirm=data.get("confirm", ""),
+            address=client_address(request),
+        ),
+        queued=lambda op: f"Copying {', '.join(tables)} back into {restore.policy.dbname} (operation #{op.pk}).",
+        back_to=reverse("backups:restore", kwargs={"pk": restore.pk}),
+    )
+
+
+@action_required(Action.RESTORE)
+def scratch_discard(request: HttpRequest, pk: int) -> HttpResponse:
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
+    try:
+        scratch.scratch_discard(
+            restore=restore, actor=request.user, confirm=request.POST.get("confirm", ""), address=client_address(request)
+        )
+    except OperationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Scratch instance of restore #{restore.pk} stopped and removed.")
+    return redirect("backups:restore", pk=restore.pk)
 
 
 def _runbook(situation: str) -> Runbook | None:

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from hadr_portal.adapters.pg.scratch import free_port
+from hadr_portal.core import registry
 from hadr_portal.core.findings import Finding, blockers, findings_from
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operation_kinds import OperationError
@@ -24,8 +25,8 @@ from hadr_portal.core.permissions import Action, require
 from hadr_portal.databases.models import Cluster
 
 from .markers import drill_point_choose
-from .models import Backup, BackupPolicy, Restore
-from .pitr import base_backup_for, pitr_findings, scratch_servers
+from .models import Backup, BackupPolicy, Restore, RestorePoint
+from .pitr import base_backup_for, pitr_findings, recovery_window, scratch_servers
 from .preflight import DATABASE_NAME, RESERVED_DATABASES, restore_preflight
 from .restores import DRILL_KIND, RESTORE_KIND
 from .selectors import suggested_backup
@@ -59,6 +60,10 @@ def wizard_steps(restore: Restore, current: str) -> list[dict[str, object]]:
     chosen.append(chosen[-1] and bool(restore.destination and (restore.destination_database or restore.port)))
     rows = []
     for position, (key, label) in enumerate(STEPS):
+        if key == "backup" and restore.is_physical:
+            label = "Point in time"  # pgBackRest: the point chosen, the base backup follows from it
+        if key == "verify" and restore.is_physical and restore.kind == Restore.Kind.RESTORE:
+            label = "Look and decide"
         state = "current" if key == current else ("done" if position < keys.index(current) else "todo")
         openable = restore.status == Restore.Status.DRAFT and key in EDIT_STEPS and chosen[position] and key != current
         rows.append({"key": key, "number": position + 1, "label": label, "state": state, "link": openable})
@@ -132,7 +137,7 @@ def restore_backup_set(*, restore: Restore, actor: Actor | None, backup_id: str)
         return ["Choose one of the good backups listed."]
     restore.backup = backup
     if restore.is_physical:
-        restore.destination = Restore.Destination.OTHER_SERVER
+        restore.destination = Restore.Destination.INSTANCE
     _save(restore, "backup", "destination")
     return []
 
@@ -195,10 +200,31 @@ def _physical_destination_set(restore: Restore, *, data_directory: str, port: st
         errors.append("Give the new server's port, a number from 1024 to 65535.")
     if errors:
         return errors
-    restore.destination, restore.data_directory, restore.port = Restore.Destination.OTHER_SERVER, str(directory), number
+    restore.destination, restore.data_directory, restore.port = Restore.Destination.INSTANCE, str(directory), number
     restore.destination_database = restore.policy.dbname
     _save(restore, "destination", "data_directory", "port", "destination_database")
     return []
+
+
+def point_defaults(restore: Restore) -> dict[str, object]:
+    """What the point step offers: the window, the restore points, the moments other apps know (incidents), and a
+    suggested time (a minute before the incident the DBA named, else five minutes ago)."""
+    policy = restore.policy
+    window = recovery_window(policy)
+    suggested = (restore.incident_at - timedelta(minutes=1)) if restore.incident_at else timezone.now() - timedelta(minutes=5)
+    moments = [
+        (label, moment)
+        for provider in registry.recovery_moments
+        for label, moment in provider.moments(policy.cluster.name)
+        if window is None or window.start <= moment <= window.end
+    ]
+    return {
+        "window": window,
+        "restore_points": list(RestorePoint.objects.filter(cluster=policy.cluster).order_by("-created_at")[:50]),
+        "moments": moments,
+        "when": timezone.localtime(restore.target_time or suggested).strftime("%Y-%m-%d %H:%M:%S"),
+        "zone": timezone.get_current_timezone_name(),
+    }
 
 
 def destination_defaults(restore: Restore) -> dict[str, object]:

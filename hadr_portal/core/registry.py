@@ -1,12 +1,13 @@
 """The registries: what each app adds to the portal, filled in its `AppConfig.ready()`.
 
-Core and the dashboard iterate these and import no app (the NetBox `registry` idea). Five stores:
+Core and the dashboard iterate these and import no app (the NetBox `registry` idea). Six stores:
 
 - `operation_kinds`     kinds of operation (`core.operation_kinds.OperationKind`), by name
 - `dashboard_sections`  parts of the home page (the service tiles first), in `order`
 - `catalog_sections`    sections of the catalog file (`core.catalog.CatalogSection`), in file order
 - `periodic_tasks`      what beat runs, and how often
 - `runbook_actions`     what a runbook's action block becomes for a service (`RunbookAction`), by action
+- `cluster_panels`      parts of a cluster's card on the Databases page that a higher app owns, in `order`
 
 An app registers each of its items once; registering a second item under a name already taken is a
 programming error and raises at start-up, not at 3 a.m.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 
@@ -135,8 +137,31 @@ class RunbookAction:
     resolve: Callable[[str], ActionLink | None]
 
 
+@dataclass(frozen=True)
+class RecoveryMoments:
+    """Moments a point-in-time restore may stop just before, offered in the restore wizard by the app that knows
+    them (incidents: "just before incident 12 opened"). `moments(cluster_name)`: (label, moment) pairs, newest
+    first."""
+
+    name: str
+    moments: Callable[[str], list[tuple[str, datetime]]]
+
+
+@dataclass(frozen=True)
+class ClusterPanel:
+    """A part of a cluster's card on the Databases page from an app above databases (the backups app's WAL
+    archiving): `render(cluster, request)` returns its HTML (a rendered template), or "" when it has nothing to
+    show for that cluster."""
+
+    name: str
+    order: int
+    render: Callable[[Any, Any], str]
+
+
 operation_kinds: Store[Any] = Store("kinds of operation")
 dashboard_sections: Store[DashboardSection] = Store("dashboard sections", key=lambda section: section.order)
 catalog_sections: Store[Any] = Store("catalog sections", key=lambda section: section.order)
 periodic_tasks: Store[PeriodicTask] = Store("periodic tasks")
 runbook_actions: Store[RunbookAction] = Store("runbook actions")
+cluster_panels: Store[ClusterPanel] = Store("cluster panels", key=lambda panel: panel.order)
+recovery_moments: Store[RecoveryMoments] = Store("recovery moments")

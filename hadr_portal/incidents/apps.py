@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 
 from hadr_portal.core import registry
-from hadr_portal.core.registry import DashboardSection, PeriodicTask
+from hadr_portal.core.registry import DashboardSection, PeriodicTask, RecoveryMoments
 
 
 class IncidentsConfig(AppConfig):
@@ -17,6 +17,7 @@ class IncidentsConfig(AppConfig):
         from .catalog import CATALOG_SECTIONS
         from .runbook_actions import RUNBOOK_ACTIONS
         from .sections import incidents_section_html, readiness_section_html
+        from .selectors import incident_moments
 
         for action in RUNBOOK_ACTIONS:
             registry.runbook_actions.register(action)
@@ -28,6 +29,7 @@ class IncidentsConfig(AppConfig):
         registry.dashboard_sections.register(
             DashboardSection(name="readiness", order=50, render=readiness_section_html)
         )
+        registry.recovery_moments.register(RecoveryMoments(name="incidents", moments=incident_moments))
         registry.periodic_tasks.register(
             # a reminder pass that waited longer than a minute is dropped: the next one sends the same reminders
             PeriodicTask(

@@ -21,7 +21,7 @@ behind the copy. Any failure rolls everything back, the safety copies with it: t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import psycopg
@@ -37,6 +37,7 @@ from .dbadmin import connect
 CopyMode = Literal["missing", "replace"]
 MODES: tuple[CopyMode, ...] = ("missing", "replace")
 LOCK_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 10.0
 FILTER_KIND = "copy-back filter"
 _IDENTIFIER_BYTES = 63
 # a SELECT wrapped around a filter has these and nothing else: the filter cannot add a UNION, an ORDER BY, a LIMIT
@@ -76,14 +77,7 @@ class TableCopy:
     safety_table: str
 
     def as_data(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "rows_read": self.rows_read,
-            "rows_before": self.rows_before,
-            "rows_after": self.rows_after,
-            "rows_copied": self.rows_copied,
-            "safety_table": self.safety_table,
-        }
+        return asdict(self)
 
 
 def table_name_parse(name: str) -> tuple[str, str]:
@@ -157,6 +151,7 @@ _COLUMNS = (
     "SELECT attname, format_type(atttypid, atttypmod), attgenerated <> '' FROM pg_attribute"
     " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
 )
+_PRIMARY_KEY = "SELECT 1 FROM pg_constraint WHERE conrelid = %s AND contype = 'p'"
 
 
 def tables_copy_back(
@@ -176,13 +171,14 @@ def tables_copy_back(
     (rolled back). `on_step` hears what is being done, for a log."""
     plan = _plan_parse(tables, mode, where)
     run = _CopyBack(plan, mode, safety_schema, statement_timeout, on_step or (lambda _message: None))
+    limits = {"statement_timeout": str(int(statement_timeout * 1000)), "lock_timeout": str(int(LOCK_TIMEOUT * 1000))}
     try:
-        live_conn = connect(live, timeout=statement_timeout, lock_timeout=str(int(LOCK_TIMEOUT * 1000)))
+        live_conn = connect(live, timeout=CONNECT_TIMEOUT, **limits)
     except BackupFailed as exc:
         raise CopyBackFailed(f"the live database: {exc}") from None
     with live_conn:
         try:
-            source_conn = connect(source, timeout=statement_timeout, default_transaction_read_only="on")
+            source_conn = connect(source, timeout=CONNECT_TIMEOUT, default_transaction_read_only="on", **limits)
         except BackupFailed as exc:
             raise CopyBackFailed(f"the scratch instance: {exc}") from None
         with source_conn:
@@ -191,7 +187,13 @@ def tables_copy_back(
             return run.execute(live_conn, source_conn)
 
 
-def _plan_parse(tables: Sequence[str], mode: CopyMode, where: Mapping[str, str] | None) -> list[_Table]:
+def copy_back_plan(tables: Sequence[str], *, mode: str, where: Mapping[str, str] | None) -> dict[str, str]:
+    """What a copy-back would copy, checked before anything connects: each table as `schema.table`, in the order
+    given, with its filter ("" for none). Raises CopyBackRefused (a name, the mode, a filter)."""
+    return {table.label: table.expression for table in _plan_parse(tables, mode, where)}
+
+
+def _plan_parse(tables: Sequence[str], mode: str, where: Mapping[str, str] | None) -> list[_Table]:
     if mode not in MODES:
         raise CopyBackRefused(f"unknown mode {mode!r}: missing (insert the rows that are gone) or replace")
     if not tables:
@@ -213,7 +215,7 @@ def _plan_parse(tables: Sequence[str], mode: CopyMode, where: Mapping[str, str] 
             raise CopyBackRefused("replace copies whole tables: a filter is only for missing rows")
         if refusal := where_refusal(entry.label, expression):
             raise CopyBackRefused(f"{entry.label}: {refusal}")
-        entry.expression = expression
+        entry.expression = expression.strip()
     return plan
 
 
@@ -278,12 +280,7 @@ class _CopyBack:
                 )
             table.live_oid = live_oid
             table.columns = tuple(name for name, _type, generated in live_columns if not generated)
-            if (
-                self.mode == "missing"
-                and not live.execute(
-                    "SELECT 1 FROM pg_constraint WHERE conrelid = %s AND contype = 'p'", [live_oid]
-                ).fetchone()
-            ):
+            if self.mode == "missing" and not live.execute(_PRIMARY_KEY, [live_oid]).fetchone():
                 raise CopyBackRefused(
                     f"{table.label} has no primary key, so missing rows cannot be told from present ones: "
                     "copy it with replace (the whole table), or add a primary key"
@@ -325,7 +322,8 @@ class _CopyBack:
             table.rows_read = max(0, in_cursor.rowcount)
 
     def _change(self, live: psycopg.Connection[Any], order: list[_Table]) -> list[TableCopy]:
-        lock = "ACCESS EXCLUSIVE" if self.mode == "replace" else "SHARE ROW EXCLUSIVE"  # writers wait, readers go on
+        # missing: readers go on, writers wait for the commit; replace: what TRUNCATE takes anyway
+        lock = "ACCESS EXCLUSIVE" if self.mode == "replace" else "SHARE ROW EXCLUSIVE"
         for table in self.plan:
             self._at(f"locking {table.label} in the live database")
             live.execute(sql.SQL("LOCK TABLE {} IN " + lock + " MODE").format(table.identifier))
@@ -423,11 +421,6 @@ def _safety_name(live: psycopg.Connection[Any], schema: str, table: _Table) -> s
     while True:
         suffix = "" if number == 1 else f"_{number}"
         name = base.encode()[: _IDENTIFIER_BYTES - len(suffix)].decode(errors="ignore") + suffix
-        exists = live.execute(
-            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s"
-            " AND c.relname = %s",
-            [schema, name],
-        ).fetchone()
-        if not exists:
+        if not live.execute(_RELATION, [schema, name]).fetchone():
             return name
         number += 1
