@@ -11,3 +11,10 @@ CREATE ROLE hadr_monitor LOGIN PASSWORD :'monitor_pw' IN ROLE pg_monitor;
 CREATE ROLE hadr_reader LOGIN PASSWORD :'read_pw' IN ROLE pg_read_all_data;
 CREATE ROLE hadr_backup LOGIN REPLICATION PASSWORD :'backup_pw' IN ROLE pg_read_all_data;
 SQL
+# Restore points (and the WAL switch that archives them at once). A function's privileges are per database:
+# $POSTGRES_DB (the demo's, which the portal connects to), and template1 for databases created later.
+for db in postgres template1 "$POSTGRES_DB"; do
+  psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d "$db" <<'SQL'
+GRANT EXECUTE ON FUNCTION pg_create_restore_point(text), pg_switch_wal() TO hadr_backup;
+SQL
+done

@@ -1,5 +1,5 @@
 """Top-level URLs. Everything needs a login except /healthz, /metrics (token or network), the push endpoints and
-the login page itself."""
+the login page itself; /api/restore-points takes a bearer token instead."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from hadr_portal.accounts import signin
+from hadr_portal.backups import restore_point_views
 from hadr_portal.core import views as core_views
 from hadr_portal.metrics import views as metrics_views
 
@@ -20,6 +21,7 @@ urlpatterns = [
     path("login/code/", signin.sign_in_code, name="login-code"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("api/restore-points", restore_point_views.restore_points_api, name="api-restore-points"),
     path("account/", include("hadr_portal.accounts.urls")),
     path("databases/", include("hadr_portal.databases.urls")),
     path("backups/", include("hadr_portal.backups.urls")),

@@ -18,6 +18,7 @@ from hadr_portal.core.permissions import Action, action_required, require
 
 from . import selectors, services
 from .models import Backup, BackupPolicy
+from .restore_points import restore_point_sections
 from .retention import retention_plan
 from .storage import storage_for
 
@@ -29,6 +30,7 @@ def backups_page(request: HtmxHttpRequest) -> HttpResponse:
     page = Paginator(backups, 50).get_page(request.GET.get("page"))
     context = {
         "policies": selectors.policies_overview(),
+        "restore_points": restore_point_sections(),
         "page": page,
         "filters": filters,
         "errors": errors,

@@ -33,8 +33,10 @@ def audit_record(
     address: str | None = None,
     detail: str = "",
     operation: Operation | None = None,
+    system_actor: str = "system",
 ) -> AuditEntry:
-    """Append one entry. `actor=None` means the portal itself (schedules, the reaper).
+    """Append one entry. `actor=None` means the portal itself (schedules, the reaper), named `system_actor`:
+    "system", or the machine entry point that asked (e.g. "api" for a deploy pipeline's token).
 
     Nothing secret is written: the parameters go through `redact_mapping` (a value under a secret's name, such
     as `password` or `api_token`, is hidden whole; credentials inside any string are cut out), and the target
@@ -44,7 +46,7 @@ def audit_record(
     user = actor if actor is not None and actor.is_authenticated else None
     entry = AuditEntry.objects.create(
         actor=user,
-        actor_name=user.get_username() if user is not None else "system",
+        actor_name=user.get_username() if user is not None else system_actor,
         actor_roles=(["superuser"] if user is not None and user.is_superuser else [])
         + (user_roles(user) if user is not None else []),
         address=address or None,

@@ -27,18 +27,28 @@ class LocalRole:
     password_variable: str  # the environment variable the portal reads its password from
     attributes: str  # role attributes beyond LOGIN NOSUPERUSER, e.g. REPLICATION
     grants: tuple[str, ...]  # predefined roles it is a member of
+    functions: tuple[str, ...] = ()  # superuser-only functions it may EXECUTE, by signature
 
 
 LOCAL_ROLES = (
     LocalRole("monitor", "hadr_monitor", "HADR_DEMO_MONITOR_PASSWORD", "NOREPLICATION", ("pg_monitor",)),
     LocalRole("read", "hadr_reader", "HADR_DEMO_READ_PASSWORD", "NOREPLICATION", ("pg_read_all_data",)),
-    LocalRole("backup", "hadr_backup", "HADR_DEMO_BACKUP_PASSWORD", "REPLICATION", ("pg_read_all_data",)),
+    LocalRole(
+        "backup",
+        "hadr_backup",
+        "HADR_DEMO_BACKUP_PASSWORD",
+        "REPLICATION",
+        ("pg_read_all_data",),
+        ("pg_create_restore_point(text)", "pg_switch_wal()"),  # restore points, archived at once
+    ),
 )
 
 
 def ensure_roles(instance: LocalInstance, passwords: Mapping[str, str]) -> None:
     """Create the `LOCAL_ROLES` on `instance` (a primary; replicas get them by replication), or bring an existing
-    one back to LOGIN NOSUPERUSER with its attributes, its grants and the password in `passwords[role.name]`."""
+    one back to LOGIN NOSUPERUSER with its attributes, its grants and the password in `passwords[role.name]`.
+    EXECUTE on its functions is granted in every database (a function's privileges are per database), template1
+    included, so that databases created later have it too."""
     with psycopg.connect(instance.conninfo(), autocommit=True) as conn:
         for role in LOCAL_ROLES:
             name = sql.Identifier(role.name)
@@ -51,6 +61,16 @@ def ensure_roles(instance: LocalInstance, passwords: Mapping[str, str]) -> None:
             )
             for granted in role.grants:
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), name))
+        databases = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datallowconn")]
+    for dbname in databases:
+        with psycopg.connect(instance.conninfo(), dbname=dbname, autocommit=True) as conn:
+            for role in LOCAL_ROLES:
+                for function in role.functions:  # signatures from LOCAL_ROLES above, never from input
+                    conn.execute(
+                        sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+                            sql.SQL(function), sql.Identifier(role.name)
+                        )
+                    )
 
 
 def make_replica(primary: LocalInstance, replica: LocalInstance, *, slot: str) -> None:
