@@ -195,9 +195,10 @@ def scratch_query(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
-@action_required(Action.RESTORE)
 def scratch_tables(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """Row counts of the scratch instance's largest tables beside the live database's (loaded after the page)."""
+    """Row counts of the scratch instance's largest tables beside the live database's (loaded after the page).
+    DBA only, reading included, like the wizard: it shows what the data looked like."""
+    require(request.user, Action.RESTORE)
     restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
     counts = scratch.table_counts(restore) if scratch.waiting(restore) else []
     return render_page(request, "backups/_scratch_tables.html", {"restore": restore, "counts": counts})

@@ -7,7 +7,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,12 @@ import pytest
 from django.test import override_settings
 
 from demo.onboarding import SCHEMA_SQL
+from hadr_portal.adapters.pg.archive import archiver_status
 from hadr_portal.adapters.pg.server import PG_BIN
 from hadr_portal.backups import services
+from hadr_portal.backups.markers import markers_table_ensure
 from hadr_portal.backups.models import Backup, BackupPolicy, Restore, StorageTarget
+from hadr_portal.backups.stanza import stanza_setup
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import operation_execute
 from tests.infra.plugin import Infrastructure
@@ -184,3 +189,57 @@ def stop_servers_under(path: Path) -> None:
             capture_output=True,
             check=False,
         )
+
+
+# --- point-in-time recovery: the session's cluster under pgBackRest ------------------------------------------
+
+
+@pytest.fixture
+def physical_policy(demo_cluster, infra: Infrastructure, scratch_dir) -> BackupPolicy:
+    """The demo cluster under pgBackRest: nodes with their data directories, a local repository, archiving on."""
+    for node, instance in (("primary", infra.primary), ("replica", infra.replica)):
+        demo_cluster.nodes.filter(name=node).update(
+            controller={
+                "controller": "pg_ctl",
+                "data_directory": str(instance.data_dir),
+                "socket_directory": str(instance.socket_directory),
+            }
+        )
+    storage = StorageTarget.objects.create(name="pitr-local", kind="local", config={"path": str(infra.root / "pitr")})
+    policy = BackupPolicy.objects.create(
+        name="demo-cluster",
+        cluster=demo_cluster,
+        dbname="onboarding",
+        engine="pgbackrest",
+        storage=storage,
+        compress="lz4",
+        wal_rpo_seconds=30,
+        verify=[],
+        drill_schedule="",
+    )
+    stanza_setup(policy, log=lambda *_: None)
+    markers_table_ensure(policy)
+    return policy
+
+
+def backup_now(policy: BackupPolicy, set_type: str = "full") -> Backup:
+    operation = operation_execute(operation_id=services.backup_request(policy=policy, actor=None, set_type=set_type).pk)
+    assert operation is not None and operation.status == "succeeded", operation and operation.error
+    return Backup.objects.get(operation=operation)
+
+
+def sql(infra: Infrastructure, statement: str, *params: object) -> list[tuple]:
+    with psycopg.connect(infra.primary.conninfo("onboarding"), autocommit=True) as conn:
+        cursor = conn.execute(statement, params)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+
+def archived_past(infra: Infrastructure, moment: datetime, timeout: float = 40) -> None:
+    sql(infra, "SELECT pg_switch_wal()")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = archiver_status(infra.primary.conninfo())
+        if status.last_archived_time and status.last_archived_time > moment:
+            return
+        time.sleep(0.3)
+    raise AssertionError("the WAL after the point was not archived in time")
