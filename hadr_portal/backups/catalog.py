@@ -43,6 +43,9 @@ STORAGE_CONFIG_KEYS = {
         "secret_key_env": Key(TEXT),
         "multipart_chunk_mb": Key(WHOLE),
         "max_concurrency": Key(WHOLE),
+        # pgBackRest's repository on it (it speaks only HTTPS): a self-signed store's CA, or no verification
+        "verify_tls": Key(FLAG),
+        "ca_file": Key(TEXT),
     },
 }
 STORAGE_CONFIG_MINIMUM = {"multipart_chunk_mb": 5, "max_concurrency": 1}  # S3 rejects smaller parts
@@ -71,6 +74,7 @@ class StorageSection(CatalogSection):
         Keep(Count("backups", distinct=True), held=lambda count: f"holds {_backups(count)}"),
         # a policy still naming it is reported with the cluster a policy keeps (see ClusterSection)
         Keep(Count("policies", distinct=True)),
+        Keep(Count("copy_policies", distinct=True)),  # the same, as a policy's second repository
     )
     counted = "storage targets"
 
@@ -125,6 +129,12 @@ class PolicySection(CatalogSection):
         "compress": Key(TEXT),
         "jobs": Key(WHOLE),
         "storage": Key(TEXT, required=True),
+        # pgBackRest: a second repository (WAL is archived to both), the set a schedule takes, the WAL RPO
+        # (archive_timeout is a third of it) and how much WAL a broken archive may queue before it is dropped
+        "copy_storage": Key(TEXT),
+        "set_type": Key(TEXT),
+        "wal_rpo_seconds": Key(WHOLE),
+        "archive_push_queue_max": Key(TEXT),
         "schedule": Key(TEXT),
         "enabled": Key(FLAG),
         "retention": Key(TEXT),
@@ -139,10 +149,15 @@ class PolicySection(CatalogSection):
         # [{name, sql, expect}]: what a restored database must answer (backups/verification.py)
         "verify": Key(ARRAY, sort=True),
     }
-    choices = {"engine": BackupPolicy.Engine.values, "retention": BackupPolicy.Retention.values}
+    choices = {
+        "engine": BackupPolicy.Engine.values,
+        "set_type": BackupPolicy.SetType.values,
+        "retention": BackupPolicy.Retention.values,
+    }
     references = {
         "cluster": Reference("clusters", "cluster"),
         "storage": Reference("storage_targets", "storage target"),
+        "copy_storage": Reference("storage_targets", "storage target", optional=True),
     }
     kept = (
         Keep(

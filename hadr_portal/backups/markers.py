@@ -17,12 +17,12 @@ import psycopg
 from django.utils import timezone
 from psycopg import sql
 
-from hadr_portal.adapters.pg.connection import with_database
+from hadr_portal.adapters.pg.connection import BackupFailed, with_database
 from hadr_portal.adapters.pg.restore import RestoreFailed
 from hadr_portal.core.operation_kinds import OperationContext
 from hadr_portal.databases.models import Purpose
-from hadr_portal.databases.topology import cluster_primary
 
+from .backup import cluster_conninfo
 from .models import BackupPolicy, Restore
 from .pitr import recovery_window
 from .preflight import restore_server
@@ -30,16 +30,13 @@ from .preflight import restore_server
 logger = logging.getLogger(__name__)
 
 MARKER_TABLE = "hadr_portal_marker"
-CLEARANCE = timedelta(seconds=2)  # a drill's point keeps this far from any marker (commit comes after `at`)
+CLEARANCE = timedelta(milliseconds=500)  # a drill's point keeps this far from any marker (its commit follows `at`)
 
 
 def markers_table_ensure(policy: BackupPolicy) -> None:
-    primary = cluster_primary(policy.cluster)
-    if primary is None:
-        return
-    admin = primary.address(Purpose.ADMIN)
+    admin = cluster_conninfo(policy.cluster, policy.dbname, purpose=Purpose.ADMIN)
     backup_user, _ = policy.cluster.credentials(Purpose.BACKUP)
-    with psycopg.connect(admin.conninfo(dbname=policy.dbname), autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(admin.conninfo(), autocommit=True, connect_timeout=5) as conn:
         # a restored copy paused in recovery cannot create it: installed here, amcheck checks every PITR restore
         conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
         conn.execute(
@@ -60,19 +57,16 @@ def markers_table_ensure(policy: BackupPolicy) -> None:
 
 def marker_write(policy: BackupPolicy) -> datetime | None:
     """One marker row on the cluster's primary, as the backup role; its time (None: no primary reachable)."""
-    primary = cluster_primary(policy.cluster)
-    if primary is None:
-        return None
-    address = primary.address(Purpose.BACKUP)
     try:
-        with psycopg.connect(address.conninfo(dbname=policy.dbname), autocommit=True, connect_timeout=5) as conn:
+        address = cluster_conninfo(policy.cluster, policy.dbname, purpose=Purpose.BACKUP)
+        with psycopg.connect(address.conninfo(), autocommit=True, connect_timeout=5) as conn:
             row = conn.execute(
                 sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING at").format(sql.Identifier(MARKER_TABLE))
             ).fetchone()
     except psycopg.errors.UndefinedTable:
         markers_table_ensure(policy)
         return marker_write(policy)
-    except psycopg.Error as exc:
+    except (psycopg.Error, BackupFailed) as exc:
         logger.warning("marker of %s not written: %s", policy.name, exc)
         return None
     return row[0] if row else None
@@ -98,6 +92,13 @@ def marker_times(conninfo: str) -> list[datetime]:
     return [row[0] for row in rows]
 
 
+def _live_markers(policy: BackupPolicy) -> list[datetime]:
+    try:
+        return marker_times(cluster_conninfo(policy.cluster, policy.dbname, purpose=Purpose.MONITOR).conninfo())
+    except (psycopg.Error, BackupFailed):
+        return []
+
+
 def drill_point_choose(policy: BackupPolicy, *, now: datetime | None = None, rng: Any = random) -> datetime:
     """A random point of the last 24 h that PITR can reach (after the oldest set), never within CLEARANCE of a
     marker (a marker's commit follows its `at` by a moment: a point right there would prove nothing)."""
@@ -107,13 +108,7 @@ def drill_point_choose(policy: BackupPolicy, *, now: datetime | None = None, rng
     latest = now - timedelta(seconds=max(30, policy.archive_timeout_seconds * 2))
     if latest <= earliest:
         latest = earliest + timedelta(seconds=1)
-    primary = cluster_primary(policy.cluster)
-    times = []
-    if primary is not None:
-        try:
-            times = marker_times(primary.address(Purpose.MONITOR).conninfo(dbname=policy.dbname))
-        except psycopg.Error:
-            times = []
+    times = _live_markers(policy)
     for _ in range(100):
         point = earliest + (latest - earliest) * rng.random()
         if all(abs(point - at) > CLEARANCE for at in times):
@@ -131,13 +126,22 @@ def drill_finish(context: OperationContext, restore: Restore) -> dict[str, Any]:
     policy = restore.policy
     point = restore.target_time
     restored = marker_times(with_database(restore_server(restore), policy.dbname).conninfo())
-    primary = cluster_primary(policy.cluster)
-    live = marker_times(primary.address(Purpose.MONITOR).conninfo(dbname=policy.dbname)) if primary else []
-    if point is None:  # "latest" (a cluster-loss drill): what was lost is the time after the newest restored marker
-        newest = max(restored, default=None)
-        lost = [at for at in live if newest is None or at > newest]
-        check = {"restored": len(restored), "live": len(live), "lost_markers": len(lost)}
-        Restore.objects.filter(pk=restore.pk).update(marker_check=check)
+    live = _live_markers(policy)
+    if point is None:  # "latest" (a cluster-loss drill): from the repository alone, what would have been lost
+        lost = [at for at in live if restore.requested_at and at <= restore.requested_at and at not in restored]
+        seconds = (
+            max(0.0, (restore.requested_at - restore.recovered_to).total_seconds())
+            if restore.requested_at and restore.recovered_to
+            else None
+        )
+        check = {"restored": len(restored), "live": len(live), "lost_markers": len(lost), "lost_seconds": seconds}
+        Restore.objects.filter(pk=restore.pk).update(marker_check=check, achieved_rpo_seconds=seconds)
+        context.log(
+            f"Cluster loss, from the repository alone: the last transaction recovered committed {seconds:.1f} s before "
+            f"the drill began; {len(lost)} marker row(s) written before it were not in the archive."
+            if seconds is not None
+            else "Cluster loss: no transaction time to measure the loss from."
+        )
         return check
     expected = [at for at in live if at <= point]
     present = sum(1 for at in restored if at <= point)
@@ -149,8 +153,9 @@ def drill_finish(context: OperationContext, restore: Restore) -> dict[str, Any]:
         "present_after": extra,
         "exact": present == len(expected) and extra == 0,
     }
-    newest = max((at for at in restored), default=None)
-    achieved = (point - newest).total_seconds() if newest else None
+    # how far before its point the recovery landed: the last transaction replayed (else the set's own end)
+    landed = restore.recovered_to or (restore.backup.consistent_at if restore.backup else None)
+    achieved = max(0.0, (point - landed).total_seconds()) if landed else None
     Restore.objects.filter(pk=restore.pk).update(marker_check=check, achieved_rpo_seconds=achieved)
     context.log(
         f"Markers at or before the point: {present} of {len(expected)}; after it: {extra} (expected 0)."

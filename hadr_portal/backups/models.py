@@ -378,7 +378,7 @@ class Restore(models.Model):
     @property
     def operation_target(self) -> str:
         """The operation's target: two restores into one database (or one port) collide in the database."""
-        if self.kind == self.Kind.DRILL:
+        if self.kind in (self.Kind.DRILL, self.Kind.LOSS_DRILL):
             return self.policy.drill_target
         if self.is_physical:
             return f"server:127.0.0.1:{self.port}"
@@ -394,7 +394,7 @@ class Restore(models.Model):
         """Where the data is restored first: a database of its own unless the destination is a new database."""
         if self.destination == self.Destination.REPLACE:  # always the policy's own database
             return _database_name(self.policy.dbname, f"__restore_{self.pk}")
-        if self.kind == self.Kind.DRILL:
+        if self.kind in (self.Kind.DRILL, self.Kind.LOSS_DRILL):
             return _database_name(self.policy.dbname, f"__drill_{self.pk}")
         return self.destination_database
 

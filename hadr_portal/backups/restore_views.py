@@ -112,7 +112,12 @@ def _point_save(restore: Restore, actor: object, data: QueryDict) -> list[str]:
     if target_type == "moment":
         moment, _, label = data.get("moment", "").partition("|")
         return pitr.restore_point_in_time_set(
-            restore=restore, actor=actor, target_type="time", when=moment, utc=True, label=label  # type: ignore[arg-type]
+            restore=restore,
+            actor=actor,
+            target_type="time",
+            when=moment,
+            utc=True,
+            label=label,  # type: ignore[arg-type]
         )
     return pitr.restore_point_in_time_set(
         restore=restore,
@@ -191,7 +196,9 @@ def scratch_query(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     except ReadOnlyQueryError as exc:
         error = str(exc)
     context = {"restore": restore, "answer": answer, "error": error, "sql": sql}
-    return render_page(request, "backups/_scratch_query.html", context, status=200 if not error or request.htmx else 400)
+    return render_page(
+        request, "backups/_scratch_query.html", context, status=200 if not error or request.htmx else 400
+    )
 
 
 @require_GET
@@ -237,7 +244,10 @@ def scratch_discard(request: HttpRequest, pk: int) -> HttpResponse:
     restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
     try:
         scratch.scratch_discard(
-            restore=restore, actor=request.user, confirm=request.POST.get("confirm", ""), address=client_address(request)
+            restore=restore,
+            actor=request.user,
+            confirm=request.POST.get("confirm", ""),
+            address=client_address(request),
         )
     except OperationError as exc:
         messages.error(request, str(exc))

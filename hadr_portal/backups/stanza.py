@@ -162,7 +162,7 @@ def stanza_setup(policy: BackupPolicy, *, check: bool = True, log: object = prin
         )
     try:
         if check:
-            pgbackrest_check(stanza, archive_timeout=max(30, policy.archive_timeout_seconds * 3))
+            pgbackrest_check(stanza, archive_timeout=max(60, policy.archive_timeout_seconds * 3))
     except PgBackRestError as exc:
         raise StanzaProblem(str(exc)) from None
     say(f"  stanza {stanza.name}: created and checked ({', '.join(repo.label for repo in stanza.repos)})")

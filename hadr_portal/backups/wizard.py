@@ -211,7 +211,9 @@ def point_defaults(restore: Restore) -> dict[str, object]:
     suggested time (a minute before the incident the DBA named, else five minutes ago)."""
     policy = restore.policy
     window = recovery_window(policy)
-    suggested = (restore.incident_at - timedelta(minutes=1)) if restore.incident_at else timezone.now() - timedelta(minutes=5)
+    suggested = (
+        (restore.incident_at - timedelta(minutes=1)) if restore.incident_at else timezone.now() - timedelta(minutes=5)
+    )
     moments = [
         (label, moment)
         for provider in registry.recovery_moments
@@ -295,26 +297,46 @@ def _queue(restore: Restore, kind: str, actor: Actor | None, address: str | None
     return operation
 
 
-def drill_request(*, policy: BackupPolicy, actor: Actor | None, address: str | None = None) -> Operation:
-    """Queue a restore drill: the newest good backup into a scratch database (or server), verified, dropped."""
+def drill_request(
+    *, policy: BackupPolicy, actor: Actor | None, address: str | None = None, cluster_loss: bool = False
+) -> Operation:
+    """Queue a restore drill: the newest good backup into a scratch database, verified, dropped. A pgBackRest
+    policy's drill is a point-in-time one (a random point of the last day, proved by the marker rows); with
+    `cluster_loss`, the latest point from the repository alone, measuring how many committed seconds were lost."""
     _allowed(actor)
+    if cluster_loss and not policy.is_physical:
+        raise OperationError(f"{policy.name} takes logical backups: a cluster-loss drill needs a pgBackRest policy.")
     backup = policy.backups.filter(status=Backup.Status.GOOD).order_by("-started_at", "-id").first()
     if backup is None:
         raise OperationError(f"{policy.cluster.name}/{policy.dbname} has no good backup to drill.")
     restore = Restore.objects.create(
         policy=policy,
         backup=backup,
-        kind=Restore.Kind.DRILL,
+        kind=Restore.Kind.LOSS_DRILL if cluster_loss else Restore.Kind.DRILL,
         situation=Restore.Situation.VERIFICATION,
         destination=Restore.Destination.SCRATCH,
         destination_database=policy.dbname,
     )
-    if restore.is_physical:  # a point-in-time drill: a random point of the last day, proved by the markers
+    if restore.is_physical:
         restore.port, restore.data_directory = free_port(), str(scratch_servers() / f"drill-{restore.pk}")
-        restore.target_type, restore.target_time = Restore.TargetType.TIME, drill_point_choose(policy)
-        restore.backup = base_backup_for(policy, restore.target_time) or backup
-        restore.target_label = f"drill point {restore.target_time:%Y-%m-%d %H:%M:%S} UTC"
-        restore.save(update_fields=["port", "data_directory", "target_type", "target_time", "backup", "target_label"])
+        restore.destination = Restore.Destination.INSTANCE
+        if cluster_loss:
+            restore.target_type, restore.target_label = Restore.TargetType.LATEST, "the latest point (cluster loss)"
+        else:  # a random point of the last day, proved by the markers
+            restore.target_type, restore.target_time = Restore.TargetType.TIME, drill_point_choose(policy)
+            restore.backup = base_backup_for(policy, restore.target_time) or backup
+            restore.target_label = f"drill point {restore.target_time:%Y-%m-%d %H:%M:%S.%f} UTC"
+        restore.save(
+            update_fields=[
+                "port",
+                "data_directory",
+                "destination",
+                "target_type",
+                "target_time",
+                "backup",
+                "target_label",
+            ]
+        )
     try:
         return _queue(restore, DRILL_KIND, actor, address)
     except BaseException:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -19,7 +17,7 @@ from hadr_portal.core.dashboard_version import dashboard_invalidate
 from hadr_portal.core.models import AuditEntry
 from hadr_portal.core.operation_kinds import OperationConflict, OperationError
 from hadr_portal.dashboard.cache import dashboard_html
-from tests.backups.conftest import APP_DB, app_sql, backup_of, data_dump, databases, run, stop_servers_under
+from tests.backups.conftest import APP_DB, app_sql, backup_of, data_dump, databases, run
 from tests.status.factories import make_check, make_service
 
 pytestmark = pytest.mark.django_db
@@ -121,43 +119,6 @@ def test_restore_command_refuses_replace_without_yes_and_restores_with_it(app_po
     call_command("restore", str(backup.pk), "--replace", "--yes", stdout=StringIO())
     replaced = Restore.objects.get(destination="replace")
     assert run(replaced.operation).status == "verified" and data_dump(infra) == before
-
-
-def test_physical_backup_restores_as_a_new_server_and_its_drill_removes_its_own(app_policy, infra, scratch_dir):
-    BackupPolicy.objects.filter(pk=app_policy.pk).update(engine="pg_basebackup")
-    app_policy.refresh_from_db()
-    backup = backup_of(app_policy)
-    try:
-        drill = run(wizard.drill_request(policy=app_policy, actor=None))
-        assert drill.status == "verified", drill.error
-        assert not Path(drill.data_directory).exists()
-
-        restore = wizard.restore_draft_start(policy=app_policy, actor=None)
-        assert restore.is_physical
-        wizard.restore_situation_set(restore=restore, actor=None, situation="lost_server")
-        defaults = wizard.destination_defaults(restore)
-        directory = scratch_dir / "servers" / "new-server"
-        errors = wizard.restore_destination_set(
-            restore=restore,
-            actor=None,
-            destination="other_server",
-            data_directory=str(directory),
-            port=str(defaults["port"]),
-        )
-        assert errors == []
-        findings = wizard.restore_preflight_run(restore=restore, actor=None)
-        assert [f.title for f in findings if f.level == "blocker"] == []
-        assert f"Port {defaults['port']} is free." in [f.title for f in findings]
-        restore = run(wizard.restore_request(restore=restore, actor=None))
-        assert restore.status == "verified", restore.error
-        assert (directory / "PG_VERSION").exists() and (directory / "postmaster.pid").exists()
-        assert "psql -h 127.0.0.1 -p" in restore.operation.log_lines.last().message or any(
-            "The restored server runs" in line.message for line in restore.operation.log_lines.all()
-        )
-        json.dumps(restore.operation.result)
-        assert backup.pk == restore.backup_id
-    finally:
-        stop_servers_under(scratch_dir)
 
 
 def test_drafts_never_run_are_forgotten_after_a_day(app_policy):

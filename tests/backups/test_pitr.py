@@ -15,12 +15,13 @@ import pytest
 from hadr_portal.adapters.pg.scratch import port_in_use
 from hadr_portal.adapters.pgbackrest import info
 from hadr_portal.adapters.readonly import ReadOnlyQueryError
+from hadr_portal.backups.markers import marker_write
 from hadr_portal.backups.models import BackupPolicy, Restore, RestorePoint
 from hadr_portal.backups.physical import sets_sync
 from hadr_portal.backups.pitr import local_time_parse, restore_point_in_time_set
 from hadr_portal.backups.scratch import scratch_discard, scratch_expire_due, scratch_query, table_counts
 from hadr_portal.backups.stanza import stanza_for
-from hadr_portal.backups.wizard import restore_draft_start, restore_preflight_run, restore_request
+from hadr_portal.backups.wizard import drill_request, restore_draft_start, restore_preflight_run, restore_request
 from hadr_portal.core.operation_kinds import OperationError
 from tests.backups.conftest import archived_past, backup_now, run, sql
 from tests.infra.plugin import Infrastructure
@@ -143,3 +144,35 @@ def test_a_scratch_instance_left_alone_is_warned_then_removed(
     assert scratch_expire_due(now=restore.scratch_expires_at + timedelta(seconds=1)) == (0, 1)
     restore.refresh_from_db()
     assert restore.outcome == "expired" and restore.scratch_removed_at and not port_in_use(restore.port)
+
+
+def test_a_point_in_time_drill_lands_exactly_on_its_point(physical_policy: BackupPolicy, infra: Infrastructure) -> None:
+    backup_now(physical_policy)
+    for _ in range(4):  # the periodic task writes one a minute; a drill needs some on both sides of its point
+        marker_write(physical_policy)
+        time.sleep(1.2)
+    archived_past(infra, datetime.now(UTC))
+    drill = run(drill_request(policy=physical_policy, actor=None))
+    assert drill.status == "verified", drill.error
+    check = drill.marker_check
+    assert check["exact"] and check["present_after"] == 0 and check["present_before"] == check["expected_before"]
+    assert drill.achieved_rpo_seconds is not None and drill.rto_seconds
+    assert not Path(drill.data_directory).exists() and drill.scratch_removed_at
+    assert any(item["name"] == "amcheck" and item["ok"] for item in drill.verification)
+
+
+def test_a_cluster_loss_drill_restores_the_latest_point_from_the_repository_alone(
+    physical_policy: BackupPolicy, infra: Infrastructure
+) -> None:
+    backup_now(physical_policy)
+    marker_write(physical_policy)
+    archived_past(infra, datetime.now(UTC))
+    drill = run(drill_request(policy=physical_policy, actor=None, cluster_loss=True))
+    assert drill.status == "verified", drill.error
+    assert drill.kind == "loss_drill" and drill.target_type == "latest"
+    # archive_timeout 10 s and a WAL switch just before: what reached the repository is seconds old at most
+    assert drill.achieved_rpo_seconds is not None and drill.achieved_rpo_seconds < 15
+    assert drill.marker_check["lost_markers"] == 0
+    assert "Cluster loss, from the repository alone" in "\n".join(
+        drill.operation.log_lines.values_list("message", flat=True)
+    )

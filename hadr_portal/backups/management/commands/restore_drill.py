@@ -1,4 +1,4 @@
-"""`manage.py restore_drill DATABASE [--wait]`."""
+"""`manage.py restore_drill DATABASE [--cluster-loss] [--wait]`."""
 
 from __future__ import annotations
 
@@ -15,18 +15,24 @@ from hadr_portal.core.models import Operation
 
 class Command(OperationCommand[BackupPolicy]):
     help = (
-        "Run a restore drill now: the newest good backup restored into a scratch database (or server), the "
-        "policy's verification queries and amcheck run, the duration recorded, the scratch copy dropped."
+        "Run a restore drill now: the newest good backup restored into a scratch database (a pgBackRest policy: a "
+        "scratch instance at a random point of the last day, proved exact by the marker rows), the policy's "
+        "verification queries and amcheck run, the duration recorded, the scratch copy removed."
     )
 
     def arguments(self, parser: CommandParser) -> None:
         parser.add_argument("database", help="Backup policy name, or cluster/dbname (see `manage.py backups`)")
+        parser.add_argument(
+            "--cluster-loss",
+            action="store_true",
+            help="pgBackRest policies: restore the latest point from the repository alone and report the loss",
+        )
 
     def subject(self, options: dict[str, Any]) -> BackupPolicy:
         return _policy(options["database"])
 
     def request(self, subject: BackupPolicy, actor: User | None, options: dict[str, Any]) -> Operation:
-        return drill_request(policy=subject, actor=actor)
+        return drill_request(policy=subject, actor=actor, cluster_loss=options["cluster_loss"])
 
     def what(self, subject: BackupPolicy, operation: Operation) -> str:
         return f"restore drill of {subject.cluster.name}/{subject.dbname}"
@@ -35,6 +41,8 @@ class Command(OperationCommand[BackupPolicy]):
         restore = Restore.objects.filter(operation=operation).first()
         if options["wait"] and restore is not None and restore.rto_seconds is not None:
             self.stdout.write(f"Verified in {restore.rto_seconds:.1f} s (restore drill #{restore.pk}).")
+            if restore.achieved_rpo_seconds is not None:
+                self.stdout.write(f"Committed seconds not recovered: {restore.achieved_rpo_seconds:.1f} s.")
 
 
 def _policy(database: str) -> BackupPolicy:
