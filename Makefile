@@ -58,5 +58,5 @@ bench: install-dev ## Run the benchmarks in bench/
 	@$(PY) bench/run.py $(BENCH)
 
 clean: down ## Stop everything and delete .run/ (all local data!)
-	@for link in .run/pg .run/restores; do if [ -L "$$link" ]; then rm -rf "$$(readlink -f "$$link")"; fi; done
+	@for link in .run/pg .run/restores .run/pgbackrest .run/backups; do if [ -L "$$link" ]; then rm -rf "$$(readlink -f "$$link")"; fi; done
 	@rm -rf .run

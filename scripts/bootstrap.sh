@@ -22,12 +22,13 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v runuser >/dev/null || missing+=(util-linux)
+# physical backups, WAL archiving and point-in-time recovery (the demo cluster's stanza)
+command -v pgbackrest >/dev/null || missing+=(pgbackrest)
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [[ $DEV -eq 1 ]]; then
   command -v chromium >/dev/null || missing+=(chromium)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v curl >/dev/null || missing+=(curl)
-  command -v pgbackrest >/dev/null || missing+=(pgbackrest)
   command -v promtool >/dev/null || missing+=(prometheus)
 fi
 

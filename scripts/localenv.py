@@ -9,6 +9,8 @@ Everything lives under `.run/` (or $HADR_RUN_DIR) and listens on 127.0.0.1 only:
     demo-app         the onboarding application                  HADR_DEMO_APP_PORT     8001
     worker-checks / worker-ops / worker-default, beat
     web              gunicorn serving the portal                 HADR_PORT              8000
+    pgbackrest       not a daemon: the demo cluster's stanza in .run/pgbackrest/demo, its repository in
+                     .run/backups/pgbackrest; PostgreSQL runs `pgbackrest archive-push` for each WAL segment
 
 Running `up` again while everything runs is harmless: what runs is left alone, what is
 missing is started. When a step fails, what this invocation started is stopped again.
@@ -45,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from hadr_portal.adapters import commands  # noqa: E402
 from hadr_portal.adapters.commands import CommandFailed, as_postgres_user, run_command, run_program  # noqa: E402
 from hadr_portal.adapters.pg.server import PG_BIN, LocalInstance  # noqa: E402
+from hadr_portal.adapters.pgbackrest import PGBACKREST, parse_info  # noqa: E402
 from hadr_portal.demo.cluster import LOCAL_ROLES, ensure_roles, make_replica  # noqa: E402
 from hadr_portal.demo.redis_server import LocalRedis  # noqa: E402
 
@@ -60,7 +63,11 @@ DEMO_APP = RUN / "demo-app"
 # it cannot (a run directory under /root, or in a home directory of mode 700), what it works in lives in a
 # directory of its own here instead, named after the run directory, and .run/<name> links to it.
 SERVER_HOMES = Path("/var/lib/hadr-portal")
-SERVER_DIRS = ("pg", "restores")  # the servers' data; where restores unpack theirs and drills run scratch servers
+# the servers' data; where restores unpack theirs and drills run scratch servers; pgBackRest's stanzas (it runs
+# as the postgres user); the backups, pgBackRest's repository among them (<HADR_BACKUP_DIR>/pgbackrest)
+SERVER_DIRS = ("pg", "restores", "pgbackrest", "backups")
+# pgBackRest's stanza of the demo cluster is named after it (backups.stanza)
+DEMO_STANZA = "demo"
 
 
 def use_run_dir(path: Path) -> None:
@@ -163,22 +170,43 @@ def server_home() -> Path:
 def server_dirs_prepare() -> None:
     """Choose, once per run directory, where SERVER_DIRS live: in .run when the postgres user may pass through to
     it, else in SERVER_HOMES with a link from .run. What is found there for a run directory without its link (one
-    deleted since, `make clean`) is removed first: the passwords of those servers went with it."""
+    deleted since, `make clean`) is removed first: the passwords of those servers went with it. The backups of a run
+    directory made before they were one of SERVER_DIRS are moved there (pgBackRest's repository goes beside them)."""
     missing = [name for name in SERVER_DIRS if not os.path.lexists(RUN / name)]
-    if not missing or postgres_reaches(RUN):
+    moved = [name for name in ("backups",) if (RUN / name).is_dir() and not (RUN / name).is_symlink()]
+    if not missing + moved or postgres_reaches(RUN):
         return
     home = server_home()
     home.mkdir(parents=True, exist_ok=True)
     for path in (SERVER_HOMES, home):
         os.chmod(path, 0o711)  # passed through, never listed
-    for name in missing:
+    for name in missing + moved:
         target = home / name
         if target.exists():
             print(f"  removing {target}, left by an earlier {RUN}")
             shutil.rmtree(target)
-        target.mkdir(mode=0o711)
+        if name in moved:
+            print(f"  moving {RUN / name} to {target}")
+            shutil.move(RUN / name, target)
+            os.chmod(target, 0o711)
+        else:
+            target.mkdir(mode=0o711)
         (RUN / name).symlink_to(target)
         print(f"  {RUN / name} -> {target} (the postgres user cannot reach {RUN})")
+
+
+def pgbackrest_dir() -> str:
+    """HADR_PGBACKREST_DIR: .run/pgbackrest, where the postgres user may go (it runs pgBackRest)."""
+    return os.environ.get("HADR_PGBACKREST_DIR") or str(server_dir("pgbackrest"))
+
+
+def pitr_dirs_prepare() -> None:
+    """pgBackRest runs as the postgres user in .run/pgbackrest (the stanza's files) and in .run/backups/pgbackrest
+    (the demo's repository, beside the logical backups): it passes through both, never lists them."""
+    for name in ("pgbackrest", "backups"):
+        path = server_dir(name)
+        path.mkdir(exist_ok=True)
+        os.chmod(path, 0o711)
 
 
 def check_command_user_reaches(path: Path) -> None:
@@ -309,7 +337,9 @@ class Environment:
 
     @property
     def portal_db(self) -> LocalInstance:
-        return LocalInstance(server_dir("pg") / "portal", self.ports.portal_db, secret("portal-db-password"))
+        return LocalInstance(
+            server_dir("pg") / "portal", self.ports.portal_db, secret("portal-db-password"), archive_mode=False
+        )
 
     @property
     def primary(self) -> LocalInstance:
@@ -362,7 +392,9 @@ class Environment:
             # an interpreter the command user can run: the demo catalog's restart command starts with it
             "HADR_DEMO_PYTHON": command_python(),
             "HADR_EMAIL_BACKEND": os.environ.get("HADR_EMAIL_BACKEND", "file"),
-            "HADR_BACKUP_DIR": os.environ.get("HADR_BACKUP_DIR", str(RUN / "backups")),
+            "HADR_BACKUP_DIR": os.environ.get("HADR_BACKUP_DIR", str(server_dir("backups"))),
+            # the demo cluster's pgBackRest stanza: its configuration, spool, locks and logs (the postgres user's)
+            "HADR_PGBACKREST_DIR": pgbackrest_dir(),
             "HADR_RESTORE_SCRATCH_DIR": os.environ.get("HADR_RESTORE_SCRATCH_DIR", str(server_dir("restores"))),
             "HADR_EMAIL_FILE_DIR": os.environ.get("HADR_EMAIL_FILE_DIR", str(RUN / "mail")),
             # /metrics: a local Prometheus (or curl) scrapes it without a token; elsewhere with this one
@@ -388,7 +420,7 @@ def child_env(env: Environment) -> dict[str, str]:
 
 
 def check_binaries() -> None:
-    needed = [PG_BIN / "initdb", PG_BIN / "pg_ctl", PG_BIN / "pg_basebackup", PG_BIN / "psql"]
+    needed = [PG_BIN / "initdb", PG_BIN / "pg_ctl", PG_BIN / "pg_basebackup", PG_BIN / "psql", Path(PGBACKREST)]
     missing = [str(path) for path in needed if not os.access(path, os.X_OK)]
     missing += [name for name in ("redis-server", "redis-cli", "runuser") if shutil.which(name) is None]
     if missing:
@@ -430,13 +462,30 @@ def ensure_pg(
         instance.initdb()
     instance.ensure_log_file()
     instance.write_settings()  # the port may have changed since the last run
-    if not instance.is_running():
+    if instance.is_running():
+        archive_mode_apply(instance, label)
+    else:
         print(f"  starting {label} on 127.0.0.1:{instance.port}")
         try:
             instance.start()
         except CommandFailed as exc:
             raise EnvError(f"{label} did not start: {exc}. See {instance.log_file}") from None
         started.append(instance.stop)
+
+
+def archive_mode_apply(instance: LocalInstance, label: str) -> None:
+    """Restart a server running with another archive_mode than its settings say (one started by an earlier version,
+    before its WAL was archived and its Unix socket, which pgBackRest talks to, moved beside its data directory):
+    neither changes while it runs."""
+    wanted = "on" if instance.archive_mode else "off"
+    if instance.psql("SHOW archive_mode") == wanted:
+        return
+    print(f"  restarting {label}: archive_mode = {wanted} (for WAL archiving) takes effect only at a restart")
+    instance.stop()
+    try:
+        instance.start()
+    except CommandFailed as exc:
+        raise EnvError(f"{label} did not start again: {exc}. See {instance.log_file}") from None
 
 
 def is_split_brain_risk(instance: LocalInstance, peer: LocalInstance) -> bool:
@@ -455,12 +504,13 @@ def ensure_database(instance: LocalInstance, name: str, owner: str = "postgres",
         instance.psql(f"CREATE DATABASE {name} OWNER {owner}")
 
 
-def manage(env: Environment, *args: str) -> None:
+def manage(env: Environment, *args: str) -> str:
     result = run_command(
         [str(VENV_BIN / "python"), str(ROOT / "manage.py"), *args], env=child_env(env), timeout=600, check=False
     )
     if result.returncode != 0:
         raise EnvError(f"manage.py {' '.join(args)} failed:\n{(result.stderr or result.stdout).strip()[-3000:]}")
+    return result.stdout
 
 
 PROCESSES: dict[str, list[str]] = {
@@ -653,6 +703,9 @@ def up() -> Environment:
         manage(env, "migrate", "--noinput")
         manage(env, "collectstatic", "--noinput", "--verbosity", "0")
         manage(env, "seed_demo")
+        print("==> pgBackRest: the demo cluster's stanza, WAL archiving (archive_command, archive_timeout 10 s)")
+        pitr_dirs_prepare()
+        print(manage(env, "pitr_setup", "demo-cluster").rstrip())
         admin_password_file = RUN / "admin-password"
         if not admin_password_file.exists():
             write_private(admin_password_file, secrets.token_urlsafe(12))
@@ -671,6 +724,8 @@ def up() -> Environment:
                 raise EnvError(f"{name} exited right after starting. See {log_file(name)}")
         # A fresh demo starts with one backup, so that its RPO is met from the first minute.
         manage(env, "backup", "demo-onboarding", "--kind", "scheduled", "--if-missing")
+        # and one full pgBackRest set, from which any second since can be recovered
+        manage(env, "backup", "demo-cluster", "--kind", "scheduled", "--if-missing")
     except (EnvError, CommandFailed, OSError) as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         if started:
@@ -746,12 +801,39 @@ def status() -> int:
     rows += [(name, pid_of(name) is not None, addresses.get(name, "")) for name in PROCESSES]
     for name, running, address in rows:
         print(f"  {name:16} {'running' if running else 'stopped':8} {address}")
+    print(f"  {'pgbackrest':16} {pgbackrest_status()}")
     return 0 if all(running for _, running, _ in rows) else 3
+
+
+def pgbackrest_status() -> str:
+    """The demo stanza as `pgbackrest info` sees it, in one line (pgBackRest runs only when called: no daemon)."""
+    home = Path(pgbackrest_dir()) / DEMO_STANZA
+    if not (home / "pgbackrest.conf").exists():
+        return "-        no stanza yet (`make up` writes it)"
+    argv = [
+        PGBACKREST,
+        f"--config={home / 'pgbackrest.conf'}",
+        f"--config-include-path={home / 'conf.d'}",
+        f"--stanza={DEMO_STANZA}",
+        "info",
+        "--output=json",
+    ]
+    result = run_command(as_postgres_user(argv), timeout=30, check=False)
+    found = parse_info(result.stdout) if result.returncode == 0 else []
+    if not found:
+        said = (result.stderr or result.stdout).strip().splitlines()
+        return f"error    {said[-1] if said else f'pgbackrest info exited with {result.returncode}'}"
+    stanza = found[0]
+    said = f"{len(stanza.backups)} backup set{'s' if len(stanza.backups) != 1 else ''}"
+    said += f", WAL up to {stanza.newest_wal()}" if stanza.newest_wal() else ""
+    if stanza.status_code == 0:
+        return f"ok       stanza {stanza.name}: {said}"
+    return f"warning  stanza {stanza.name}: {stanza.status_message} ({said})"
 
 
 def logs(follow: bool) -> None:
     files = [*sorted(LOGS.glob("*.log")), log_file("demo-app"), *sorted((RUN / "pg").glob("*.log"))]
-    files += [RUN / "redis" / "redis.log"]
+    files += [RUN / "redis" / "redis.log", *sorted((RUN / "pgbackrest").glob("*/log/*.log"))]
     files = [f for f in files if f.exists()]
     if not files:
         print("No logs yet: run `make up` first.")

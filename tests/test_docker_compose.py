@@ -29,5 +29,10 @@ def test_compose_file_declares_every_process_of_the_local_environment():
     for name in ("worker-ops", "web"):  # backups are written by the ops worker and downloaded through web
         assert "backups:/var/backups/hadr" in services[name]["volumes"]
         assert services[name]["environment"]["HADR_BACKUP_DIR"] == "/var/backups/hadr"
+    # pgBackRest's stanzas are written by the ops worker and read by archive_command in the database containers;
+    # a local storage target's repository (<path>/pgbackrest) is in the backups volume both mount
+    for name in ("worker-ops", "demo-primary", "demo-replica"):
+        assert {"pgbackrest:/var/lib/hadr/pgbackrest", "backups:/var/backups/hadr"} <= set(services[name]["volumes"])
+    assert services["worker-ops"]["environment"]["HADR_PGBACKREST_DIR"] == "/var/lib/hadr/pgbackrest"
     init_script = services["demo-primary"]["volumes"][1].split(":")[0]
     assert (ROOT / init_script).is_file()

@@ -209,6 +209,47 @@ def test_make_up_creates_the_roles_with_their_own_passwords(running):
         conn.execute("SELECT pg_promote()")
 
 
+def test_up_archives_the_demo_clusters_wal_through_pgbackrest(running):
+    """`up` writes the demo stanza, points the primary's archive_command at it and checks that a WAL switch
+    arrives; `status` says what `pgbackrest info` says."""
+    run_env, run_dir = running.env, running.run_dir
+    variables = env_file(run_dir)
+    home = Path(variables["HADR_PGBACKREST_DIR"]) / "demo"
+    assert home == (run_dir / "pgbackrest").resolve() / "demo" and (home / "pgbackrest.conf").is_file()
+    assert f"repo1-path={Path(variables['HADR_BACKUP_DIR']) / 'pgbackrest'}" in (home / "pgbackrest.conf").read_text()
+    password = (run_dir / "secrets" / "demo-password").read_text().strip()
+    dsn = f"host=127.0.0.1 port={run_env['HADR_DEMO_PRIMARY_PORT']} dbname=postgres user=postgres password={password}"
+    with psycopg.connect(dsn) as conn:
+        mode, command, timeout = (
+            conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("archive_mode", "archive_command", "archive_timeout")
+        )
+        archived, failed = conn.execute("SELECT archived_count, failed_count FROM pg_stat_archiver").fetchone()
+    assert (mode, timeout) == ("on", "10s") and "pgbackrest" in command and f"--config={home}" in command
+    assert archived > 0 and failed == 0  # pgBackRest's check switched a segment and saw it arrive
+    status = localenv(run_env, "status")
+    assert "stanza demo" in next(line for line in status.stdout.splitlines() if "pgbackrest" in line)
+
+
+def test_a_running_demo_node_without_archive_mode_is_restarted_with_it(in_process, capsys):
+    """A node started by an earlier version (archive_mode off): archive_mode changes only at a restart."""
+    env = in_process(scratch_dir("hadr-localenv-"))
+    local_environment.demo_cluster_up(env, [])
+    before = LocalInstance(env.primary.data_dir, env.primary.port, env.primary.superuser_password, archive_mode=False)
+    before.write_settings()
+    before.stop()
+    before.start()
+    assert env.primary.psql("SHOW archive_mode") == "off"
+    capsys.readouterr()
+
+    local_environment.ensure_pg(env.primary, "demo primary", [], peer=env.replica)
+    assert "restarting demo primary: archive_mode = on" in capsys.readouterr().out
+    assert env.primary.psql("SHOW archive_mode") == "on"
+    assert env.primary.psql("SHOW unix_socket_directories") == str(env.primary.socket_directory)
+    local_environment.ensure_pg(env.primary, "demo primary", [], peer=env.replica)
+    assert "restarting" not in capsys.readouterr().out  # once
+
+
 def test_a_taken_port_is_named_and_nothing_is_left_running(run_env):
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", int(run_env["HADR_REDIS_PORT"])))
@@ -290,6 +331,24 @@ def test_servers_data_left_by_a_deleted_run_directory_is_not_taken_for_the_new_o
         local_environment.server_dirs_prepare()
         assert (run_dir / "pg").is_symlink() and local_environment.server_dir("pg") == stale.parent.parent
         assert not stale.exists()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="run by an ordinary user, the servers run as that user")
+def test_the_backups_of_an_earlier_run_directory_move_where_pgbackrest_may_go(in_process):
+    """.run/backups holds pgBackRest's repository now (the postgres user's): made by an earlier version in a run
+    directory postgres cannot reach, it moves to the servers' home with what it holds."""
+    home = scratch_dir("hadr-home-")  # mode 700, as /root
+    try:
+        run_dir = home / "hadr-portal" / ".run"
+        in_process(run_dir)
+        (run_dir / "backups" / "demo-onboarding").mkdir(parents=True)
+        (run_dir / "backups" / "demo-onboarding" / "dump").write_text("kept")
+
+        local_environment.server_dirs_prepare()
+        assert (run_dir / "backups").is_symlink() and postgres_may_enter(local_environment.server_dir("backups"))
+        assert (run_dir / "backups" / "demo-onboarding" / "dump").read_text() == "kept"
     finally:
         shutil.rmtree(home, ignore_errors=True)
 

@@ -45,7 +45,13 @@ def _nodes(spec: str) -> list[dict[str, Any]]:
             raise ValueError(f"HADR_DEMO_NODES: {item!r} is not name=host:port[@data-directory]")
         node: dict[str, Any] = {"name": name, "host": host, "port": int(port)}
         if data_directory:
-            node["controller"] = {"controller": "pg_ctl", "data_directory": data_directory}
+            # the servers' Unix sockets are in their data directory's parent (adapters.pg.server.LocalInstance):
+            # pgBackRest talks to them there
+            node["controller"] = {
+                "controller": "pg_ctl",
+                "data_directory": data_directory,
+                "socket_directory": str(Path(data_directory).parent),
+            }
         nodes.append(node)
     return nodes
 
@@ -80,15 +86,43 @@ DEMO_VERIFY = [
 ]
 
 
+# The whole cluster, any second of it: pgBackRest in the local storage's directory, WAL archived within 30 s
+# (archive_timeout 10 s), a full set nightly; the calendar keeps a daily set 7 days and a weekly one a month.
+DEMO_CLUSTER_POLICY: dict[str, Any] = {
+    "name": "demo-cluster",
+    "cluster": "demo",
+    "dbname": "onboarding",
+    "engine": "pgbackrest",
+    "compress": "lz4",
+    "jobs": 2,
+    "storage": "local",
+    "set_type": "full",
+    "wal_rpo_seconds": 30,
+    "schedule": "30 1 * * *",
+    "retention": "calendar",
+    "keep_daily": 7,
+    "keep_weekly": 4,
+    "keep_monthly": 1,
+    "rpo_minutes": 1440,
+    "grace_minutes": 60,
+}
+
+
 def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
     """Built from the variables `make up` writes to .run/env (HADR_DEMO_NODES, HADR_*_URL, HADR_BACKUP_DIR).
 
     With a demo cluster come its backups: a local directory (HADR_BACKUP_DIR, default .run/backups) and
     a daily policy for the onboarding database (HADR_DEMO_BACKUP_SCHEDULE, default 02:00). The scheduler
     sets the policy's first run on its next tick. And its onboarding funnel, read every minute on the replica.
+    When the nodes' data directories are on this machine (HADR_DEMO_NODES name=host:port@dir, as `make up` gives
+    them), the cluster also has a pgBackRest policy: WAL archived within 30 s, a full set every night at 01:30,
+    its repository in the same directory (`<path>/pgbackrest`). pgBackRest backs up from the data directory,
+    so there is none when the nodes are elsewhere (containers).
     """
     env = dict(os.environ if environ is None else environ)
     nodes = _nodes(env.get("HADR_DEMO_NODES", ""))
+    physical = bool(nodes) and all("controller" in node for node in nodes)
+    drill_schedule = env.get("HADR_DEMO_DRILL_SCHEDULE") or DEFAULT_DRILL_SCHEDULE
     app_url = env.get("HADR_DEMO_APP_URL", "http://127.0.0.1:8001")
     portal_url = env.get("HADR_PORTAL_URL", "http://127.0.0.1:8000")
     app = urlsplit(app_url)
@@ -272,10 +306,13 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                 "rpo_minutes": 1440,
                 "grace_minutes": 60,
                 # restore drills prove the backups restore: weekly, into a scratch database, with these checks
-                "drill_schedule": env.get("HADR_DEMO_DRILL_SCHEDULE") or DEFAULT_DRILL_SCHEDULE,
+                "drill_schedule": drill_schedule,
                 "verify": DEMO_VERIFY,
             }
         )
+        if physical:
+            # its weekly drill is a point-in-time drill (a random second of the last day)
+            backup_policies.append(DEMO_CLUSTER_POLICY | {"drill_schedule": drill_schedule})
         for node in nodes:
             tier = 1 if node["name"] == "primary" else 2
             services.append(
@@ -290,7 +327,13 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                     "database-problem",
                     [check("postgres", "postgres", {"cluster": "demo", "node": node["name"]})]
                     # the RPO of the onboarding data: a missed backup alerts like a failed check
-                    + ([check("backup", "backup", {"policy": "demo-onboarding"}, interval=60)] if tier == 1 else []),
+                    + ([check("backup", "backup", {"policy": "demo-onboarding"}, interval=60)] if tier == 1 else [])
+                    # and of every committed second: WAL archiving late or failing alerts within one interval
+                    + (
+                        [check("archive", "archive", {"policy": "demo-cluster"}, interval=15)]
+                        if tier == 1 and physical
+                        else []
+                    ),
                     f"PostgreSQL {node['host']}:{node['port']}",
                 )
             )

@@ -1,8 +1,10 @@
 """The catalog file round-trips byte for byte: two golden files, written by `manage.py catalog export`.
 
-- data/demo_catalog.toml  the demo catalog `seed_demo` imports (two demo nodes, backups in /var/backups/hadr)
+- data/demo_catalog.toml  the demo catalog `seed_demo` imports (two demo nodes with their data directories,
+                          backups in /var/backups/hadr: logical, and pgBackRest's repository beside them)
 - data/full_catalog.toml  every section and every optional key: node controllers of both kinds, a post-failover
-                          hook, local and S3 storage, policies with drills and verification queries, restart
+                          hook, local and S3 storage, policies with drills and verification queries (a
+                          pgBackRest one with its copy on S3), restart
                           tables, checks of every kind with push tokens, channels, funnels of every source,
                           contacts and escalation lists; exported with `--with-tokens`
 
@@ -24,7 +26,10 @@ pytestmark = pytest.mark.django_db
 DATA = Path(__file__).parent / "data"
 DEMO = DATA / "demo_catalog.toml"
 FULL = DATA / "full_catalog.toml"
-DEMO_ENV = {"HADR_DEMO_NODES": "primary=127.0.0.1:5441,replica=127.0.0.1:5442", "HADR_BACKUP_DIR": "/var/backups/hadr"}
+DEMO_ENV = {
+    "HADR_DEMO_NODES": "primary=127.0.0.1:5441@/var/lib/hadr/pg/demo-primary,replica=127.0.0.1:5442@/var/lib/hadr/pg/demo-replica",
+    "HADR_BACKUP_DIR": "/var/backups/hadr",
+}
 
 
 def exported(*, include_tokens: bool = False) -> str:

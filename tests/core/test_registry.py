@@ -66,7 +66,15 @@ def test_the_apps_register_their_kinds_of_operation_and_dashboard_sections():
     }
     assert registry.operation_kinds["restore_drill"].label == "Restore drill"
     # the service tiles first, then the sections below them in the order the page has always shown them
-    assert registry.dashboard_sections.names() == ["services", "clusters", "conversion", "incidents", "readiness"]
+    assert registry.dashboard_sections.names() == [
+        "services",
+        "clusters",
+        "archiving",
+        "conversion",
+        "incidents",
+        "readiness",
+    ]
+    assert registry.cluster_panels.names() == ["archiving"]  # WAL archiving on the Databases page, from backups
 
 
 def test_a_second_item_under_a_taken_name_is_refused_but_the_same_one_again_is_not():

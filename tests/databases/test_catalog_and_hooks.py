@@ -117,7 +117,13 @@ def test_demo_nodes_with_a_data_directory_get_a_pg_ctl_controller():
 
     demo = demo_catalog({"HADR_DEMO_NODES": "primary=127.0.0.1:5441@/srv/pg/primary,replica=127.0.0.1:5442"})
     nodes = {node["name"]: node for node in demo["clusters"][0]["nodes"]}
-    assert nodes["primary"]["controller"] == {"controller": "pg_ctl", "data_directory": "/srv/pg/primary"}
+    assert nodes["primary"]["controller"] == {
+        "controller": "pg_ctl",
+        "data_directory": "/srv/pg/primary",
+        "socket_directory": "/srv/pg",  # the servers' Unix sockets, where pgBackRest talks to them
+    }
     assert "controller" not in nodes["replica"]
+    # pgBackRest backs up from the data directory: a cluster not wholly on this machine has no physical policy
+    assert [policy["name"] for policy in demo["backup_policies"]] == ["demo-onboarding"]
     with pytest.raises(ValueError, match="is not name=host:port"):
         demo_catalog({"HADR_DEMO_NODES": "primary=127.0.0.1@/srv"})

@@ -104,7 +104,7 @@ def catalog(db: None) -> None:
         name="demo-offsite",
         cluster=demo,
         dbname="postgres",
-        engine="pg_basebackup",
+        engine="pgbackrest",
         storage=offsite,
         schedule="30 3 * * 0",
         enabled=False,
@@ -184,7 +184,8 @@ def test_export_import_export_is_byte_identical(catalog):
     ) in text
     assert (
         '[[backup_policies]]\nname = "demo-onboarding"\ncluster = "demo"\ndbname = "onboarding"\n'
-        'engine = "pg_dump"\ncompress = ""\njobs = 2\nstorage = "local"\nschedule = "0 2 * * *"\nenabled = true\n'
+        'engine = "pg_dump"\ncompress = ""\njobs = 2\nstorage = "local"\ncopy_storage = ""\nset_type = "full"\n'
+        'wal_rpo_seconds = 900\narchive_push_queue_max = ""\nschedule = "0 2 * * *"\nenabled = true\n'
         'retention = "age"\nkeep_scheduled_days = 7\nkeep_manual_days = 30\nkeep_daily = 7\nkeep_weekly = 4\n'
         "keep_monthly = 6\nrpo_minutes = 1440\ngrace_minutes = 60\n"
     ) in text
@@ -617,7 +618,7 @@ BAD = {
     ),
     "unknown engine": (
         _set(["backup_policies", 0, "engine"], "mysqldump"),
-        "backup_policies[0] (nightly).engine: unknown engine 'mysqldump'; one of pg_dump, pg_dump_dir, pg_basebackup.",
+        "backup_policies[0] (nightly).engine: unknown engine 'mysqldump'; one of pg_dump, pg_dump_dir, pgbackrest.",
     ),
     "unknown retention": (
         _set(["backup_policies", 0, "retention"], "forever"),
@@ -702,7 +703,7 @@ def test_every_problem_is_reported_at_once(catalog):
     assert error.value.problems == [  # in the order of the file
         "clusters[0] (demo).nodes[0] (primary).port: Ensure this value is less than or equal to 65535.",
         "storage_targets[1] (offsite).config.colour: unknown key; expected one of bucket, prefix, endpoint_url, "
-        "region, sse, access_key_env, secret_key_env, multipart_chunk_mb, max_concurrency.",
+        "region, sse, access_key_env, secret_key_env, multipart_chunk_mb, max_concurrency, verify_tls, ca_file.",
         "storage_targets[1] (offsite).config.access_key_env: The name of an environment variable, e.g. "
         "HADR_S3_ACCESS_KEY (never the secret itself).",
         "backup_policies[0] (nightly).storage: No storage target 'nas' in the file or the database.",

@@ -28,10 +28,12 @@ from .tables import Key, choose, json_storable, read_table, sorted_json, unique,
 class Reference:
     """A key naming a row of another section (`section`), e.g. a backup policy's `cluster`; stored as the
     foreign key of the same name. The name must be in the file or (without prune) in the database. `what`
-    names that row in messages ("No storage target 'nas' in the file or the database.")."""
+    names that row in messages ("No storage target 'nas' in the file or the database."). `optional`: the key
+    may be left out or empty ("", as an export writes none): no row (a null foreign key)."""
 
     section: str
     what: str
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,9 @@ class CatalogSection:
         only this file counts: the others are about to be deleted."""
         for key, reference in self.references.items():
             named = values.get(key)
+            if reference.optional and not named and key not in bad:
+                row.take(key, None)  # absent or empty: none
+                continue
             if named is None:
                 continue  # missing or mistyped: reported
             in_file = context.sound_names(reference.section)
