@@ -89,10 +89,10 @@ def demo_cluster(db: None, infra: plugin.Infrastructure) -> Cluster:
 class WorkerProcess:
     """A real `celery worker` subprocess against the test database and Redis."""
 
-    def __init__(self, queues: str, name: str) -> None:
+    def __init__(self, queues: str, name: str, extra_env: dict[str, str] | None = None) -> None:
         from django.db import connection
 
-        env = dict(os.environ)
+        env = {**os.environ, **(extra_env or {})}
         db_name = connection.settings_dict["NAME"]
         env["HADR_DATABASE_URL"] = env["HADR_DATABASE_URL"].rsplit("/", 1)[0] + f"/{db_name}"
         self.log_path = Path(plugin.INFRA.root if plugin.INFRA else "/tmp") / f"worker-{name}.log"
@@ -158,8 +158,9 @@ def start_worker(transactional_db: None, redis_server: object) -> Iterator[Calla
     """Start real Celery workers for the test; all are stopped afterwards."""
     workers: list[WorkerProcess] = []
 
-    def start(queues: str = "checks,ops,default", name: str = "w") -> WorkerProcess:
-        worker = WorkerProcess(queues, f"{name}{len(workers)}-{os.getpid()}")
+    def start(queues: str = "checks,ops,default", name: str = "w", env: dict[str, str] | None = None) -> WorkerProcess:
+        """`env`: more variables for the worker, e.g. HADR_TEST_KILL_POINTS (core.killpoints)."""
+        worker = WorkerProcess(queues, f"{name}{len(workers)}-{os.getpid()}", env)
         workers.append(worker)
         return worker
 

@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 import psycopg
 from django.conf import settings
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from hadr_portal.adapters.pg.archive import archiving_configure as node_archiving_configure
-from hadr_portal.adapters.pgbackrest import DataNode, PgBackRestError, Repository, Stanza
+from hadr_portal.adapters.pgbackrest import DataNode, PgBackRestError, Repository, Stanza, TransientPgBackRestError
 from hadr_portal.adapters.pgbackrest import check as pgbackrest_check
 from hadr_portal.adapters.pgbackrest import stanza_create as pgbackrest_stanza_create
 from hadr_portal.databases.models import Purpose
@@ -124,6 +125,17 @@ def pgbackrest_policy(cluster_id: int) -> BackupPolicy | None:
     )
 
 
+@retry(
+    retry=retry_if_exception_type(TransientPgBackRestError),
+    stop=stop_after_attempt(5),
+    wait=wait_exponential(multiplier=0.5, max=5),
+    reraise=True,
+)
+def _stanza_create(stanza: Stanza) -> None:
+    """stanza-create, again while an async archive-push holds the stanza's lock for a moment."""
+    pgbackrest_stanza_create(stanza)
+
+
 def stanza_setup(policy: BackupPolicy, *, check: bool = True, log: object = print) -> Stanza:
     """Write the stanza's files, point every node's archive_command at it (ALTER SYSTEM + reload, through the
     admin connection the portal manages the nodes with), create the stanza in every repository and run
@@ -132,7 +144,7 @@ def stanza_setup(policy: BackupPolicy, *, check: bool = True, log: object = prin
     stanza = stanza_for(policy)
     stanza.write()
     try:  # before archive_command points at it: archive-push would find no stanza
-        pgbackrest_stanza_create(stanza)
+        _stanza_create(stanza)
     except PgBackRestError as exc:
         raise StanzaProblem(str(exc)) from None
     restart_needed = []

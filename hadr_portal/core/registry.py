@@ -1,6 +1,6 @@
 """The registries: what each app adds to the portal, filled in its `AppConfig.ready()`.
 
-Core and the dashboard iterate these and import no app (the NetBox `registry` idea). Six stores:
+Core and the dashboard iterate these and import no app (the NetBox `registry` idea). The stores:
 
 - `operation_kinds`     kinds of operation (`core.operation_kinds.OperationKind`), by name
 - `dashboard_sections`  parts of the home page (the service tiles first), in `order`

@@ -28,6 +28,7 @@ class ClusterOverview:
     last_failover: Failover | None = None
     lag_history: list[tuple[datetime, float]] = field(default_factory=list)
     roles: list[PurposeRole] = field(default_factory=list)  # the database role each purpose connects with
+    panels: list[str] = field(default_factory=list)  # HTML of the registered cluster panels (filled by the view)
 
 
 def clusters_overview() -> list[ClusterOverview]:

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET, require_http_methods
 
 from hadr_portal.accounts.stepup import step_up_challenge
+from hadr_portal.core import registry
 from hadr_portal.core.htmx import render_page
 from hadr_portal.core.operation_kinds import OperationConflict, OperationError
 from hadr_portal.core.operation_views import operation_response
@@ -24,7 +25,10 @@ from .services import connectivity_check_request
 
 @require_GET
 def cluster_list(request: HttpRequest) -> HttpResponse:
-    return render_page(request, "databases/clusters.html", {"clusters": clusters_overview()}, partial="clusters")
+    clusters = clusters_overview()
+    for item in clusters:  # what the apps above this one show on a cluster's card (backups: WAL archiving)
+        item.panels = [html for panel in registry.cluster_panels if (html := panel.render(item.cluster, request))]
+    return render_page(request, "databases/clusters.html", {"clusters": clusters}, partial="clusters")
 
 
 @action_required(Action.CONNECTIVITY_CHECK)

@@ -330,7 +330,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                     + ([check("backup", "backup", {"policy": "demo-onboarding"}, interval=60)] if tier == 1 else [])
                     # and of every committed second: WAL archiving late or failing alerts within one interval
                     + (
-                        [check("archive", "archive", {"policy": "demo-cluster"}, interval=15)]
+                        [check("archive", "archive", {"policy": "demo-cluster"}, interval=15, timeout=10.0, failures=1)]
                         if tier == 1 and physical
                         else []
                     ),

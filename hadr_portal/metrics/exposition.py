@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from hadr_portal.backups.archiving import archive_states
 from hadr_portal.backups.models import BackupPolicy
 from hadr_portal.backups.selectors import freshness_of
 from hadr_portal.core.models import Operation
@@ -32,12 +33,13 @@ def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamil
 
 
 class PortalCollector(Collector):
-    """Service states, check latency, replication lag, backups against their RPO, drills, operations,
-    host resources, database sizes and funnel conversion — as they are in the database now."""
+    """Service states, check latency, replication lag, backups and WAL archiving against their RPO, drills,
+    operations, host resources, database sizes and funnel conversion — as they are in the database now."""
 
     def collect(self) -> Iterator[Metric]:
         yield from self._services()
         yield from self._databases()
+        yield from self._archiving()
         yield from self._operations()
         yield from self._funnels()
 
@@ -89,6 +91,31 @@ class PortalCollector(Collector):
         for cluster, dbname, size_bytes in latest_database_sizes():
             size.add_metric([cluster, dbname], float(size_bytes))
         yield size
+
+    def _archiving(self) -> Iterator[Metric]:
+        """From the state the archive checks stored on each pgBackRest policy (no query to the servers here)."""
+        age = _gauge(
+            "wal_archive_age_seconds",
+            "Age of the newest archived WAL, growing since it was measured; 0 when idle (+Inf: not measured).",
+            ["cluster"],
+        )
+        objective = _gauge("wal_archive_objective_seconds", "The policy's WAL RPO objective.", ["cluster"])
+        # not "_failed_count": promtool keeps the _count suffix for histograms and summaries
+        failed = _gauge("wal_archive_failures", "Failed archive attempts since the statistics reset.", ["cluster"])
+        start = _gauge(
+            "recovery_window_start", "Oldest point a point-in-time restore reaches (unix seconds).", ["cluster"]
+        )
+        now = timezone.now()
+        for policy, state in archive_states():
+            cluster = [policy.cluster.name]
+            objective.add_metric(cluster, float(policy.wal_rpo_seconds))
+            measured = state.age_at(now) if state else None
+            age.add_metric(cluster, float("inf") if measured is None else measured)
+            if state is not None:
+                failed.add_metric(cluster, float(state.failed_count))
+                if state.window_start is not None:
+                    start.add_metric(cluster, state.window_start.timestamp())
+        yield from (age, objective, failed, start)
 
     def _operations(self) -> Iterator[Metric]:
         counts = _gauge("operations", "Operations on record, by kind and status.", ["kind", "status"])

@@ -46,7 +46,7 @@ FIELDS: dict[str, tuple[tuple[str, ...], bool]] = {
     "period_seconds": (("heartbeat",), True),
     "grace_seconds": (("heartbeat",), False),
     "source": (("heartbeat",), False),
-    "policy": (("backup",), True),
+    "policy": (("backup", "archive"), True),
     "disk_paths": (("host", "host_push"), False),
     **{limit: (("host", "host_push"), False) for limit in HOST_LIMITS},
 }
@@ -182,11 +182,13 @@ def config_validate(kind: str, raw: dict[str, Any]) -> CheckConfig:
             node = Node.objects.select_related("cluster").filter(cluster__name=cluster_name, name=node_name).first()
             if node is None:
                 errors["node"] = f"No node {node_name!r} in cluster {cluster_name!r}."
-    if kind == "backup" and isinstance(config.get("policy"), str):
+    if kind in ("backup", "archive") and isinstance(config.get("policy"), str):
         policy_name = config.pop("policy")
         policy = BackupPolicy.objects.filter(name=policy_name).first()
         if policy is None:
             errors["policy"] = f"No backup policy named {policy_name!r}."
+        elif kind == "archive" and not policy.is_physical:
+            errors["policy"] = f"{policy_name} takes logical backups: name a pgBackRest policy (it archives WAL)."
     if kind == "celery" and config.get("queue") not in (None, "checks", "ops", "default"):
         errors["queue"] = "One of the portal's queues: checks, ops, default."
     if errors:

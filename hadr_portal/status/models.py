@@ -137,8 +137,11 @@ class Check(models.Model):
         HOST = "host", "Host resources (this worker)"
         HOST_PUSH = "host_push", "Host resources (pushed)"
         BACKUP = "backup", "Backup freshness (RPO)"
+        ARCHIVE = "archive", "WAL archiving (point-in-time RPO)"
 
-    UNPROBED_KINDS = (Kind.HEARTBEAT, Kind.HOST_PUSH, Kind.BACKUP)  # evaluated from stored facts, no network call
+    # Judged in the engine's own thread, not probed at the service's address: from stored facts (heartbeat, host
+    # push, backup), or from the policy's primary and pgBackRest, the state kept on the policy (archive).
+    UNPROBED_KINDS = (Kind.HEARTBEAT, Kind.HOST_PUSH, Kind.BACKUP, Kind.ARCHIVE)
 
     service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="checks")
     name = models.CharField(max_length=64, validators=[slug])
@@ -163,7 +166,7 @@ class Check(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="checks",
-        help_text="The backup policy whose freshness a backup check judges",
+        help_text="The backup policy whose freshness a backup check judges, or whose WAL archiving an archive check",
     )
     enabled = models.BooleanField(default=True)
     interval_seconds = models.PositiveIntegerField(

@@ -6,6 +6,8 @@ callable that the thread pool runs; the callable touches only the network.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
@@ -16,6 +18,7 @@ from django.utils import timezone
 
 from hadr_portal.adapters import probes
 from hadr_portal.adapters.probes import ProbeResult
+from hadr_portal.backups.archiving import archive_state_refresh, archive_verdict
 from hadr_portal.backups.selectors import freshness_of
 from hadr_portal.core.humanize import duration_text
 from hadr_portal.core.validators import env_reference
@@ -27,6 +30,7 @@ from .checkconfig import REDIS_OWN
 from .models import Check
 
 Probe = Callable[[], ProbeResult]
+logger = logging.getLogger(__name__)
 
 HOST_THRESHOLDS = ("cpu_warning", "cpu_critical", "memory_warning", "memory_critical", "disk_warning", "disk_critical")
 
@@ -132,15 +136,35 @@ def probe_for(check: Check) -> Probe:
     raise ValueError(f"{check.kind} is not a pull check")
 
 
+def _policy_missing(check: Check) -> ProbeResult:
+    """Removed from the catalog (or, named before names became keys, never in it)."""
+    named = check.named_config().get("policy")
+    return ProbeResult(
+        "down", f"no backup policy named {named!r}" if named else "its backup policy is not in the catalog"
+    )
+
+
 def backup_evaluate(check: Check, now: datetime) -> ProbeResult:
     """The last good backup's age against the RPO objective and the schedule (missed backups)."""
-    if check.policy is None:  # removed from the catalog (or, named before names became keys, never in it)
-        named = check.named_config().get("policy")
-        return ProbeResult(
-            "down", f"no backup policy named {named!r}" if named else "its backup policy is not in the catalog"
-        )
+    if check.policy is None:
+        return _policy_missing(check)
     fresh = freshness_of(check.policy, now=now)
     return ProbeResult(fresh.state, fresh.message, data=fresh.as_data())
+
+
+def archive_evaluate(check: Check) -> ProbeResult:
+    """The policy's WAL archiving read afresh (and kept on the policy for the pages and /metrics): down when it
+    fails or its age passes the objective, degraded when point-in-time recovery is broken."""
+    if check.policy is None:
+        return _policy_missing(check)
+    started = time.monotonic()
+    try:
+        state = archive_state_refresh(policy=check.policy, timeout=check.timeout_seconds)
+    except Exception as exc:  # judged in the engine's thread: a crash must not stop the other checks of the tick
+        logger.exception("archive check %s crashed", check)
+        return ProbeResult("down", f"check crashed: {exc!r}")
+    outcome, message = archive_verdict(state)
+    return ProbeResult(outcome, message, latency_ms=(time.monotonic() - started) * 1000, data=state.as_data())
 
 
 def unprobed_evaluate(check: Check) -> ProbeResult | None:
@@ -149,4 +173,6 @@ def unprobed_evaluate(check: Check) -> ProbeResult | None:
         return heartbeat_evaluate(check, now)
     if check.kind == Check.Kind.BACKUP:
         return backup_evaluate(check, now)
+    if check.kind == Check.Kind.ARCHIVE:
+        return archive_evaluate(check)
     return host_push_evaluate(check, now)

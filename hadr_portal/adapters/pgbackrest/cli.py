@@ -21,7 +21,7 @@ from .info import StanzaInfo, parse_info
 
 BACKUP_TYPES = ("full", "diff", "incr")
 TARGET_TYPES = ("time", "name", "xid", "immediate", "default")
-_ERROR = re.compile(r"^(?:\S+ +P\d+ +)?ERROR: \[(\d+)\]: (.*)$")
+_ERROR = re.compile(r"^(?:\S+ +P\d+ +)?ERROR: \[(\d+)\]: (.*)$", re.MULTILINE)
 # pgBackRest error codes that a retry can cure: lock held (050), host/connection (039 file missing? no), protocol
 # (101 TLS/HTTP, 104 service), timeouts (057 archive timeout, 082 archive timeout).
 _TRANSIENT_CODES = {50, 57, 82, 101, 104}
@@ -175,11 +175,18 @@ def backup(
                     on_progress(now.backup_done_bytes, now.backup_total_bytes)
             time.sleep(poll_seconds)
         result = running.wait(0)
-    if result.returncode != 0:
-        if result.returncode < 0:
-            raise PgBackRestError(f"pgbackrest backup was killed by signal {-result.returncode}", None, result.stdout)
-        raise failure(result.stdout, f"pgbackrest backup exited with {result.returncode}")
+    _raise_unless_ok(result.returncode, result.stdout, "backup")
     return info(stanza)
+
+
+def _raise_unless_ok(returncode: int, output: str, command: str) -> None:
+    """PgBackRestError for a failed run; "killed by signal N" when it was (runuser passes 128 + N on)."""
+    if returncode == 0:
+        return
+    signal_number = -returncode if returncode < 0 else returncode - 128 if returncode > 128 else 0
+    if signal_number and not _ERROR.search(output):
+        raise PgBackRestError(f"pgbackrest {command} was killed by signal {signal_number}", None, output)
+    raise failure(output, f"pgbackrest {command} exited with {returncode}")
 
 
 def restore(
@@ -209,6 +216,5 @@ def restore(
         if on_start:
             on_start(running.session)
         result = running.wait(timeout)
-    if result.returncode != 0:
-        raise failure(result.stdout, f"pgbackrest restore exited with {result.returncode}")
+    _raise_unless_ok(result.returncode, result.stdout, "restore")
     return result.stdout
