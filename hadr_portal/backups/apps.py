@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 
 from hadr_portal.core import registry
-from hadr_portal.core.registry import PeriodicTask
+from hadr_portal.core.registry import ClusterPanel, DashboardSection, PeriodicTask, Setting
 
 
 class BackupsConfig(AppConfig):
@@ -17,16 +17,16 @@ class BackupsConfig(AppConfig):
         from .catalog import CATALOG_SECTIONS
         from .copyback import COPY_BACK
         from .restores import DRILL, RESTORE
+        from .sections import archive_panel_html, archiving_section_html
 
         for kind in (BACKUP, RESTORE, DRILL, COPY_BACK):
             registry.operation_kinds.register(kind)
         for section in CATALOG_SECTIONS:
             registry.catalog_sections.register(section)
-        from .sections import archive_panel_html, archiving_section_html
-
-        registry.cluster_panels.register(registry.ClusterPanel(name="archiving", order=10, render=archive_panel_html))
+        # WAL archiving (the live RPO) on the Databases page and the dashboard
+        registry.cluster_panels.register(ClusterPanel(name="archiving", order=10, render=archive_panel_html))
         registry.dashboard_sections.register(
-            registry.DashboardSection(name="archiving", order=25, render=archiving_section_html)
+            DashboardSection(name="archiving", order=25, render=archiving_section_html)
         )
         for task in (
             # A scheduling pass that waited longer than its period is dropped: the next one queues the same runs.
@@ -35,6 +35,13 @@ class BackupsConfig(AppConfig):
                 "queue scheduled restore drills", "hadr_portal.backups.tasks.drills_schedule", 30.0, expires=30.0
             ),
             PeriodicTask("prune backups by retention", "hadr_portal.backups.tasks.backups_prune", 3600.0),
+            PeriodicTask(
+                "marker rows for point-in-time drills",
+                "hadr_portal.backups.tasks.markers_write",
+                Setting("PITR_MARKER_SECONDS"),
+                expires=30.0,
+            ),
+            PeriodicTask("scratch instances past their time", "hadr_portal.backups.tasks.scratch_expire", 60.0),
             # sets taken or expired by hand with pgbackrest appear in (and leave) the portal's table
             PeriodicTask(
                 "pgBackRest sets as info lists them", "hadr_portal.backups.tasks.sets_sync", 300.0, expires=300.0

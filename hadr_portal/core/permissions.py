@@ -43,7 +43,6 @@ class Action(enum.StrEnum):
     DOWNLOAD_BACKUP = "download_backup"
     RESTORE = "restore"
     CREATE_RESTORE_POINT = "create_restore_point"
-    SETUP_ARCHIVING = "setup_archiving"
     FAILOVER = "failover"
     REBUILD_REPLICA = "rebuild_replica"
     EDIT_CATALOG = "edit_catalog"
@@ -63,7 +62,6 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.DOWNLOAD_BACKUP: frozenset({R.DBA}),  # the people allowed to restore
     Action.RESTORE: frozenset({R.DBA}),
     Action.CREATE_RESTORE_POINT: frozenset({R.DBA, R.DEVOPS}),  # before a risky change: a deploy, a migration
-    Action.SETUP_ARCHIVING: frozenset({R.DBA}),
     Action.FAILOVER: frozenset({R.DBA}),
     Action.REBUILD_REPLICA: frozenset({R.DBA}),
     Action.EDIT_CATALOG: frozenset({R.DEVOPS}),

@@ -16,8 +16,7 @@ from hadr_portal.core.registry import DashboardSection, PeriodicTask, Setting, S
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What beat ran before the apps registered their own tasks: (name, task, every, queue, expires), with the
-# settings below.
+# What beat runs: (name, task, every, queue, expires), with the settings below.
 BEAT_SCHEDULE = [
     ("reap stale operations", "hadr_portal.core.tasks.operations_reap", 7.0, "default", None),
     ("run due health checks", "hadr_portal.status.tasks.checks_tick", 3.0, "checks", 3.0),
@@ -26,6 +25,9 @@ BEAT_SCHEDULE = [
     ("queue scheduled backups", "hadr_portal.backups.tasks.backups_schedule", 30.0, "default", 30.0),
     ("queue scheduled restore drills", "hadr_portal.backups.tasks.drills_schedule", 30.0, "default", 30.0),
     ("prune backups by retention", "hadr_portal.backups.tasks.backups_prune", 3600.0, "default", None),
+    ("marker rows for point-in-time drills", "hadr_portal.backups.tasks.markers_write", 60.0, "default", 30.0),
+    ("scratch instances past their time", "hadr_portal.backups.tasks.scratch_expire", 60.0, "default", None),
+    ("pgBackRest sets as info lists them", "hadr_portal.backups.tasks.sets_sync", 300.0, "default", 300.0),
     ("collect due funnels on their replicas", "hadr_portal.metrics.tasks.funnels_collect", 30.0, "default", 30.0),
     ("sample managed database sizes", "hadr_portal.metrics.tasks.database_sizes_sample", 900.0, "default", None),
     ("prune metrics history and logged errors", "hadr_portal.metrics.tasks.metrics_prune", 3600.0, "default", None),
