@@ -142,8 +142,7 @@ def _restore_hint(engine: str, key: str) -> str:
     name = key.rsplit("/", 1)[-1]
     if engine == "pg_dump":
         return f"sha256sum {name}; pg_restore --list {name}; createdb NEW && pg_restore -d NEW -j 2 {name}"
-    if engine == "pg_dump_dir":
-        return f"sha256sum {name}; mkdir dump && tar -xf {name} -C dump; pg_restore -d NEW -j 2 dump"
+    return f"sha256sum {name}; mkdir dump && tar -xf {name} -C dump; pg_restore -d NEW -j 2 dump"
 
 
 def _mb(size: int | None) -> str:

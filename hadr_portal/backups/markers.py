@@ -134,19 +134,19 @@ def drill_finish(context: OperationContext, restore: Restore) -> dict[str, Any]:
             if restore.requested_at and restore.recovered_to
             else None
         )
-        check = {"restored": len(restored), "live": len(live), "lost_markers": len(lost), "lost_seconds": seconds}
-        Restore.objects.filter(pk=restore.pk).update(marker_check=check, achieved_rpo_seconds=seconds)
+        loss = {"restored": len(restored), "live": len(live), "lost_markers": len(lost), "lost_seconds": seconds}
+        Restore.objects.filter(pk=restore.pk).update(marker_check=loss, achieved_rpo_seconds=seconds)
         context.log(
             f"Cluster loss, from the repository alone: the last transaction recovered committed {seconds:.1f} s before "
             f"the drill began; {len(lost)} marker row(s) written before it were not in the archive."
             if seconds is not None
             else "Cluster loss: no transaction time to measure the loss from."
         )
-        return check
+        return loss
     expected = [at for at in live if at <= point]
     present = sum(1 for at in restored if at <= point)
     extra = sum(1 for at in restored if at > point)
-    check = {
+    check: dict[str, Any] = {
         "point": point.isoformat(),
         "expected_before": len(expected),
         "present_before": present,

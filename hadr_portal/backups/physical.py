@@ -147,10 +147,10 @@ def sets_sync(policy: BackupPolicy, *, info: StanzaInfo | None = None) -> tuple[
                     policy=policy,
                     kind=Backup.Kind.MANUAL,
                     engine=BackupPolicy.Engine.PGBACKREST,
-                    storage=policy.storage if made.repo == 1 or not policy.copy_storage_id else policy.copy_storage,
+                    storage=policy.copy_storage if made.repo == 2 and policy.copy_storage else policy.storage,
                     status=Backup.Status.GOOD,
                     started_at=made.started_at,
-                    **_fields(made, info),  # type: ignore[arg-type]
+                    **_fields(made, info),
                     finished_at=made.stopped_at,
                 )
                 added += 1
@@ -158,8 +158,8 @@ def sets_sync(policy: BackupPolicy, *, info: StanzaInfo | None = None) -> tuple[
                 continue
             else:
                 Backup.objects.filter(pk=row.pk).update(size=made.repo_size, database_size=made.database_size)
-        for key, row in rows.items():
-            if key not in listed and row.status == Backup.Status.GOOD:
+        for held, row in rows.items():
+            if held not in listed and row.status == Backup.Status.GOOD:
                 Backup.objects.filter(pk=row.pk).update(
                     status=Backup.Status.DELETED,
                     deleted_at=timezone.now(),

@@ -7,6 +7,8 @@ forms post and redirect. Steps 5–7 (run, verify, summary) are the restore's ow
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect
@@ -26,6 +28,9 @@ from hadr_portal.runbooks.documents import Runbook, runbook_load
 
 from . import copyback, pitr, scratch, selectors, services, wizard
 from .models import BackupPolicy, Restore
+
+if TYPE_CHECKING:
+    from hadr_portal.core.permissions import Actor
 
 EDIT_STEPS = wizard.EDIT_STEPS
 TEMPLATE = "backups/restore.html"
@@ -105,7 +110,7 @@ def _save(request: HttpRequest, restore: Restore, step: str) -> list[str]:
     return []
 
 
-def _point_save(restore: Restore, actor: object, data: QueryDict) -> list[str]:
+def _point_save(restore: Restore, actor: Actor, data: QueryDict) -> list[str]:
     """The point step: a time (local, or UTC when ticked), a restore point, a moment another app offers (sent as
     "<ISO time>|<label>"), a transaction id, the latest moment, or the end of the backup."""
     target_type = data.get("target_type", "")
@@ -117,11 +122,11 @@ def _point_save(restore: Restore, actor: object, data: QueryDict) -> list[str]:
             target_type="time",
             when=moment,
             utc=True,
-            label=label,  # type: ignore[arg-type]
+            label=label,
         )
     return pitr.restore_point_in_time_set(
         restore=restore,
-        actor=actor,  # type: ignore[arg-type]
+        actor=actor,
         target_type=target_type,
         when=data.get("when", ""),
         utc=data.get("utc") == "on",

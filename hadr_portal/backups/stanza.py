@@ -77,7 +77,8 @@ def repository_for(storage: StorageTarget, index: int) -> Repository:
 def stanza_for(policy: BackupPolicy) -> Stanza:
     if not policy.is_physical:
         raise StanzaProblem(f"Policy {policy.name} takes logical backups: it has no pgBackRest stanza.")
-    nodes, elsewhere = [], []
+    nodes: list[DataNode] = []
+    elsewhere: list[str] = []
     for node in policy.cluster.nodes.order_by("name"):
         controller = node.controller or {}
         if controller.get("controller") != "pg_ctl":

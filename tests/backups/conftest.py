@@ -242,4 +242,6 @@ def archived_past(infra: Infrastructure, moment: datetime, timeout: float = 40) 
         if status.last_archived_time and status.last_archived_time > moment:
             return
         time.sleep(0.3)
-    raise AssertionError(f"the WAL after the point was not archived in time: {archiver_status(infra.primary.conninfo())}")
+    raise AssertionError(
+        f"the WAL after the point was not archived in time: {archiver_status(infra.primary.conninfo())}"
+    )
