@@ -16,10 +16,11 @@ class BackupsConfig(AppConfig):
         from .backup import BACKUP
         from .catalog import CATALOG_SECTIONS
         from .copyback import COPY_BACK
+        from .replace import CLUSTER_REPLACE
         from .restores import DRILL, RESTORE
         from .sections import archive_panel_html, archiving_section_html
 
-        for kind in (BACKUP, RESTORE, DRILL, COPY_BACK):
+        for kind in (BACKUP, RESTORE, DRILL, COPY_BACK, CLUSTER_REPLACE):
             registry.operation_kinds.register(kind)
         for section in CATALOG_SECTIONS:
             registry.catalog_sections.register(section)

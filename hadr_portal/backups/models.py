@@ -349,6 +349,14 @@ class Restore(models.Model):
     marker_check = models.JSONField(default=dict, blank=True, help_text="Drills: marker rows present / absent")
     achieved_rpo_seconds = models.FloatField(null=True, blank=True, help_text="Committed seconds not recovered")
     session = models.IntegerField(null=True, blank=True, help_text="pgbackrest's process group while it runs")
+    steps = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Replacing a cluster: each step written before it acts (the reaper reads it)",
+    )
+    kept_data_directory = models.CharField(
+        max_length=500, blank=True, help_text="Replacing a cluster: the old primary's data, kept until a DBA removes it"
+    )
     rto_seconds = models.FloatField(null=True, blank=True, help_text="From the request to verified")
     data_loss_seconds = models.FloatField(null=True, blank=True, help_text="The backup's age when the incident began")
     error = models.TextField(blank=True)
@@ -369,6 +377,11 @@ class Restore(models.Model):
     def is_physical(self) -> bool:
         engine = self.backup.engine if self.backup else self.policy.engine
         return engine == BackupPolicy.Engine.PGBACKREST
+
+    @property
+    def kept_data_name(self) -> str:
+        """The kept data directory's own name: what a DBA types to remove it."""
+        return self.kept_data_directory.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def has_scratch_instance(self) -> bool:

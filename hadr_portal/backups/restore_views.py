@@ -26,7 +26,7 @@ from hadr_portal.core.operations import client_address
 from hadr_portal.core.permissions import Action, action_required, require
 from hadr_portal.runbooks.documents import Runbook, runbook_load
 
-from . import copyback, pitr, scratch, selectors, services, wizard
+from . import copyback, pitr, replace, scratch, selectors, services, wizard
 from .models import BackupPolicy, Restore
 
 if TYPE_CHECKING:
@@ -242,6 +242,44 @@ def scratch_copy_back(request: HttpRequest, pk: int) -> HttpResponse:
         queued=lambda op: f"Copying {', '.join(tables)} back into {restore.policy.dbname} (operation #{op.pk}).",
         back_to=reverse("backups:restore", kwargs={"pk": restore.pk}),
     )
+
+
+@action_required(Action.RESTORE)
+def scratch_replace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Replace the cluster with the scratch instance: the cluster's name typed, and a fresh two-factor code."""
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
+    if challenge := step_up_challenge(
+        request, what=f"Replace cluster {restore.policy.cluster.name} with restore #{pk}"
+    ):
+        return challenge
+    return operation_response(
+        request,
+        lambda: replace.replace_request(
+            restore=restore,
+            actor=request.user,
+            confirm=request.POST.get("confirm", ""),
+            address=client_address(request),
+        ),
+        queued=lambda op: f"Replacing {restore.policy.cluster.name} with restore #{pk} (operation #{op.pk}).",
+        back_to=reverse("backups:restore", kwargs={"pk": pk}),
+    )
+
+
+@action_required(Action.RESTORE)
+def kept_data_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
+    try:
+        replace.kept_data_remove(
+            restore=restore,
+            actor=request.user,
+            confirm=request.POST.get("confirm", ""),
+            address=client_address(request),
+        )
+    except OperationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Removed {restore.kept_data_directory}.")
+    return redirect("backups:restore", pk=restore.pk)
 
 
 @action_required(Action.RESTORE)

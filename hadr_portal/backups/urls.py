@@ -23,5 +23,7 @@ urlpatterns = [
     path("restores/<int:pk>/scratch/tables", restore_views.scratch_tables, name="scratch-tables"),
     path("restores/<int:pk>/scratch/discard", restore_views.scratch_discard, name="scratch-discard"),
     path("restores/<int:pk>/scratch/copy-back", restore_views.scratch_copy_back, name="scratch-copy-back"),
+    path("restores/<int:pk>/scratch/replace", restore_views.scratch_replace, name="scratch-replace"),
+    path("restores/<int:pk>/kept-data/remove", restore_views.kept_data_remove, name="kept-data-remove"),
     path("restores/<int:pk>/<slug:step>", restore_views.restore_step, name="restore-step"),
 ]

@@ -56,7 +56,12 @@ def rebuild_request(*, cluster: Cluster, node: Node, actor: Actor | None, addres
 
 def rebuild_run(context: OperationContext) -> Mapping[str, Any]:
     cluster = Cluster.objects.get(name=context.parameters["cluster"])
-    node = cluster.nodes.get(name=context.parameters["node"])
+    return node_rebuild(context, cluster=cluster, node=cluster.nodes.get(name=context.parameters["node"]))
+
+
+def node_rebuild(context: OperationContext, *, cluster: Cluster, node: Node) -> dict[str, Any]:
+    """Rebuild `node` as a streaming replica of the cluster's one primary, inside `context`'s operation (its own,
+    or another that holds the cluster, such as replacing it with a point-in-time restore)."""
     context.progress(5, "Pre-checks")
     primary = rebuild_source(cluster, node)
     controller = node.controller_built()

@@ -16,13 +16,15 @@ from hadr_portal.adapters.pg.scratch import port_in_use
 from hadr_portal.adapters.pgbackrest import info
 from hadr_portal.adapters.readonly import ReadOnlyQueryError
 from hadr_portal.backups.markers import marker_write
-from hadr_portal.backups.models import BackupPolicy, Restore, RestorePoint
+from hadr_portal.backups.models import Backup, BackupPolicy, Restore, RestorePoint
 from hadr_portal.backups.physical import sets_sync
 from hadr_portal.backups.pitr import local_time_parse, restore_point_in_time_set
+from hadr_portal.backups.replace import kept_data_remove, replace_request
 from hadr_portal.backups.scratch import scratch_discard, scratch_expire_due, scratch_query, table_counts
 from hadr_portal.backups.stanza import stanza_for
 from hadr_portal.backups.wizard import drill_request, restore_draft_start, restore_preflight_run, restore_request
 from hadr_portal.core.operation_kinds import OperationError
+from hadr_portal.core.operations import operation_execute
 from tests.backups.conftest import archived_past, backup_now, run, sql
 from tests.infra.plugin import Infrastructure
 
@@ -176,3 +178,43 @@ def test_a_cluster_loss_drill_restores_the_latest_point_from_the_repository_alon
     assert "Cluster loss, from the repository alone" in "\n".join(
         drill.operation.log_lines.values_list("message", flat=True)
     )
+
+
+def test_replacing_the_cluster_takes_it_back_to_the_point(physical_policy: BackupPolicy, infra: Infrastructure) -> None:
+    backup_now(physical_policy)
+    sql(infra, "DROP TABLE IF EXISTS pitr_replace")
+    sql(infra, "CREATE TABLE pitr_replace (id int PRIMARY KEY)")
+    sql(infra, "INSERT INTO pitr_replace SELECT generate_series(1, 5)")
+    time.sleep(0.3)
+    point = datetime.now(UTC)
+    time.sleep(0.3)
+    sql(infra, "INSERT INTO pitr_replace SELECT generate_series(6, 9)")  # the bad change, after the point
+    archived_past(infra, point)
+    restore = restore_draft_start(policy=physical_policy, actor=None)
+    assert restore_point_in_time_set(restore=restore, actor=None, target_type="immediate") == []
+    Restore.objects.filter(pk=restore.pk).update(target_type="time", target_time=point, target_label="the test's point")
+    restore.refresh_from_db()
+    restore_preflight_run(restore=restore, actor=None)
+    restore = run(restore_request(restore=restore, actor=None))
+    assert restore.status == "ready", restore.error
+    with pytest.raises(OperationError, match="Type the cluster's name"):
+        replace_request(restore=restore, actor=None, confirm="yes")
+
+    operation = operation_execute(operation_id=replace_request(restore=restore, actor=None, confirm="demo").pk)
+    assert operation is not None and operation.status == "succeeded", operation and operation.error
+    restore.refresh_from_db()
+    assert restore.outcome == "replaced" and restore.steps == ["safety", "stop", "swap", "start", "promote", "rebuild"]
+    assert sql(infra, "SELECT count(*) FROM pitr_replace") == [(5,)]  # back at the point
+    assert operation.result["replicas_rebuilt"] == ["replica"]
+    assert Path(restore.kept_data_directory, "PG_VERSION").exists() and not port_in_use(restore.port)
+    assert Backup.objects.get(pk=restore.safety_backup_id).status == "good"
+    sql(infra, "INSERT INTO pitr_replace VALUES (100)")  # it takes writes, archives on its new timeline
+    archived_past(infra, datetime.now(UTC))
+    assert backup_now(physical_policy).status == "good"
+    with psycopg.connect(infra.replica.conninfo("onboarding")) as conn:  # the rebuilt replica follows it
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT count(*) FROM pitr_replace").fetchone() != (6,) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert conn.execute("SELECT count(*) FROM pitr_replace").fetchone() == (6,)
+    kept_data_remove(restore=restore, actor=None, confirm=restore.kept_data_name)
+    assert not Path(restore.kept_data_directory).exists()

@@ -3,6 +3,7 @@ port on 127.0.0.1 only, then stopped and removed."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -67,6 +68,25 @@ def server_stop(directory: Path) -> None:
         timeout=90,
         check=False,
     )
+
+
+def data_directory_move(source: Path, destination: Path, *, timeout: float = 6 * 3600) -> None:
+    """Move a (stopped) data directory into place: a rename on one filesystem, else a copy that keeps its owner and
+    modes (`cp -a`) and then the source removed. `destination` must not exist."""
+    if destination.exists():
+        raise RestoreFailed(f"{destination} exists: a data directory is never moved over another one")
+    try:
+        os.rename(source, destination)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise RestoreFailed(f"cannot move {source} to {destination}: {exc.strerror}") from exc
+    try:
+        run_command(["cp", "-a", str(source), str(destination)], timeout=timeout)
+    except CommandFailed as exc:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise RestoreFailed(f"cannot copy {source} to {destination}: {exc}") from exc
+    shutil.rmtree(source)
 
 
 def server_remove(directory: Path) -> None:
