@@ -18,7 +18,7 @@ class BackupsConfig(AppConfig):
         from .copyback import COPY_BACK
         from .replace import CLUSTER_REPLACE
         from .restores import DRILL, RESTORE
-        from .sections import archive_panel_html, archiving_section_html
+        from .sections import archive_panel_html, archiving_section_html, scratch_panel_html
 
         for kind in (BACKUP, RESTORE, DRILL, COPY_BACK, CLUSTER_REPLACE):
             registry.operation_kinds.register(kind)
@@ -26,6 +26,7 @@ class BackupsConfig(AppConfig):
             registry.catalog_sections.register(section)
         # WAL archiving (the live RPO) on the Databases page and the dashboard
         registry.cluster_panels.register(ClusterPanel(name="archiving", order=10, render=archive_panel_html))
+        registry.cluster_panels.register(ClusterPanel(name="scratch", order=20, render=scratch_panel_html))
         registry.dashboard_sections.register(
             DashboardSection(name="archiving", order=25, render=archiving_section_html)
         )

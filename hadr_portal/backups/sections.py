@@ -1,5 +1,5 @@
-"""What the backups app shows on other apps' pages: the WAL archiving panel of a cluster's card (Databases page)
-and the dashboard's archiving tiles. Both read the state the `archive` checks stored on the policy, never the
+"""What the backups app shows on other apps' pages: the WAL archiving and scratch-instance panels of a cluster's
+card (Databases page) and the dashboard's archiving tiles. Both read the state the `archive` checks stored on the policy, never the
 servers (archiving.py); times are `<time>` elements the browser shows in the reader's zone and "x ago"."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from hadr_portal.databases.models import Cluster
 
 from .archiving import ArchiveState, archive_state_of, archive_states, archive_verdict
 from .models import BackupPolicy
+from .scratch import scratch_instances
 from .stanza import StanzaProblem, pgbackrest_policy, stanza_for
 
 
@@ -34,6 +35,15 @@ def archive_panel_html(cluster: Cluster, request: HttpRequest) -> str:
         command, run_as = "", ""
     context = _row(policy, archive_state_of(policy)) | {"cluster": cluster, "command": command, "run_as": run_as}
     return render_to_string("backups/_archive_panel.html", context, request=request)
+
+
+def scratch_panel_html(cluster: Cluster, request: HttpRequest) -> str:
+    """Every scratch instance of the cluster the portal started and has not removed (point-in-time restores waiting
+    for a decision, drills running), with its port, point and time to live: none outlives the portal's knowledge."""
+    instances = [restore for restore in scratch_instances() if restore.policy.cluster_id == cluster.pk]
+    if not instances:
+        return ""
+    return render_to_string("backups/_scratch_panel.html", {"instances": instances}, request=request)
 
 
 def archiving_section_html() -> str:

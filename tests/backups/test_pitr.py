@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from django.urls import reverse
 
 from hadr_portal.adapters.pg.scratch import port_in_use
 from hadr_portal.adapters.pgbackrest import info
@@ -25,6 +26,7 @@ from hadr_portal.backups.stanza import stanza_for
 from hadr_portal.backups.wizard import drill_request, restore_draft_start, restore_preflight_run, restore_request
 from hadr_portal.core.operation_kinds import OperationError
 from hadr_portal.core.operations import operation_execute
+from hadr_portal.core.permissions import Role
 from tests.backups.conftest import archived_past, backup_now, run, sql
 from tests.infra.plugin import Infrastructure
 
@@ -134,7 +136,7 @@ def test_dst_folds_and_gaps_are_refused() -> None:
 
 
 def test_a_scratch_instance_left_alone_is_warned_then_removed(
-    physical_policy: BackupPolicy, infra: Infrastructure
+    physical_policy: BackupPolicy, infra: Infrastructure, client_as
 ) -> None:
     backup_now(physical_policy)
     restore = restore_draft_start(policy=physical_policy, actor=None)
@@ -142,6 +144,8 @@ def test_a_scratch_instance_left_alone_is_warned_then_removed(
     restore_preflight_run(restore=restore, actor=None)
     restore = run(restore_request(restore=restore, actor=None))
     assert restore.status == "ready", restore.error
+    page = client_as(Role.VIEWER).get(reverse("databases:clusters")).content.decode()
+    assert f"127.0.0.1:{restore.port}" in page and "Scratch instances" in page  # none outlives the portal's knowledge
     assert scratch_expire_due(now=restore.scratch_expires_at - timedelta(minutes=30)) == (1, 0)
     assert scratch_expire_due(now=restore.scratch_expires_at + timedelta(seconds=1)) == (0, 1)
     restore.refresh_from_db()

@@ -76,7 +76,8 @@ def test_the_apps_register_their_kinds_of_operation_and_dashboard_sections():
         "incidents",
         "readiness",
     ]
-    assert registry.cluster_panels.names() == ["archiving"]  # WAL archiving on the Databases page, from backups
+    # WAL archiving and scratch instances on the Databases page, from backups
+    assert registry.cluster_panels.names() == ["archiving", "scratch"]
 
 
 def test_a_second_item_under_a_taken_name_is_refused_but_the_same_one_again_is_not():
