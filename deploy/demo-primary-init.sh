@@ -9,7 +9,7 @@ psql -v ON_ERROR_STOP=1 -U "$POSTGRES_USER" -d postgres \
   -v backup_pw="$HADR_DEMO_BACKUP_PASSWORD" <<'SQL'
 CREATE ROLE hadr_monitor LOGIN PASSWORD :'monitor_pw' IN ROLE pg_monitor;
 CREATE ROLE hadr_reader LOGIN PASSWORD :'read_pw' IN ROLE pg_read_all_data;
-CREATE ROLE hadr_backup LOGIN REPLICATION PASSWORD :'backup_pw' IN ROLE pg_read_all_data;
+CREATE ROLE hadr_backup LOGIN PASSWORD :'backup_pw' IN ROLE pg_read_all_data;
 SQL
 # Restore points (and the WAL switch that archives them at once). A function's privileges are per database:
 # $POSTGRES_DB (the demo's, which the portal connects to), and template1 for databases created later.

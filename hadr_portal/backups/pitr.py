@@ -200,6 +200,8 @@ def restore_point_in_time_set(
 def describe_target(target_type: str, moment: datetime | None, value: str) -> str:
     if target_type == Restore.TargetType.TIME and moment:
         local = timezone.localtime(moment)
+        if local.utcoffset() == timedelta(0):
+            return f"{local:%Y-%m-%d %H:%M:%S} UTC"
         return f"{local:%Y-%m-%d %H:%M:%S %Z} ({moment.astimezone(UTC):%H:%M:%S} UTC)"
     if target_type == Restore.TargetType.NAME:
         return f"restore point {value}"

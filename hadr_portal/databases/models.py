@@ -38,14 +38,14 @@ class Purpose(models.TextChoices):
     ADMIN = "admin", "Administration: failover, fencing, rebuild, restore"
     MONITOR = "monitor", "Monitoring: health checks, replication lag, database sizes"
     READ = "read", "Reading: funnel and restore verification queries"
-    BACKUP = "backup", "Backups: pg_dump and pg_basebackup"
+    BACKUP = "backup", "Backups: pg_dump, restore points, drill markers (pgBackRest: the data's owner, locally)"
 
 
 # What each purpose's own role needs, as the Databases page and the README say it.
 PURPOSE_GRANTS = {
     Purpose.MONITOR: "pg_monitor",
     Purpose.READ: "pg_read_all_data (or SELECT on the tables its queries read); never a superuser",
-    Purpose.BACKUP: "REPLICATION and pg_read_all_data",
+    Purpose.BACKUP: "pg_read_all_data; EXECUTE on pg_create_restore_point(text) and pg_switch_wal()",
 }
 
 
@@ -88,7 +88,7 @@ class Cluster(models.Model):
     monitor_password_env = _password_env_field("monitoring")
     read_user = _role_field("funnel and verification queries", PURPOSE_GRANTS[Purpose.READ])
     read_password_env = _password_env_field("read")
-    backup_user = _role_field("pg_dump and pg_basebackup", PURPOSE_GRANTS[Purpose.BACKUP])
+    backup_user = _role_field("pg_dump and restore points", PURPOSE_GRANTS[Purpose.BACKUP])
     backup_password_env = _password_env_field("backup")
     max_failover_lag_bytes = models.BigIntegerField(
         default=16 * 1024 * 1024,

@@ -37,7 +37,7 @@ LOCAL_ROLES = (
         "backup",
         "hadr_backup",
         "HADR_DEMO_BACKUP_PASSWORD",
-        "REPLICATION",
+        "NOREPLICATION",  # physical backups are pgBackRest's, as the data's owner: no replication connection
         ("pg_read_all_data",),
         ("pg_create_restore_point(text)", "pg_switch_wal()"),  # restore points, archived at once
     ),
