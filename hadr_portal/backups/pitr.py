@@ -39,6 +39,7 @@ from hadr_portal.core.killpoints import kill_point
 from hadr_portal.core.operation_kinds import OperationContext, OperationError
 from hadr_portal.core.permissions import Action, require
 
+from .archiving import ArchiveState
 from .models import Backup, BackupPolicy, Restore, RestorePoint
 from .preflight import conflict_finding, restore_server
 from .restore_verify import verify_restored
@@ -84,7 +85,24 @@ def recovery_window(policy: BackupPolicy, *, now: datetime | None = None) -> Win
         archived = _parse_time(state.get("last_archived_time"))
         if archived:
             end = archived
+    stored = ArchiveState.from_data(state)
+    for gap in stored.gaps if stored else ():
+        if gap.end is None:  # WAL was dropped: nothing after the gap's start can be reached until a new full set
+            end = min(end, gap.start)
     return Window(oldest.consistent_at, max(end, oldest.consistent_at))
+
+
+def gap_refusal(policy: BackupPolicy, moment: datetime) -> str:
+    """Why `moment` cannot be recovered to because pgBackRest dropped WAL around it ("" when it can)."""
+    stored = ArchiveState.from_data(policy.archive_state)
+    for gap in stored.gaps if stored else ():
+        if gap.start <= moment and (gap.end is None or moment < gap.end):
+            until = f"{timezone.localtime(gap.end):%Y-%m-%d %H:%M:%S}" if gap.end else "the next full backup"
+            return (
+                f"PITR impossible between {timezone.localtime(gap.start):%Y-%m-%d %H:%M:%S} and {until}: pgBackRest "
+                "dropped WAL of that time (archive-push-queue-max exceeded). Choose a point outside it."
+            )
+    return ""
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -149,6 +167,8 @@ def restore_point_in_time_set(
             return [str(exc)]
         if moment > now:
             errors.append(f"{moment:%Y-%m-%d %H:%M:%S %Z} is in the future. The archive holds {window.text()}.")
+        elif refusal := gap_refusal(policy, moment):
+            errors.append(refusal)
         elif not window.start <= moment <= window.end:
             errors.append(f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S} is outside the window: {window.text()}.")
         value = ""

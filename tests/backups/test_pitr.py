@@ -16,13 +16,16 @@ from django.urls import reverse
 from hadr_portal.adapters.pg.scratch import port_in_use
 from hadr_portal.adapters.pgbackrest import info
 from hadr_portal.adapters.readonly import ReadOnlyQueryError
+from hadr_portal.backups import services
+from hadr_portal.backups.archiving import ArchiveState, Gap
 from hadr_portal.backups.markers import marker_write
-from hadr_portal.backups.models import Backup, BackupPolicy, Restore, RestorePoint
+from hadr_portal.backups.models import Backup, BackupPolicy, Restore, RestorePoint, StorageTarget
 from hadr_portal.backups.physical import sets_sync
 from hadr_portal.backups.pitr import local_time_parse, restore_point_in_time_set
 from hadr_portal.backups.replace import kept_data_remove, replace_request
+from hadr_portal.backups.retention import retention_plan
 from hadr_portal.backups.scratch import scratch_discard, scratch_expire_due, scratch_query, table_counts
-from hadr_portal.backups.stanza import stanza_for
+from hadr_portal.backups.stanza import stanza_for, stanza_setup
 from hadr_portal.backups.wizard import drill_request, restore_draft_start, restore_preflight_run, restore_request
 from hadr_portal.core.operation_kinds import OperationError
 from hadr_portal.core.operations import operation_execute
@@ -222,3 +225,84 @@ def test_replacing_the_cluster_takes_it_back_to_the_point(physical_policy: Backu
         assert conn.execute("SELECT count(*) FROM pitr_replace").fetchone() == (6,)
     kept_data_remove(restore=restore, actor=None, confirm=restore.kept_data_name)
     assert not Path(restore.kept_data_directory).exists()
+
+
+def test_points_in_a_wal_gap_are_refused_saying_so(physical_policy: BackupPolicy) -> None:
+    backup_now(physical_policy)
+    now = datetime.now(UTC)
+    gap = Gap(start=now - timedelta(seconds=20), dropped_at=now - timedelta(seconds=15), end=None)
+    state = ArchiveState(checked_at=now, objective_seconds=30, gaps=(gap,), wal_dropped=True)
+    BackupPolicy.objects.filter(pk=physical_policy.pk).update(archive_state=state.as_data())
+    physical_policy.refresh_from_db()
+    restore = restore_draft_start(policy=physical_policy, actor=None)
+    inside = (now - timedelta(seconds=10)).strftime("%Y-%m-%d %H:%M:%S")
+    errors = restore_point_in_time_set(restore=restore, actor=None, target_type="time", when=inside, utc=True)
+    assert errors and errors[0].startswith("PITR impossible between") and "the next full backup" in errors[0]
+
+
+def test_calendar_retention_expires_whole_sets_with_pgbackrest(physical_policy: BackupPolicy) -> None:
+    BackupPolicy.objects.filter(pk=physical_policy.pk).update(
+        retention="calendar", keep_daily=1, keep_weekly=0, keep_monthly=0
+    )
+    physical_policy.refresh_from_db()
+    old_full = backup_now(physical_policy)
+    old_incr = backup_now(physical_policy, "incr")
+    new_full = backup_now(physical_policy)
+    two_days = timedelta(days=2)
+    for row in (old_full, old_incr):  # as if taken two days ago (scheduled)
+        Backup.objects.filter(pk=row.pk).update(started_at=row.started_at - two_days, kind="scheduled")
+    Backup.objects.filter(pk=new_full.pk).update(kind="scheduled")
+    plan = {decision.backup.pk: decision for decision in retention_plan(physical_policy)}
+    assert plan[new_full.pk].delete is False and "newest full set" in plan[new_full.pk].reason
+    assert plan[old_full.pk].delete and plan[old_incr.pk].delete and "goes with full" in plan[old_incr.pk].reason
+
+    BackupPolicy.objects.filter(pk=physical_policy.pk).update(archive_state={"failing": True, "error": "S3 down"})
+    physical_policy.refresh_from_db()
+    assert services.backups_prune(policy=physical_policy, dry_run=False) == []  # nothing while archiving is broken
+    assert Backup.objects.get(pk=old_full.pk).status == "good"
+
+    BackupPolicy.objects.filter(pk=physical_policy.pk).update(archive_state={})
+    physical_policy.refresh_from_db()
+    pruned = services.backups_prune(policy=physical_policy, dry_run=False)
+    assert {decision.backup.pk for decision in pruned} == {old_full.pk, old_incr.pk}
+    listed = {item.label for item in info(stanza_for(physical_policy)).sets(1)}
+    assert old_full.key not in listed and old_incr.key not in listed and new_full.key in listed
+    assert Backup.objects.get(pk=old_incr.pk).status == "deleted"
+
+
+def test_a_second_repository_on_s3_gets_the_wal_and_its_own_sets(
+    physical_policy: BackupPolicy, infra: Infrastructure, s3_tls, monkeypatch
+) -> None:
+    s3_tls.client().create_bucket(Bucket="pitr-copy")
+    monkeypatch.setenv("TEST_S3_KEY", "testing")
+    monkeypatch.setenv("TEST_S3_SECRET", "testing")
+    offsite = StorageTarget.objects.create(
+        name="pitr-offsite",
+        kind="s3",
+        config={
+            "bucket": "pitr-copy",
+            "prefix": "demo",
+            "endpoint_url": s3_tls.endpoint_url,
+            "region": "us-east-1",
+            "access_key_env": "TEST_S3_KEY",
+            "secret_key_env": "TEST_S3_SECRET",
+            "verify_tls": False,
+        },
+    )
+    BackupPolicy.objects.filter(pk=physical_policy.pk).update(copy_storage=offsite)
+    physical_policy.refresh_from_db()
+    stanza = stanza_setup(physical_policy, check=True, log=lambda *_: None)  # check: a WAL switch reaches both
+    assert [repo.kind for repo in stanza.repos] == ["posix", "s3"]
+    assert "testing" not in stanza.config_path.read_text()
+    listed = info(stanza)
+    # repo2 holds the stanza and the WAL, no set yet (pgBackRest's code 2: "no valid backups")
+    assert {repo.repo: repo.code for repo in listed.repos} == {1: 0, 2: 2}
+    assert listed.newest_wal(2)  # archive-push pushed to the second repository too
+    keys = [
+        item["Key"]
+        for item in s3_tls.client().list_objects_v2(Bucket="pitr-copy", Prefix="demo/pgbackrest/archive/")["Contents"]
+    ]
+    assert any(key.endswith(".lz4") for key in keys)
+    BackupPolicy.objects.filter(pk=physical_policy.pk).update(copy_storage=None)
+    physical_policy.refresh_from_db()
+    stanza_setup(physical_policy, check=False, log=lambda *_: None)  # back to one repository for the other tests
