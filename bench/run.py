@@ -353,6 +353,12 @@ def report_restores() -> None:
     )
 
 
+def report_pitr() -> None:
+    from bench.pitr_bench import pitr_report
+
+    pitr_report()
+
+
 BENCHMARKS = {
     "operation": report_operation_overhead,
     "checks": report_checks_round,
@@ -361,6 +367,7 @@ BENCHMARKS = {
     "failover": report_failover,
     "metrics": report_metrics_load,
     "restores": report_restores,
+    "pitr": report_pitr,
 }
 
 
