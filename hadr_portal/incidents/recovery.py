@@ -14,6 +14,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from hadr_portal.backups.archiving import ArchiveState
 from hadr_portal.backups.models import BackupPolicy, Restore
 from hadr_portal.backups.selectors import Freshness, freshness_of, last_drill
 from hadr_portal.core.humanize import duration_text
@@ -29,6 +30,49 @@ def service_policies(service: Service) -> list[BackupPolicy]:
     """The backup policies its `backup` checks watch."""
     watched = BackupPolicy.objects.filter(checks__service=service, checks__kind=Check.Kind.BACKUP)
     return list(watched.distinct().select_related("cluster"))
+
+
+def archive_policies(service: Service) -> list[BackupPolicy]:
+    """The pgBackRest policies its `archive` checks watch: their WAL archive is its RPO."""
+    watched = BackupPolicy.objects.filter(checks__service=service, checks__kind=Check.Kind.ARCHIVE)
+    return list(watched.distinct().select_related("cluster"))
+
+
+def _archive_rpo(service: Service, policies: list[BackupPolicy], now: datetime) -> Measure | None:
+    """The oldest unarchived second (pg_stat_archiver, as the archive check last stored it), grown since then;
+    None while no check has measured it (the backups' age stands in)."""
+    objective = service.rpo_minutes * 60
+    states = [ArchiveState.from_data(policy.archive_state) for policy in policies]
+    if any(state and state.failing for state in states):
+        return Measure(objective, None, "WAL archiving is failing", "red")
+    ages = [state.age_at(now) for state in states if state]
+    known = [age for age in ages if age is not None]
+    if not known:
+        return None
+    age = max(known)
+    return Measure(objective, age, "WAL archive age (point-in-time)", _color(age, objective, amber_until=2))
+
+
+def pitr_drill_trend(*, limit: int = 30) -> list[dict[str, object]]:
+    """The newest point-in-time and cluster-loss drills, oldest first: when, RTO, achieved RPO, exact or not."""
+    drills = (
+        Restore.objects.filter(
+            kind__in=[Restore.Kind.DRILL, Restore.Kind.LOSS_DRILL],
+            policy__engine=BackupPolicy.Engine.PGBACKREST,
+            status__in=[Restore.Status.VERIFIED, Restore.Status.FAILED],
+        )
+        .select_related("policy__cluster")
+        .order_by("-created_at")[:limit]
+    )
+    return [
+        {
+            "restore": drill,
+            "rto": drill.rto_seconds,
+            "rpo": drill.achieved_rpo_seconds,
+            "exact": (drill.marker_check or {}).get("exact"),
+        }
+        for drill in reversed(list(drills))
+    ]
 
 
 def service_clusters(service: Service) -> list[Cluster]:
@@ -84,9 +128,11 @@ def readiness_of(service: Service, *, now: datetime | None = None) -> Readiness:
     freshness = [freshness_of(policy, now=now) for policy in policies]
     replicas = [node for node in Node.objects.filter(cluster__in=clusters) if node.last_probe.get("role") == "replica"]
     drills = [drill for drill in (last_drill(policy) for policy in policies) if drill]
+    archived = archive_policies(service)
+    rpo = _archive_rpo(service, archived, now) if archived else None
     return Readiness(
         service=service,
-        rpo=_rpo(service, freshness, replicas, stateful=bool(policies or clusters)),
+        rpo=rpo or _rpo(service, freshness, replicas, stateful=bool(policies or clusters)),
         rto=_rto(service, policies, clusters),
         freshness=freshness,
         replicas=replicas,

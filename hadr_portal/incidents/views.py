@@ -21,7 +21,7 @@ from hadr_portal.status.models import Service
 
 from . import escalation, priorities, services
 from .models import Contact, Incident, Severity
-from .recovery import readiness_matrix, readiness_of
+from .recovery import pitr_drill_trend, readiness_matrix, readiness_of
 
 
 @require_GET
@@ -258,4 +258,11 @@ def priority_move(request: HttpRequest, name: str) -> HttpResponse:
 
 @require_GET
 def readiness_page(request: HttpRequest) -> HttpResponse:
-    return render_page(request, "incidents/readiness.html", {"rows": readiness_matrix()}, partial="matrix")
+    trend = pitr_drill_trend()
+    context = {
+        "rows": readiness_matrix(),
+        "pitr_drills": trend,
+        "rto_points": [(row["restore"].created_at, row["rto"]) for row in trend if row["rto"] is not None],
+        "rpo_points": [(row["restore"].created_at, row["rpo"]) for row in trend if row["rpo"] is not None],
+    }
+    return render_page(request, "incidents/readiness.html", context, partial="matrix")

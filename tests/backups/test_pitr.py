@@ -155,7 +155,9 @@ def test_a_scratch_instance_left_alone_is_warned_then_removed(
     assert restore.outcome == "expired" and restore.scratch_removed_at and not port_in_use(restore.port)
 
 
-def test_a_point_in_time_drill_lands_exactly_on_its_point(physical_policy: BackupPolicy, infra: Infrastructure) -> None:
+def test_a_point_in_time_drill_lands_exactly_on_its_point(
+    physical_policy: BackupPolicy, infra: Infrastructure, client_as
+) -> None:
     backup_now(physical_policy)
     for _ in range(4):  # the periodic task writes one a minute; a drill needs some on both sides of its point
         marker_write(physical_policy)
@@ -168,6 +170,8 @@ def test_a_point_in_time_drill_lands_exactly_on_its_point(physical_policy: Backu
     assert drill.achieved_rpo_seconds is not None and drill.rto_seconds
     assert not Path(drill.data_directory).exists() and drill.scratch_removed_at
     assert any(item["name"] == "amcheck" and item["ok"] for item in drill.verification)
+    page = client_as(Role.VIEWER).get(reverse("incidents:readiness")).content.decode()
+    assert 'id="pitr-drills"' in page and f"Restore drill #{drill.pk}" in page and "exact" in page
 
 
 def test_a_cluster_loss_drill_restores_the_latest_point_from_the_repository_alone(
