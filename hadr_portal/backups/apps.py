@@ -13,6 +13,7 @@ class BackupsConfig(AppConfig):
     label = "backups"
 
     def ready(self) -> None:
+        from . import receivers  # noqa: F401 - a rebuilt node's archiving
         from .backup import BACKUP
         from .catalog import CATALOG_SECTIONS
         from .copyback import COPY_BACK

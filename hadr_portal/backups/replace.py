@@ -48,6 +48,7 @@ from .physical import physical_backup_take
 from .pitr import pitr_cleanup
 from .preflight import restore_server
 from .scratch import waiting
+from .stanza import node_archiving_point
 
 if TYPE_CHECKING:
     from hadr_portal.core.permissions import Actor
@@ -166,6 +167,7 @@ def replace_run(context: OperationContext) -> Mapping[str, Any]:
 
     _step(restore, "promote")
     written = promote_at_point(primary)
+    node_archiving_point(policy, primary)  # the set may come from another node: its own --pg1-path again
     context.progress(85, "The primary takes writes on the restored data")
     context.log(f"{primary.name} left recovery at {restore.target_label} and takes writes (transaction {written}).")
     now = timezone.now()

@@ -21,7 +21,7 @@ from hadr_portal.adapters.pg.archive import archiving_configure as node_archivin
 from hadr_portal.adapters.pgbackrest import DataNode, PgBackRestError, Repository, Stanza, TransientPgBackRestError
 from hadr_portal.adapters.pgbackrest import check as pgbackrest_check
 from hadr_portal.adapters.pgbackrest import stanza_create as pgbackrest_stanza_create
-from hadr_portal.databases.models import Purpose
+from hadr_portal.databases.models import Node, Purpose
 
 from .models import BackupPolicy, StorageTarget
 
@@ -126,6 +126,22 @@ def pgbackrest_policy(cluster_id: int) -> BackupPolicy | None:
     )
 
 
+def node_archiving_point(policy: BackupPolicy, node: Node, *, stanza: Stanza | None = None) -> bool | None:
+    """Point `node`'s archive_command at the stanza with its own data directory (`--pg1-path`), and set
+    archive_timeout (ALTER SYSTEM + reload as the admin account; a standby takes it too, for when it is promoted).
+    Returns whether archive_mode is on, or None for a node that is not in the stanza. A rebuilt replica or a
+    replaced primary has its source's settings (another node's path): this puts its own back."""
+    stanza = stanza or stanza_for(policy)
+    data = next((item for item in stanza.nodes if item.name == node.name), None)
+    if data is None:
+        return None
+    return node_archiving_configure(
+        node.address(Purpose.ADMIN).conninfo(),
+        archive_command=stanza.archive_command(data),
+        archive_timeout=policy.archive_timeout_seconds,
+    )
+
+
 @retry(
     retry=retry_if_exception_type(TransientPgBackRestError),
     stop=stop_after_attempt(5),
@@ -150,18 +166,12 @@ def stanza_setup(policy: BackupPolicy, *, check: bool = True, log: object = prin
         raise StanzaProblem(str(exc)) from None
     restart_needed = []
     for node in policy.cluster.nodes.order_by("name"):
-        data = next((item for item in stanza.nodes if item.name == node.name), None)
-        if data is None:
-            continue
-        address = node.address(Purpose.ADMIN)
         try:
-            mode_on = node_archiving_configure(
-                address.conninfo(),
-                archive_command=stanza.archive_command(data),
-                archive_timeout=policy.archive_timeout_seconds,
-            )
+            mode_on = node_archiving_point(policy, node, stanza=stanza)
         except psycopg.OperationalError as exc:
             say(f"  {node.name}: not reachable, archive_command not set ({str(exc).strip().splitlines()[0]})")
+            continue
+        if mode_on is None:
             continue
         if not mode_on:
             restart_needed.append(node.name)

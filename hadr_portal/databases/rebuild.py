@@ -13,6 +13,7 @@ from hadr_portal.core.permissions import Action
 
 from .models import Cluster, Node, Purpose
 from .sections import topology_changed
+from .signals import node_rebuilt
 from .topology import cluster_probe
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def node_rebuild(context: OperationContext, *, cluster: Cluster, node: Node) -> 
     node.refresh_from_db()
     if node.role != "replica":
         raise NodeActionFailed(f"{node.name} started but reports {node.role}, not replica")
+    node_rebuilt.send(sender=Node, node=node, log=context.log)
     context.progress(100, f"{node.name} is a streaming replica of {primary.name}")
     return {"node": node.name, "primary": primary.name, "method": method, "seconds_to_streaming": round(seconds, 2)}
 

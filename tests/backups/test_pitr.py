@@ -227,6 +227,9 @@ def test_replacing_the_cluster_takes_it_back_to_the_point(physical_policy: Backu
         while conn.execute("SELECT count(*) FROM pitr_replace").fetchone() != (6,) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert conn.execute("SELECT count(*) FROM pitr_replace").fetchone() == (6,)
+        # rebuilt from the primary, it archives with its own data directory once promoted
+        assert f"--pg1-path={infra.replica.data_dir}" in conn.execute("SHOW archive_command").fetchone()[0]
+    assert f"--pg1-path={infra.primary.data_dir}" in sql(infra, "SHOW archive_command")[0][0]
     kept_data_remove(restore=restore, actor=None, confirm=restore.kept_data_name)
     assert not Path(restore.kept_data_directory).exists()
 
