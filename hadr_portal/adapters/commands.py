@@ -239,6 +239,14 @@ class RunningCommand:
     def poll(self) -> int | None:
         return self._process.poll()
 
+    def exited_within(self, seconds: float) -> bool:
+        """Wait up to `seconds` for it to exit (no sleep past its end); whether it did."""
+        try:
+            self._process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def wait(self, timeout: float | None = None) -> CommandResult:
         """Wait for it to exit (CommandFailed after `timeout`, its session killed) and return what it said."""
         try:

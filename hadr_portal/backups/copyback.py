@@ -146,6 +146,8 @@ def _scratch_refusal(restore: Restore) -> str:
             f"Restore #{restore.pk} is {restore.get_status_display().lower()}: tables can be copied back once its "
             "scratch instance is ready."
         )
+    if restore.verified_at is None:
+        return f"Restore #{restore.pk}'s scratch instance is still being verified: copy back once it passed."
     if not restore.has_scratch_instance:
         return (
             f"Restore #{restore.pk}'s scratch instance has been stopped and removed: restore to the point again to "

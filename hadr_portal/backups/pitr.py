@@ -374,6 +374,8 @@ def pitr_run(context: OperationContext, restore: Restore) -> Mapping[str, Any]:
     )
     when = f"{timezone.localtime(state.last_replay_time):%Y-%m-%d %H:%M:%S}" if state.last_replay_time else "?"
     context.log(f"Recovery {state.pause_state} at {state.replay_lsn}; last transaction replayed committed at {when}.")
+    if restore.kind == Restore.Kind.RESTORE:
+        pitr_ready(restore)  # queryable now (the RTO stops here); copy back and replace wait for the verification
     restore.refresh_from_db()
     verify_restored(context, restore, with_database(server, policy.dbname))
     return {"server": f"127.0.0.1:{restore.port}", "data_directory": str(directory), "lsn": state.replay_lsn}
@@ -395,7 +397,7 @@ def _wait_recovered(context: OperationContext, conninfo: str, target: RecoveryTa
         if time.monotonic() > deadline:
             raise RestoreFailed("recovery did not reach the point in time allowed")
         context.progress(60, "Replaying WAL up to the point")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def _log_tail(log_file: Path) -> str:

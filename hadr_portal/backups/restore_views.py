@@ -7,6 +7,7 @@ forms post and redirect. Steps 5–7 (run, verify, summary) are the restore's ow
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.contrib import messages
@@ -174,7 +175,8 @@ def restore_detail(request: HttpRequest, pk: int) -> HttpResponse:
     operation = restore.operation
     objective = selectors.rto_objective_minutes(restore.policy)
     step = "run" if restore.is_active else ("summary" if restore.status == Restore.Status.VERIFIED else "verify")
-    waiting = scratch.waiting(restore)
+    waiting = scratch.queryable(restore)
+    verifying = waiting and restore.verified_at is None
     context = {
         "restore": restore,
         "steps": wizard.wizard_steps(restore, step),
@@ -186,6 +188,7 @@ def restore_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "findings": findings_from(restore.preflight),
         "runbook": _runbook(restore.situation),
         "waiting": waiting,
+        "verifying": verifying,
         "live_database": restore.policy.dbname,
     }
     return render_page(request, TEMPLATE, context, partial="wizard")
@@ -212,7 +215,7 @@ def scratch_tables(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     DBA only, reading included, like the wizard: it shows what the data looked like."""
     require(request.user, Action.RESTORE)
     restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
-    counts = scratch.table_counts(restore) if scratch.waiting(restore) else []
+    counts = scratch.table_counts(restore) if scratch.queryable(restore) else []
     return render_page(request, "backups/_scratch_tables.html", {"restore": restore, "counts": counts})
 
 
@@ -265,11 +268,12 @@ def scratch_replace(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@action_required(Action.RESTORE)
-def kept_data_remove(request: HttpRequest, pk: int) -> HttpResponse:
-    restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
+def _typed(request: HttpRequest, pk: int, act: Callable[..., object], done: Callable[[Restore], str]) -> HttpResponse:
+    """A typed-confirmation action on a restore (`act(restore=, actor=, confirm=, address=)`), back to its page
+    with what it did, or why not."""
+    restore = get_object_or_404(Restore.objects.select_related("policy__cluster", "destination_cluster"), pk=pk)
     try:
-        replace.kept_data_remove(
+        act(
             restore=restore,
             actor=request.user,
             confirm=request.POST.get("confirm", ""),
@@ -278,25 +282,20 @@ def kept_data_remove(request: HttpRequest, pk: int) -> HttpResponse:
     except OperationError as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, f"Removed {restore.kept_data_directory}.")
+        messages.success(request, done(restore))
     return redirect("backups:restore", pk=restore.pk)
+
+
+@action_required(Action.RESTORE)
+def kept_data_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    return _typed(request, pk, replace.kept_data_remove, lambda restore: f"Removed {restore.kept_data_directory}.")
 
 
 @action_required(Action.RESTORE)
 def scratch_discard(request: HttpRequest, pk: int) -> HttpResponse:
-    restore = get_object_or_404(Restore.objects.select_related("policy__cluster"), pk=pk)
-    try:
-        scratch.scratch_discard(
-            restore=restore,
-            actor=request.user,
-            confirm=request.POST.get("confirm", ""),
-            address=client_address(request),
-        )
-    except OperationError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Scratch instance of restore #{restore.pk} stopped and removed.")
-    return redirect("backups:restore", pk=restore.pk)
+    return _typed(
+        request, pk, scratch.scratch_discard, lambda r: f"Scratch instance of restore #{r.pk} stopped and removed."
+    )
 
 
 def _runbook(situation: str) -> Runbook | None:
@@ -305,19 +304,7 @@ def _runbook(situation: str) -> Runbook | None:
 
 @action_required(Action.RESTORE)
 def restore_drop_kept(request: HttpRequest, pk: int) -> HttpResponse:
-    restore = get_object_or_404(Restore.objects.select_related("policy__cluster", "destination_cluster"), pk=pk)
-    try:
-        services.restore_drop_kept(
-            restore=restore,
-            actor=request.user,
-            confirm=request.POST.get("confirm", ""),
-            address=client_address(request),
-        )
-    except OperationError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Dropped {restore.kept_database}.")
-    return redirect("backups:restore", pk=restore.pk)
+    return _typed(request, pk, services.restore_drop_kept, lambda restore: f"Dropped {restore.kept_database}.")
 
 
 @action_required(Action.RESTORE)

@@ -45,7 +45,7 @@ from hadr_portal.core.redaction import redact
 from .backup import backup_take, cluster_conninfo, remove_objects
 from .markers import drill_finish
 from .models import Backup, BackupPolicy, Restore
-from .pitr import pitr_cleanup, pitr_findings, pitr_ready, pitr_run
+from .pitr import pitr_cleanup, pitr_findings, pitr_run
 from .preflight import restore_preflight, restore_server, scratch_directory
 from .restore_verify import verify_restored
 from .storage import storage_for
@@ -207,7 +207,6 @@ def _point_in_time(context: OperationContext, restore: Restore) -> Mapping[str, 
         pitr_cleanup(restore)
         context.log("Stopped and removed the scratch instance.")
         return {**result, **_finish(context, restore), **drill_result}
-    pitr_ready(restore)
     restore.refresh_from_db()
     context.progress(100, "Ready: look, then copy back, replace or discard")
     context.log(

@@ -52,8 +52,14 @@ class QueryAnswer:
     truncated: bool
 
 
-def waiting(restore: Restore) -> bool:
+def queryable(restore: Restore) -> bool:
+    """The instance answers at its point (from the moment recovery paused, while its verification runs)."""
     return restore.status == Restore.Status.READY and restore.has_scratch_instance
+
+
+def waiting(restore: Restore) -> bool:
+    """It waits for a decision: queryable and verified (copy back and replace act only on a proved copy)."""
+    return queryable(restore) and restore.verified_at is not None
 
 
 def scratch_query(*, restore: Restore, actor: Actor | None, sql: str) -> QueryAnswer:
@@ -62,7 +68,7 @@ def scratch_query(*, restore: Restore, actor: Actor | None, sql: str) -> QueryAn
     with a statement timeout. ReadOnlyQueryError (in words) when refused or failed."""
     if actor is not None:
         require(actor, Action.RESTORE)
-    if not waiting(restore):
+    if not queryable(restore):
         raise ReadOnlyQueryError(f"restore #{restore.pk} has no scratch instance waiting")
     sql = sql.strip().rstrip(";")
     if not sql:
@@ -118,6 +124,8 @@ def scratch_discard(*, restore: Restore, actor: Actor | None, confirm: str, addr
         locked = Restore.objects.select_for_update().get(pk=restore.pk)
         if not locked.has_scratch_instance or locked.status != Restore.Status.READY:
             raise OperationError(f"Restore #{restore.pk} has no scratch instance waiting: nothing to discard.")
+        if locked.verified_at is None and locked.operation and locked.operation.status == "running":
+            raise OperationError(f"Restore #{restore.pk} is still being verified: discard it once that ends.")
         pitr_cleanup(locked)
         Restore.objects.filter(pk=restore.pk).update(
             status=Restore.Status.DONE,

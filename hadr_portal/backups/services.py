@@ -99,16 +99,22 @@ def backups_prune(
         Backup.objects.filter(pk=backup.pk, pinned=False).update(
             status=Backup.Status.DELETED, deleted_at=timezone.now()
         )
-        audit_record(
-            actor=actor,
-            action="backup.delete",
-            target=policy.target,
-            outcome=AuditEntry.Outcome.SUCCESS,
-            address=address,
-            parameters={"backup": backup.pk, "key": backup.key},
-            detail=decision.reason,
-        )
+        _deletion_audit(policy, backup, actor, address, AuditEntry.Outcome.SUCCESS, decision.reason)
     return plan
+
+
+def _deletion_audit(
+    policy: BackupPolicy, backup: Backup, actor: Actor | None, address: str | None, outcome: str, detail: str
+) -> None:
+    audit_record(
+        actor=actor,
+        action="backup.delete",
+        target=policy.target,
+        outcome=outcome,
+        address=address,
+        parameters={"backup": backup.pk, "key": backup.key, "engine": backup.engine},
+        detail=detail,
+    )
 
 
 def _sets_prune(
@@ -119,31 +125,15 @@ def _sets_prune(
     done = []
     for decision in sorted(plan, key=lambda item: item.backup.started_at):
         backup = decision.backup
-        if Backup.objects.filter(pk=backup.pk, status=Backup.Status.GOOD).count() == 0:
+        if not Backup.objects.filter(pk=backup.pk, status=Backup.Status.GOOD).exists():
             done.append(decision)  # it went with the full set it depended on
             continue
         try:
             set_expire(backup, archiving_broken=archiving_broken_reason)
         except (ExpireRefused, PgBackRestError) as exc:
-            audit_record(
-                actor=actor,
-                action="backup.delete",
-                target=policy.target,
-                outcome=AuditEntry.Outcome.REFUSED,
-                address=address,
-                parameters={"backup": backup.pk, "key": backup.key},
-                detail=str(exc),
-            )
+            _deletion_audit(policy, backup, actor, address, AuditEntry.Outcome.REFUSED, str(exc))
             break
-        audit_record(
-            actor=actor,
-            action="backup.delete",
-            target=policy.target,
-            outcome=AuditEntry.Outcome.SUCCESS,
-            address=address,
-            parameters={"backup": backup.pk, "key": backup.key, "engine": "pgbackrest"},
-            detail=decision.reason,
-        )
+        _deletion_audit(policy, backup, actor, address, AuditEntry.Outcome.SUCCESS, decision.reason)
         done.append(decision)
     return done
 

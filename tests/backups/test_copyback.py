@@ -203,7 +203,7 @@ def test_statement_timeout(infra: Infrastructure, sides: Sides) -> None:
 
 
 @pytest.fixture
-def pitr_policy(demo_cluster: Cluster, app_database: str) -> BackupPolicy:
+def copy_policy(demo_cluster: Cluster, app_database: str) -> BackupPolicy:
     storage = StorageTarget.objects.create(name="copy-back-local", kind="local", config={"path": "/nonexistent"})
     return BackupPolicy.objects.create(
         name="pitr-app", cluster=demo_cluster, dbname=APP_DB, storage=storage, engine=BackupPolicy.Engine.PGBACKREST
@@ -220,6 +220,7 @@ def scratch_restore(policy: BackupPolicy, port: int, **fields: object) -> Restor
         "work_created": True,
         "port": port,
         "recovered_to": timezone.now(),
+        "verified_at": timezone.now(),
     } | fields
     return Restore.objects.create(policy=policy, **values)
 
@@ -245,9 +246,9 @@ def paused_replica(infra: Infrastructure, app_database: str) -> Iterator[int]:
         infra.replica.psql("SELECT pg_wal_replay_resume()")
 
 
-def test_copy_back_through_the_operation(infra: Infrastructure, pitr_policy: BackupPolicy, paused_replica: int) -> None:
+def test_copy_back_through_the_operation(infra: Infrastructure, copy_policy: BackupPolicy, paused_replica: int) -> None:
     dba = make_user("dba", Role.DBA)
-    restore = scratch_restore(pitr_policy, paused_replica)
+    restore = scratch_restore(copy_policy, paused_replica)
     damage(infra)
     operation = copy_back_request(
         restore=restore, tables=[USERS], mode="missing", where={USERS: "id < 10"}, actor=dba, confirm=APP_DB
@@ -282,8 +283,8 @@ def test_copy_back_through_the_operation(infra: Infrastructure, pitr_policy: Bac
     assert restore.copy_back["counts"][0]["rows_copied"] == 3
 
 
-def test_a_failed_run_says_why_and_changes_nothing(infra: Infrastructure, pitr_policy: BackupPolicy) -> None:
-    restore = scratch_restore(pitr_policy, infra.primary.port)
+def test_a_failed_run_says_why_and_changes_nothing(infra: Infrastructure, copy_policy: BackupPolicy) -> None:
+    restore = scratch_restore(copy_policy, infra.primary.port)
     operation = copy_back_request(
         restore=restore, tables=[USERS], mode="replace", where=None, actor=make_user("dba", Role.DBA), confirm=APP_DB
     )
@@ -295,8 +296,8 @@ def test_a_failed_run_says_why_and_changes_nothing(infra: Infrastructure, pitr_p
     assert restore.outcome == "" and restore.copy_back == {}
 
 
-def test_only_a_dba_with_the_database_name_may_copy_back(infra: Infrastructure, pitr_policy: BackupPolicy) -> None:
-    restore = scratch_restore(pitr_policy, infra.primary.port)
+def test_only_a_dba_with_the_database_name_may_copy_back(infra: Infrastructure, copy_policy: BackupPolicy) -> None:
+    restore = scratch_restore(copy_policy, infra.primary.port)
     for role in (Role.DEVOPS, Role.DEVELOPER, Role.VIEWER):
         with pytest.raises(PermissionDenied):
             copy_back_request(
@@ -335,9 +336,9 @@ def test_only_a_dba_with_the_database_name_may_copy_back(infra: Infrastructure, 
     ],
 )
 def test_only_a_ready_scratch_instance_is_copied_from(
-    infra: Infrastructure, pitr_policy: BackupPolicy, fields: dict[str, object], refusal: str
+    infra: Infrastructure, copy_policy: BackupPolicy, fields: dict[str, object], refusal: str
 ) -> None:
-    restore = scratch_restore(pitr_policy, infra.primary.port, **fields)
+    restore = scratch_restore(copy_policy, infra.primary.port, **fields)
     with pytest.raises(OperationError, match=refusal):
         copy_back_request(
             restore=restore,
@@ -347,3 +348,11 @@ def test_only_a_ready_scratch_instance_is_copied_from(
             actor=make_user("dba", Role.DBA),
             confirm=APP_DB,
         )
+
+
+def test_a_scratch_instance_still_being_verified_is_not_copied_from(
+    infra: Infrastructure, copy_policy: BackupPolicy
+) -> None:
+    restore = scratch_restore(copy_policy, infra.replica.port, verified_at=None)
+    with pytest.raises(OperationError, match="still being verified"):
+        copy_back_request(restore=restore, tables=["app_users"], mode="missing", where=None, actor=None, confirm=APP_DB)

@@ -161,7 +161,7 @@ def backup(
         if on_start:
             on_start(running.session)
         deadline = time.monotonic() + timeout
-        while running.poll() is None:
+        while not running.exited_within(poll_seconds):  # its end is seen at once, not at the next poll
             if time.monotonic() > deadline:
                 raise PgBackRestError(f"pgbackrest backup did not finish within {timeout:g} s")
             if checkpoint:
@@ -173,7 +173,6 @@ def backup(
                     now = None
                 if now and now.backup_done_bytes is not None and now.backup_total_bytes:
                     on_progress(now.backup_done_bytes, now.backup_total_bytes)
-            time.sleep(poll_seconds)
         result = running.wait(0)
     _raise_unless_ok(result.returncode, result.stdout, "backup")
     return info(stanza)
