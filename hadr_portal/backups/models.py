@@ -155,6 +155,11 @@ class BackupPolicy(models.Model):
         return self.engine == self.Engine.PGBACKREST
 
     @property
+    def subject(self) -> str:
+        """What its backups hold, as the pages name it: `cluster/database`, or a physical policy's whole cluster."""
+        return f"{self.cluster.name} · whole cluster" if self.is_physical else f"{self.cluster.name}/{self.dbname}"
+
+    @property
     def archive_timeout_seconds(self) -> int:
         """PostgreSQL's archive_timeout for this RPO: a segment is switched and archived at least this often."""
         return max(10, self.wal_rpo_seconds // 3)

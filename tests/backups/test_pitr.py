@@ -23,6 +23,7 @@ from hadr_portal.backups.models import Backup, BackupPolicy, Restore, RestorePoi
 from hadr_portal.backups.physical import sets_sync
 from hadr_portal.backups.pitr import local_time_parse, restore_point_in_time_set
 from hadr_portal.backups.replace import kept_data_remove, replace_request
+from hadr_portal.backups.restore_points import restore_point_create
 from hadr_portal.backups.retention import retention_plan
 from hadr_portal.backups.scratch import scratch_discard, scratch_expire_due, scratch_query, table_counts
 from hadr_portal.backups.stanza import stanza_for, stanza_setup
@@ -30,6 +31,7 @@ from hadr_portal.backups.wizard import drill_request, restore_draft_start, resto
 from hadr_portal.core.operation_kinds import OperationError
 from hadr_portal.core.operations import operation_execute
 from hadr_portal.core.permissions import Role
+from hadr_portal.databases.topology import cluster_probe
 from tests.backups.conftest import archived_past, backup_now, run, sql
 from tests.infra.plugin import Infrastructure
 
@@ -313,3 +315,44 @@ def test_a_second_repository_on_s3_gets_the_wal_and_its_own_sets(
     BackupPolicy.objects.filter(pk=physical_policy.pk).update(copy_storage=None)
     physical_policy.refresh_from_db()
     stanza_setup(physical_policy, check=False, log=lambda *_: None)  # back to one repository for the other tests
+
+
+def scratch_rows(restore: Restore, infra: Infrastructure, sql_text: str) -> list[tuple]:
+    with psycopg.connect(
+        f"host=127.0.0.1 port={restore.port} dbname=onboarding user=postgres password={infra.demo_password}"
+    ) as conn:
+        return conn.execute(sql_text).fetchall()  # type: ignore[arg-type]
+
+
+def restored_to(policy: BackupPolicy, **point: str) -> Restore:
+    restore = restore_draft_start(policy=policy, actor=None)
+    assert restore_point_in_time_set(restore=restore, actor=None, **point) == []  # type: ignore[arg-type]
+    restore_preflight_run(restore=restore, actor=None)
+    done = run(restore_request(restore=restore, actor=None))
+    assert done.status == "ready", done.error
+    return done
+
+
+def test_restores_to_a_restore_point_and_to_a_transaction_id_are_exact(
+    physical_policy: BackupPolicy, infra: Infrastructure
+) -> None:
+    backup_now(physical_policy)
+    sql(infra, "DROP TABLE IF EXISTS pitr_steps")
+    sql(infra, "CREATE TABLE pitr_steps (id int PRIMARY KEY)")
+    sql(infra, "INSERT INTO pitr_steps VALUES (1), (2)")
+    cluster_probe(physical_policy.cluster)  # the primary as the checks see it: a restore point goes there
+    restore_point_create(cluster=physical_policy.cluster, name="before-step-3", actor=None, source="cli")
+    sql(infra, "INSERT INTO pitr_steps VALUES (3)")
+    with psycopg.connect(infra.primary.conninfo("onboarding")) as conn:  # one transaction: its id is the point
+        conn.execute("INSERT INTO pitr_steps VALUES (4)")
+        xid = conn.execute("SELECT txid_current()").fetchone()[0]
+    sql(infra, "INSERT INTO pitr_steps VALUES (5)")
+    archived_past(infra, datetime.now(UTC))
+
+    at_name = restored_to(physical_policy, target_type="name", value="before-step-3")
+    assert scratch_rows(at_name, infra, "SELECT id FROM pitr_steps ORDER BY id") == [(1,), (2,)]
+    scratch_discard(restore=at_name, actor=None, confirm=str(at_name.pk))
+
+    at_xid = restored_to(physical_policy, target_type="xid", value=str(xid))
+    assert scratch_rows(at_xid, infra, "SELECT id FROM pitr_steps ORDER BY id") == [(1,), (2,), (3,), (4,)]
+    scratch_discard(restore=at_xid, actor=None, confirm=str(at_xid.pk))
