@@ -202,7 +202,8 @@ def test_make_up_creates_the_roles_with_their_own_passwords(running):
                     " ON b.oid = m.roleid JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = current_user"
                 )
             }
-        assert not superuser and replication == (role.attributes == "REPLICATION")  # none since pgBackRest and granted == set(role.grants)
+        # no role replicates: physical backups are pgBackRest's, as the data's owner
+        assert not superuser and replication == (role.attributes == "REPLICATION") and granted == set(role.grants)
     reader = (run_dir / "secrets" / "db-role-hadr_reader").read_text().strip()
     replica = f"host=127.0.0.1 port={run_env['HADR_DEMO_REPLICA_PORT']} dbname=onboarding user=hadr_reader"
     with psycopg.connect(f"{replica} password={reader}") as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):

@@ -53,7 +53,15 @@ def _archive_rpo(service: Service, policies: list[BackupPolicy], now: datetime) 
     return Measure(objective, age, "WAL archive age (point-in-time)", _color(age, objective, amber_until=2))
 
 
-def pitr_drill_trend(*, limit: int = 30) -> list[dict[str, object]]:
+@dataclass(frozen=True)
+class DrillPoint:
+    restore: Restore
+    rto: float | None
+    rpo: float | None
+    exact: bool | None
+
+
+def pitr_drill_trend(*, limit: int = 30) -> list[DrillPoint]:
     """The newest point-in-time and cluster-loss drills, oldest first: when, RTO, achieved RPO, exact or not."""
     drills = (
         Restore.objects.filter(
@@ -65,12 +73,7 @@ def pitr_drill_trend(*, limit: int = 30) -> list[dict[str, object]]:
         .order_by("-created_at")[:limit]
     )
     return [
-        {
-            "restore": drill,
-            "rto": drill.rto_seconds,
-            "rpo": drill.achieved_rpo_seconds,
-            "exact": (drill.marker_check or {}).get("exact"),
-        }
+        DrillPoint(drill, drill.rto_seconds, drill.achieved_rpo_seconds, (drill.marker_check or {}).get("exact"))
         for drill in reversed(list(drills))
     ]
 

@@ -262,7 +262,7 @@ def readiness_page(request: HttpRequest) -> HttpResponse:
     context = {
         "rows": readiness_matrix(),
         "pitr_drills": trend,
-        "rto_points": [(row["restore"].created_at, row["rto"]) for row in trend if row["rto"] is not None],
-        "rpo_points": [(row["restore"].created_at, row["rpo"]) for row in trend if row["rpo"] is not None],
+        "rto_points": [(row.restore.created_at, row.rto) for row in trend if row.rto is not None],
+        "rpo_points": [(row.restore.created_at, row.rpo) for row in trend if row.rpo is not None],
     }
     return render_page(request, "incidents/readiness.html", context, partial="matrix")
