@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_ready
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hadr_portal.settings")
@@ -38,6 +38,14 @@ def use_django_logging(**_: object) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+@worker_ready.connect
+def outbox_drain_on_start(**_: object) -> None:
+    """A worker that starts (the broker answers, then) sends what the outbox still holds, without waiting for beat."""
+    from hadr_portal.core.dispatch import outbox_drain
+
+    outbox_drain()
 
 
 @app.on_after_finalize.connect

@@ -225,7 +225,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("HADR_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=60)}
+# A request waits this long at most for the broker (a hung or absent Redis): what it queues stays in the outbox
+# (core.dispatch) and is sent when Redis answers again.
+BROKER_TIMEOUT = env_int("HADR_BROKER_TIMEOUT", 2, minimum=1)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("HADR_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=60),
+    "socket_timeout": BROKER_TIMEOUT,
+    "socket_connect_timeout": BROKER_TIMEOUT,
+}
+OUTBOX_DRAIN_SECONDS = env_int("HADR_OUTBOX_DRAIN_SECONDS", 5, minimum=1)  # beat sends what the outbox still holds
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- Operations ---------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from .models import Backup, Restore
 from .physical import physical_backup_take
 from .pitr import pitr_cleanup
 from .preflight import restore_server
-from .scratch import waiting
+from .scratch import copying_back, waiting
 from .stanza import node_archiving_point
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ def replace_request(*, restore: Restore, actor: Actor | None, confirm: str, addr
     cluster = restore.policy.cluster
     if not waiting(restore):
         raise OperationError(f"Restore #{restore.pk} has no scratch instance waiting: nothing to replace with.")
+    if busy := copying_back(restore):
+        raise OperationError(f"Operation #{busy.pk} is copying tables back from the scratch instance: wait for it.")
     if confirm.strip() != cluster.name:
         raise OperationError(f"Type the cluster's name, {cluster.name}, to replace it with the scratch instance.")
     try:

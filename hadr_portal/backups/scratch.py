@@ -19,7 +19,7 @@ from django.utils import timezone
 from hadr_portal.adapters.pg.connection import with_database
 from hadr_portal.adapters.readonly import ReadOnlyQueryError, read_only_query
 from hadr_portal.core.audit import audit_record
-from hadr_portal.core.models import AuditEntry
+from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operation_kinds import OperationError
 from hadr_portal.core.permissions import Action, require
 
@@ -50,6 +50,15 @@ class QueryAnswer:
     columns: list[str]
     rows: list[tuple[Any, ...]]
     truncated: bool
+
+
+def copying_back(restore: Restore) -> Operation | None:
+    """A copy-back from this scratch instance that has not ended: the instance must stay until it does."""
+    return (
+        Operation.objects.filter(kind="copy_back", status__in=Operation.ACTIVE, parameters__restore=restore.pk)
+        .order_by("-pk")
+        .first()
+    )
 
 
 def queryable(restore: Restore) -> bool:
@@ -126,6 +135,11 @@ def scratch_discard(*, restore: Restore, actor: Actor | None, confirm: str, addr
             raise OperationError(f"Restore #{restore.pk} has no scratch instance waiting: nothing to discard.")
         if locked.verified_at is None and locked.operation and locked.operation.status == "running":
             raise OperationError(f"Restore #{restore.pk} is still being verified: discard it once that ends.")
+        if busy := copying_back(locked):
+            raise OperationError(
+                f"Operation #{busy.pk} is copying tables back from it (since {timezone.localtime(busy.created_at):%H:%M:%S})"
+                ": discard it once that ends."
+            )
         pitr_cleanup(locked)
         Restore.objects.filter(pk=restore.pk).update(
             status=Restore.Status.DONE,

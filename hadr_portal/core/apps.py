@@ -24,3 +24,15 @@ class CoreConfig(AppConfig):
                 "reap stale operations", "hadr_portal.core.tasks.operations_reap", Setting("OPERATION_REAPER_INTERVAL")
             )
         )
+        # what the broker could not take when it was asked (core.dispatch); a pass that waited is dropped
+        registry.periodic_tasks.register(
+            PeriodicTask(
+                "send the outbox",
+                "hadr_portal.core.tasks.outbox_drain",
+                Setting("OUTBOX_DRAIN_SECONDS"),
+                expires=Setting("OUTBOX_DRAIN_SECONDS"),
+            )
+        )
+        registry.periodic_tasks.register(
+            PeriodicTask("forget sent outbox messages", "hadr_portal.core.tasks.outbox_prune", 3600.0)
+        )

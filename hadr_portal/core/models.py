@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from . import registry
 
@@ -44,6 +45,10 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target} {self.outcome}"
+
+
+# The task every operation runs in (core.tasks): what its outbox message names.
+EXECUTE_TASK = "hadr_portal.core.tasks.operation_execute"
 
 
 class Operation(models.Model):
@@ -106,6 +111,13 @@ class Operation(models.Model):
         return kind.label if kind else self.kind
 
     @property
+    def waiting_for_queue(self) -> OutboxMessage | None:
+        """Its outbox message, while the broker has not taken it (queued, the task queue unreachable)."""
+        if self.status != self.Status.QUEUED:
+            return None
+        return OutboxMessage.objects.filter(sent_at=None, task=EXECUTE_TASK, args__0=self.pk).order_by("-pk").first()
+
+    @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE
 
@@ -137,3 +149,25 @@ class OperationLogLine(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.operation_id} {self.at:%H:%M:%S} {self.level}: {self.message[:80]}"
+
+
+class OutboxMessage(models.Model):
+    """A task to send to the broker, written in the transaction that needs it (core.dispatch): a hung or absent
+    broker never blocks or loses a request. Sent right after the commit when the broker answers in time, else by
+    the next drain (`outbox_drain`, every few seconds from beat and at each worker's start)."""
+
+    task = models.CharField(max_length=200)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=32, default="default")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["created_at"], condition=models.Q(sent_at=None), name="outbox_pending")]
+
+    def __str__(self) -> str:
+        return f"{self.task}({self.args}) {'sent' if self.sent_at else 'pending'}"

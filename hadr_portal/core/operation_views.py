@@ -11,6 +11,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from .models import Operation
 from .operation_kinds import OperationConflict, OperationError
+from .operations import operation_unqueued
 
 
 def operation_response(
@@ -29,7 +30,10 @@ def operation_response(
     except OperationError as exc:
         messages.error(request, str(exc))
         return _go(request, back_to)
-    messages.success(request, queued(operation))
+    if unqueued := operation_unqueued(operation):  # saved, not lost: it starts when the broker is back
+        messages.warning(request, f"{queued(operation)} {unqueued}")
+    else:
+        messages.success(request, queued(operation))
     return _go(request, resolve_url("core:operation", pk=operation.pk))
 
 

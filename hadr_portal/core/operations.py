@@ -36,9 +36,9 @@ from django.utils import timezone
 
 from . import registry
 from .audit import audit_record
-from .dispatch import task_send
+from .dispatch import task_send_on_commit
 from .logging import current_operation_id
-from .models import AuditEntry, Operation, OperationLogLine
+from .models import EXECUTE_TASK, AuditEntry, Operation, OperationLogLine
 from .operation_kinds import OperationCancelled, OperationConflict, OperationContext, OperationError, OperationKind
 from .permissions import PERMISSIONS, Action, Role, require, user_can
 from .redaction import redact, redact_mapping
@@ -116,7 +116,7 @@ def operation_request(
                 requested_from=address,
             )
             audit(outcome=AuditEntry.Outcome.ACCEPTED, operation=operation, detail=f"{spec.label} queued")
-            transaction.on_commit(partial(_enqueue, operation.pk, spec.queue))
+            task_send_on_commit(EXECUTE_TASK, args=[operation.pk], queue=spec.queue)
     except IntegrityError as exc:
         if "one_active_operation_per_target" not in str(exc):
             raise
@@ -127,17 +127,15 @@ def operation_request(
     return operation
 
 
-def _enqueue(operation_id: int, queue: str) -> None:
-    try:
-        task_send("hadr_portal.core.tasks.operation_execute", args=[operation_id], queue=queue)
-    except Exception as exc:  # the broker is down: say so on the operation instead of leaving it queued forever
-        logger.exception("could not enqueue operation", extra={"operation_id": operation_id})
-        _finish(
-            operation_id,
-            Status.FAILED,
-            error=f"Could not reach the task queue (Redis): {exc}",
-            from_status=Status.QUEUED,
-        )
+def operation_unqueued(operation: Operation) -> str:
+    """Why a queued operation has not reached a worker: the broker did not take it yet ("" when it did)."""
+    message = operation.waiting_for_queue
+    if message is None:
+        return ""
+    return (
+        "Queued, but the task queue (Redis) is unreachable: it will start when the queue is back "
+        f"({message.last_error or 'no answer'})."
+    )
 
 
 def _finish(

@@ -356,3 +356,14 @@ def test_a_scratch_instance_still_being_verified_is_not_copied_from(
     restore = scratch_restore(copy_policy, infra.replica.port, verified_at=None)
     with pytest.raises(OperationError, match="still being verified"):
         copy_back_request(restore=restore, tables=["app_users"], mode="missing", where=None, actor=None, confirm=APP_DB)
+
+
+def test_a_scratch_instance_being_copied_from_is_not_discarded(
+    infra: Infrastructure, copy_policy: BackupPolicy
+) -> None:
+    from hadr_portal.backups.scratch import scratch_discard
+
+    restore = scratch_restore(copy_policy, infra.replica.port)
+    copy_back_request(restore=restore, tables=["app_users"], mode="missing", where=None, actor=None, confirm=APP_DB)
+    with pytest.raises(OperationError, match="is copying tables back from it"):
+        scratch_discard(restore=restore, actor=None, confirm=str(restore.pk))

@@ -119,6 +119,7 @@ def test_worker_killed_mid_restore_leaves_no_scratch_instance(
     assert not Path(restore.data_directory).exists() and not port_in_use(restore.port)  # …until the reaper ends it
     assert not pgbackrest_processes("restore", physical_policy)
 
+    worker.stop()  # the rerun runs here, not on the worker that still has the kill point armed
     again = restore_draft_start(policy=physical_policy, actor=None)
     assert restore_point_in_time_set(restore=again, actor=None, target_type="immediate") == []
     restore_preflight_run(restore=again, actor=None)
