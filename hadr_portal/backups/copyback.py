@@ -104,6 +104,7 @@ def copy_back_request(
     return operation_request(
         kind=COPY_BACK_KIND,
         target=copy_back_target(restore),
+        scope=restore.policy.cluster.target,
         actor=actor,
         address=address,
         parameters={**parameters, "statement_timeout": statement_timeout},

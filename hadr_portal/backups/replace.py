@@ -97,6 +97,8 @@ def replace_request(*, restore: Restore, actor: Actor | None, confirm: str, addr
     return operation_request(
         kind=REPLACE_KIND,
         target=cluster.target,
+        scope=cluster.target,
+        scope_exclusive=True,
         actor=actor,
         address=address,
         parameters={

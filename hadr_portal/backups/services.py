@@ -56,7 +56,16 @@ def backup_request(
         parameters["set_type"] = set_type
     if policy.is_physical:
         parameters["database"] = f"{policy.cluster.name} (whole cluster)"
-    return operation_request(kind="backup", target=policy.target, actor=actor, address=address, parameters=parameters)
+    # a physical set holds the cluster alone (no failover or rebuild under it); a dump shares it
+    return operation_request(
+        kind="backup",
+        target=policy.target,
+        scope=policy.cluster.target,
+        scope_exclusive=policy.is_physical,
+        actor=actor,
+        address=address,
+        parameters=parameters,
+    )
 
 
 def backup_pin(*, backup: Backup, pinned: bool, actor: Actor, address: str | None = None) -> Backup:

@@ -27,7 +27,7 @@ from hadr_portal.databases.models import Cluster
 from .markers import drill_point_choose
 from .models import Backup, BackupPolicy, Restore, RestorePoint
 from .pitr import base_backup_for, pitr_findings, recovery_window, scratch_servers
-from .preflight import DATABASE_NAME, RESERVED_DATABASES, restore_preflight
+from .preflight import DATABASE_NAME, RESERVED_DATABASES, restore_cluster, restore_preflight
 from .restores import DRILL_KIND, RESTORE_KIND
 from .selectors import suggested_backup
 
@@ -277,6 +277,9 @@ def _queue(restore: Restore, kind: str, actor: Actor | None, address: str | None
     operation = operation_request(
         kind=kind,
         target=restore.operation_target,
+        # replacing a database holds its cluster alone; a restore beside it, a drill or a scratch instance shares it
+        scope=restore_cluster(restore).target,
+        scope_exclusive=restore.destination == Restore.Destination.REPLACE,
         actor=actor,
         address=address,
         parameters={

@@ -72,6 +72,15 @@ class Operation(models.Model):
     kind = models.CharField(max_length=64, db_index=True)
     target = models.CharField(max_length=200, db_index=True)
     exclusive = models.BooleanField(default=True)
+    scope = models.CharField(
+        max_length=200,
+        blank=True,
+        db_index=True,
+        help_text="What it acts within (cluster:<name>): one destructive operation per scope at a time, across kinds",
+    )
+    scope_exclusive = models.BooleanField(
+        default=False, help_text="It holds its scope alone (failover, rebuild, replace, physical backup)"
+    )
     parameters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -171,3 +180,13 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task}({self.args}) {'sent' if self.sent_at else 'pending'}"
+
+
+class OperationScope(models.Model):
+    """One row per scope (a cluster), locked with SELECT … FOR UPDATE while an operation in it is requested: the
+    look at what else runs there and the new operation's insert are one step for every requester."""
+
+    name = models.CharField(max_length=200, unique=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -38,6 +38,20 @@ class OperationConflict(OperationError):
         super().__init__(f"Another operation on {target} is already in progress{which}. Wait for it to finish.")
 
 
+class ScopeConflict(OperationConflict):
+    """A destructive operation holds the scope (a cluster), or one runs there and this one needs it alone."""
+
+    def __init__(self, existing: Operation, scope: str) -> None:
+        self.existing = existing
+        since = existing.started_at or existing.created_at
+        OperationError.__init__(
+            self,
+            f"{existing.kind_label} #{existing.pk} on {existing.target} has been "
+            f"{existing.get_status_display().lower()} since {since:%Y-%m-%d %H:%M:%S %Z}: one destructive operation "
+            f"per cluster at a time ({scope}). Wait for it to finish.",
+        )
+
+
 class OperationCancelled(Exception):
     """Raised inside a runner at a checkpoint once cancellation was requested."""
 

@@ -38,8 +38,15 @@ from . import registry
 from .audit import audit_record
 from .dispatch import task_send_on_commit
 from .logging import current_operation_id
-from .models import EXECUTE_TASK, AuditEntry, Operation, OperationLogLine
-from .operation_kinds import OperationCancelled, OperationConflict, OperationContext, OperationError, OperationKind
+from .models import EXECUTE_TASK, AuditEntry, Operation, OperationLogLine, OperationScope
+from .operation_kinds import (
+    OperationCancelled,
+    OperationConflict,
+    OperationContext,
+    OperationError,
+    OperationKind,
+    ScopeConflict,
+)
 from .permissions import PERMISSIONS, Action, Role, require, user_can
 from .redaction import redact, redact_mapping
 
@@ -87,12 +94,19 @@ def operation_request(
     actor: Actor | None,
     parameters: Mapping[str, Any] | None = None,
     address: str | None = None,
+    scope: str = "",
+    scope_exclusive: bool = False,
 ) -> Operation:
     """Create a queued operation and its audit entry atomically; enqueue it once committed.
 
     Raises PermissionDenied (audited as refused) or OperationConflict when the target already
     has an active exclusive operation — decided by the database's partial unique index, so two
     simultaneous requests yield exactly one operation.
+
+    `scope` (a cluster's target) nests targets: an operation with `scope_exclusive` (failover, rebuild, replace, a
+    physical backup) needs no other active one in the scope, whatever its kind; one without it (a logical backup, a
+    restore into a database, a drill) needs no exclusive one there. ScopeConflict says what runs and since when.
+    The scope's row is locked for the look and the insert, so two requests cannot both pass.
     """
     spec = get_kind(kind)
     params = dict(parameters or {})
@@ -107,16 +121,23 @@ def operation_request(
             raise
     try:
         with transaction.atomic():
+            if scope:
+                _scope_claim(scope, exclusive=scope_exclusive)
             operation = Operation.objects.create(
                 kind=kind,
                 target=target,
                 exclusive=spec.exclusive,
+                scope=scope,
+                scope_exclusive=scope_exclusive,
                 parameters=params,
                 requested_by=actor if actor is not None and actor.is_authenticated else None,
                 requested_from=address,
             )
             audit(outcome=AuditEntry.Outcome.ACCEPTED, operation=operation, detail=f"{spec.label} queued")
             task_send_on_commit(EXECUTE_TASK, args=[operation.pk], queue=spec.queue)
+    except ScopeConflict as conflict:
+        audit(outcome=AuditEntry.Outcome.REFUSED, detail=str(conflict))
+        raise
     except IntegrityError as exc:
         if "one_active_operation_per_target" not in str(exc):
             raise
@@ -125,6 +146,16 @@ def operation_request(
         audit(outcome=AuditEntry.Outcome.REFUSED, detail=str(conflict))
         raise conflict from None
     return operation
+
+
+def _scope_claim(scope: str, *, exclusive: bool) -> None:
+    """Inside the requester's transaction: lock the scope's row, then refuse if what runs there is in the way."""
+    OperationScope.objects.get_or_create(name=scope)  # a unique name: a racing creator's row is the same row
+    OperationScope.objects.select_for_update().get(name=scope)
+    active = Operation.objects.filter(scope=scope, status__in=Operation.ACTIVE)
+    blocking = active if exclusive else active.filter(scope_exclusive=True)
+    if existing := blocking.order_by("created_at").first():
+        raise ScopeConflict(existing, scope)
 
 
 def operation_unqueued(operation: Operation) -> str:

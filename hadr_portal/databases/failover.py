@@ -61,6 +61,8 @@ def failover_request(
     return operation_request(
         kind="failover",
         target=cluster.target,
+        scope=cluster.target,
+        scope_exclusive=True,
         actor=actor,
         address=address,
         parameters={

@@ -49,6 +49,8 @@ def rebuild_request(*, cluster: Cluster, node: Node, actor: Actor | None, addres
     return operation_request(
         kind="rebuild_replica",
         target=cluster.target,
+        scope=cluster.target,
+        scope_exclusive=True,
         actor=actor,
         address=address,
         parameters={"cluster": cluster.name, "node": node.name},
