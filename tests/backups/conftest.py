@@ -241,7 +241,7 @@ def archived_past(infra: Infrastructure, moment: datetime, timeout: float = 40) 
         status = archiver_status(infra.primary.conninfo())
         if status.last_archived_time and status.last_archived_time > moment:
             return
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise AssertionError(
         f"the WAL after the point was not archived in time: {archiver_status(infra.primary.conninfo())}"
     )
