@@ -29,16 +29,18 @@ status: ## Show what runs, and where
 logs: ## Follow every log of the local environment
 	@$(PY) scripts/localenv.py logs --follow
 
-# Three processes on two cores: most of the suite waits (for servers, workers, heartbeats, Chromium), not computes.
-TEST_WORKERS ?= 3
+# Four processes on two cores: most of the suite waits (for servers, workers, heartbeats, Chromium, pgBackRest), not
+# computes. The fast suite computes more than it waits: three.
+TEST_WORKERS ?= 4
+TEST_FAST_WORKERS ?= 3
 # Each worker gets a share of the tests and steals from another's when it runs out (an `xdist_group` runs in the
 # first worker's share: tests/infra/plugin.py), and starts the servers its own tests need, on first use.
-TEST_ARGS := -n $(TEST_WORKERS) --dist worksteal --durations=15
+TEST_ARGS := --dist worksteal --durations=15
 test: install-dev ## Run the whole test suite (starts its own PostgreSQL, Redis, workers, Chromium), in TEST_WORKERS processes
-	@$(PY) -m pytest $(TEST_ARGS)
+	@$(PY) -m pytest -n $(TEST_WORKERS) $(TEST_ARGS)
 
 test-fast: install-dev ## The suite without what is slow or needs more than the portal's database (cluster, Redis, Chromium)
-	@$(PY) -m pytest $(TEST_ARGS) -m "not (slow or pg or redis or browser)"
+	@$(PY) -m pytest -n $(TEST_FAST_WORKERS) $(TEST_ARGS) -m "not (slow or pg or redis or browser)"
 
 # mypy's Django plugin and `manage.py check` load the settings, which require these; nothing connects to them.
 LINT_ENV := HADR_SECRET_KEY=lint-only-secret-key-0123456789-0123456789-0123456789 HADR_DEBUG=true \
