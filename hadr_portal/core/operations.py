@@ -135,8 +135,8 @@ def operation_request(
             )
             audit(outcome=AuditEntry.Outcome.ACCEPTED, operation=operation, detail=f"{spec.label} queued")
             task_send_on_commit(EXECUTE_TASK, args=[operation.pk], queue=spec.queue)
-    except ScopeConflict as conflict:
-        audit(outcome=AuditEntry.Outcome.REFUSED, detail=str(conflict))
+    except ScopeConflict as held:
+        audit(outcome=AuditEntry.Outcome.REFUSED, detail=str(held))
         raise
     except IntegrityError as exc:
         if "one_active_operation_per_target" not in str(exc):
