@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -27,14 +27,17 @@ from hadr_portal.adapters.pg.node import (
     wait_writable,
 )
 from hadr_portal.core.findings import BLOCKER
-from hadr_portal.core.models import Operation
+from hadr_portal.core.killpoints import kill_point
+from hadr_portal.core.models import Operation, OperationLogLine
 from hadr_portal.core.operation_kinds import OperationContext, OperationKind
 from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action
+from hadr_portal.core.redaction import redact
 
 from .failover_plan import FailoverPlan, FailoverRefused, failover_plan
 from .models import Cluster, Failover, Node, Purpose
 from .sections import topology_changed
+from .signals import cluster_without_primary
 from .topology import cluster_probe
 
 if TYPE_CHECKING:
@@ -90,17 +93,35 @@ def failover_run(context: OperationContext) -> Mapping[str, Any]:
     candidate, old = plan.candidate, plan.old_primary
     assert candidate is not None
     context.checkpoint()  # the last moment a cancel is honoured: from here on the cluster changes
+    # the record and its journal exist before anything acts: a crash from here on is the reaper's to finish
+    record, _ = Failover.objects.get_or_create(
+        operation=context.operation,
+        defaults={
+            "cluster": cluster,
+            "old_primary": old.name if old else "",
+            "new_primary": candidate.name,
+            "old_primary_state": plan.old_primary_state,
+            "lag_bytes": plan.lag_bytes,
+            "override_reason": override,
+            "isolation_reason": isolation,
+        },
+    )
 
     context.progress(20, "Fencing the old primary")
+    _step(record, "fence")
     fencing = _fence(context, plan, isolation)
+    Failover.objects.filter(pk=record.pk).update(fencing=fencing[:300])
 
     context.progress(50, f"Promoting {candidate.name}")
+    _step(record, "promote")
     conninfo = candidate.address(Purpose.ADMIN).conninfo()
     try:
         promote(conninfo)
     except Exception as exc:
         raise NodeActionFailed(f"Promoting {candidate.name} failed: {exc}") from None
     promoted_at = timezone.now()
+    Failover.objects.filter(pk=record.pk).update(promoted_at=promoted_at)
+    kill_point("failover.promoted")
     context.log(f"{candidate.name} promoted (pg_promote); waiting for a write to commit")
     xid = wait_writable(conninfo, timeout=WRITE_TIMEOUT_SECONDS)
     writable_at = timezone.now()
@@ -108,25 +129,14 @@ def failover_run(context: OperationContext) -> Mapping[str, Any]:
     context.log(f"First write committed on {candidate.name} (transaction {xid}), {seconds:.2f} s after the request")
 
     context.progress(80, "Recording the new topology")
+    _step(record, "record")
     with transaction.atomic():
         Cluster.objects.filter(pk=cluster.pk).update(primary=candidate)
-        Failover.objects.create(
-            operation=context.operation,
-            cluster=cluster,
-            old_primary=old.name if old else "",
-            new_primary=candidate.name,
-            old_primary_state=plan.old_primary_state,
-            fencing=fencing[:300],
-            lag_bytes=plan.lag_bytes,
-            override_reason=override,
-            isolation_reason=isolation,
-            promoted_at=promoted_at,
-            writable_at=writable_at,
-            seconds_to_writable=seconds,
-        )
+        Failover.objects.filter(pk=record.pk).update(writable_at=writable_at, seconds_to_writable=seconds)
     cluster_probe(cluster)
     topology_changed()
-    hook = _run_hook(context, cluster, candidate, old)
+    _step(record, "hook")
+    hook = _run_hook(context.log, cluster, candidate, old)
     context.progress(100, f"{candidate.name} is the primary")
     return {
         "new_primary": candidate.name,
@@ -173,7 +183,51 @@ def _fence(context: OperationContext, plan: FailoverPlan, isolation: str) -> str
     return how.splitlines()[0]
 
 
-def _run_hook(context: OperationContext, cluster: Cluster, new: Node, old: Node | None) -> str:
+def _step(record: Failover, name: str) -> None:
+    """Journal first, then act (and a kill point for the crash tests)."""
+    record.steps = [*record.steps, name]
+    Failover.objects.filter(pk=record.pk).update(steps=record.steps)
+    kill_point(f"failover.{name}")
+
+
+def failover_cleanup(operation: Operation) -> None:
+    """After a failure or a lost worker, from the journal and the nodes' real state: a candidate that was promoted
+    and takes writes becomes the cluster's primary, and the post-failover hook runs if it had not; a cluster left
+    with no writable node is said (an incident opens). The record stays, with what the reaper did."""
+    record = Failover.objects.filter(operation=operation).select_related("cluster").first()
+    if record is None or "promote" not in record.steps:
+        return  # nothing changed the cluster (a failed fence stops before the promotion)
+    cluster = record.cluster
+    done: list[str] = []
+    candidate = cluster.nodes.filter(name=record.new_primary).first()
+    old = cluster.nodes.filter(name=record.old_primary).first() if record.old_primary else None
+    writable = bool(candidate and accepts_writes(candidate.address(Purpose.ADMIN).conninfo()))
+    if candidate is not None and writable:
+        with transaction.atomic():
+            Cluster.objects.filter(pk=cluster.pk).update(primary=candidate)
+            Failover.objects.filter(pk=record.pk, writable_at=None).update(writable_at=timezone.now())
+        done.append(f"{candidate.name} was promoted and takes writes: recorded as the primary")
+        cluster_probe(cluster)
+        topology_changed()
+        if "hook" not in record.steps or not operation.result.get("hook"):
+            try:
+                _run_hook(lambda message, **_: done.append(message), cluster, candidate, old)
+                done.append("post-failover hook run")
+            except NodeActionFailed as exc:
+                done.append(str(exc))
+    else:
+        detail = (
+            f"Failover #{operation.pk} of {cluster.name} stopped after promoting {record.new_primary}, which takes no "
+            "writes: the cluster has no writable primary. See the Databases page and the runbook database-problem."
+        )
+        done.append(detail)
+        cluster_without_primary.send(sender=Cluster, cluster=cluster, detail=detail, operation=operation)
+    Failover.objects.filter(pk=record.pk).update(finished_by_reaper="; ".join(done)[:2000])
+    for line in done:
+        OperationLogLine.objects.create(operation=operation, message=redact(line))
+
+
+def _run_hook(log: Callable[..., object], cluster: Cluster, new: Node, old: Node | None) -> str:
     hook = cluster.post_failover_hook
     if not hook:
         return ""
@@ -196,7 +250,7 @@ def _run_hook(context: OperationContext, cluster: Cluster, new: Node, old: Node 
             " Applications may still point at the old primary: run the hook's step by hand."
         ) from None
     output = (result.stdout + result.stderr).strip()
-    context.log(f"Post-failover hook ran in {time.monotonic() - started:.1f} s" + (f":\n{output}" if output else ""))
+    log(f"Post-failover hook ran in {time.monotonic() - started:.1f} s" + (f":\n{output}" if output else ""))
     return output[-2000:]
 
 
@@ -208,4 +262,5 @@ FAILOVER = OperationKind(
     queue="ops",
     cancellable_while_running=False,
     max_attempts=1,  # never retried by itself: each attempt re-decides with the DBA
+    cleanup=failover_cleanup,
 )

@@ -209,6 +209,12 @@ class Failover(models.Model):
     promoted_at = models.DateTimeField(null=True, blank=True)
     writable_at = models.DateTimeField(null=True, blank=True)
     seconds_to_writable = models.FloatField(null=True, blank=True, help_text="From the request to the first write")
+    steps = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="fence, promote, record, hook: each written before it acts (the reaper reads it)",
+    )
+    finished_by_reaper = models.TextField(blank=True, help_text="What the reaper did from the steps after a crash")
 
     class Meta:
         ordering = ["-operation__created_at"]

@@ -6,3 +6,4 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 node_rebuilt = Signal()  # sender: Node; kwargs: node (the rebuilt Node), log (a callable for the operation's log)
+cluster_without_primary = Signal()  # sender: Cluster; kwargs: cluster, detail (why), operation (the one that left it)

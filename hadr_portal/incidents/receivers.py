@@ -9,6 +9,8 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from hadr_portal.core.models import Operation
+from hadr_portal.databases.models import Cluster
+from hadr_portal.databases.signals import cluster_without_primary
 from hadr_portal.status.models import AlertDelivery, Transition
 from hadr_portal.status.signals import transition_committed
 
@@ -18,6 +20,11 @@ from . import services
 @receiver(transition_committed)
 def on_transition(sender: Any, transition: Transition, **_: Any) -> None:
     services.incident_on_transition(transition=transition)
+
+
+@receiver(cluster_without_primary)
+def on_cluster_without_primary(sender: Any, cluster: Cluster, detail: str, **_: Any) -> None:
+    services.incident_on_cluster_without_primary(cluster=cluster, detail=detail)
 
 
 @receiver(post_save, sender=Operation)

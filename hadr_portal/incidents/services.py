@@ -14,6 +14,7 @@ from hadr_portal.core.audit import audit_record
 from hadr_portal.core.dashboard_version import dashboard_invalidate
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.permissions import Action, require
+from hadr_portal.databases.models import Cluster
 from hadr_portal.status.models import AlertDelivery, CheckResult, Service, State, Transition
 
 from .models import Incident, Severity, TimelineEntry
@@ -140,6 +141,31 @@ def incident_on_transition(*, transition: Transition) -> Incident | None:
             text = f"Failed again — joined this incident. {text}"
         if incident is not None:
             timeline_add(incident, TimelineEntry.Kind.TRANSITION, text, at=transition.at, transition=transition)
+    return incident
+
+
+def incident_on_cluster_without_primary(*, cluster: Cluster, detail: str) -> Incident:
+    """A failover stopped half-way and left the cluster with no writable primary: open an incident on the service
+    that watches its nodes (the most important one), or join the one open there."""
+    service = Service.objects.filter(checks__node__cluster=cluster).order_by("tier", "name").first()
+    now = timezone.now()
+    with transaction.atomic():
+        if service is not None:
+            Service.objects.select_for_update().filter(pk=service.pk).first()  # one opener at a time per service
+        open_one = Incident.objects.exclude(status=Status.RESOLVED).filter(service=service).first() if service else None
+        incident = open_one or Incident.objects.create(
+            title=f"Cluster {cluster.name} has no writable primary",
+            severity=TIER_SEVERITY.get(service.tier, Severity.SEV3) if service else Severity.SEV1,
+            service=service,
+            runbook=service.runbook if service else "database-problem",
+            role=service.owner_role if service else "DBA",
+            opened_by="system",
+            began_at=now,
+            opened_at=now,
+        )
+        if open_one is None:
+            incident_changed(incident, actor=None, action="open", address=None, detail=detail)
+        timeline_add(incident, TimelineEntry.Kind.STATUS, detail, at=now)
     return incident
 
 
