@@ -16,6 +16,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .connection import autocommit_session
+
 
 @dataclass(frozen=True)
 class ArchiverStatus:
@@ -43,13 +45,7 @@ class ArchiverStatus:
 
 
 def _connect(conninfo: str, timeout: float) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        conninfo,
-        autocommit=True,
-        connect_timeout=max(2, int(timeout)),
-        application_name="hadr-portal-archive",
-        options=f"-c statement_timeout={int(timeout * 1000)}",
-    )
+    return autocommit_session(conninfo, timeout=timeout, application="hadr-portal-archive")
 
 
 def archiver_status(conninfo: str, *, timeout: float = 5.0) -> ArchiverStatus:

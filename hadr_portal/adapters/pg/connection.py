@@ -164,3 +164,15 @@ def superuser_refusal(conn: psycopg.Connection[Any], kind: str) -> str:
         "(CREATE ROLE hadr_reader LOGIN PASSWORD '…' IN ROLE pg_read_all_data): the cluster's read_user and "
         "read_password_env, or that role in the DSN variable"
     )
+
+
+def autocommit_session(conninfo: str, *, timeout: float, application: str) -> psycopg.Connection[Any]:
+    """An autocommit connection whose connect and every statement are bounded by `timeout` seconds, named
+    `application` in pg_stat_activity (the node actions, the archiving probes)."""
+    return psycopg.connect(
+        conninfo,
+        autocommit=True,
+        connect_timeout=max(2, int(timeout)),
+        application_name=application,
+        options=f"-c statement_timeout={int(timeout * 1000)}",
+    )

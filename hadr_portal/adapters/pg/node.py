@@ -35,7 +35,7 @@ from hadr_portal.adapters.commands import (
 )
 from hadr_portal.adapters.controllers import ARGV, NAMES, TableReader, is_argv, is_env_list
 
-from .connection import NodeAddress
+from .connection import NodeAddress, autocommit_session
 from .server import PG_BIN, LocalInstance, chown_to_postgres
 
 Log = Callable[[str], None]
@@ -58,13 +58,7 @@ def lsn_int(lsn: str | None) -> int | None:
 
 
 def _connect(conninfo: str, timeout: float) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        conninfo,
-        autocommit=True,
-        connect_timeout=max(2, int(timeout)),
-        application_name="hadr-portal-failover",
-        options=f"-c statement_timeout={int(timeout * 1000)}",
-    )
+    return autocommit_session(conninfo, timeout=timeout, application="hadr-portal-failover")
 
 
 def promote(conninfo: str, *, wait_seconds: int = 60) -> bool:
