@@ -30,6 +30,9 @@ if [[ $DEV -eq 1 ]]; then
   command -v wrk >/dev/null || missing+=(wrk)
   command -v curl >/dev/null || missing+=(curl)
   command -v promtool >/dev/null || missing+=(prometheus)
+  # automatic failover's engines: the tests run a real Patroni cluster (etcd + two nodes)
+  [[ -x /usr/bin/patroni ]] || missing+=(patroni)
+  command -v etcd >/dev/null || missing+=(etcd-server)
 fi
 
 if ((${#missing[@]})); then

@@ -41,6 +41,7 @@ import pytest
 from hadr_portal.adapters.pg.server import LocalInstance
 from hadr_portal.demo.cluster import LOCAL_ROLES, ensure_roles, make_replica
 from hadr_portal.demo.redis_server import LocalRedis
+from tests.infra.patroni import PatroniCluster, PatroniNode
 from tests.infra.s3tls import TlsS3
 
 
@@ -134,6 +135,15 @@ class Infrastructure:
         self._redis = Part(self.redis.start)
         self.s3_tls = TlsS3(self.root / "s3tls", reserve_port())
         self._s3_tls = Part(self.s3_tls.start)
+        home = self.root / "patroni"
+        self.patroni = PatroniCluster(
+            home,
+            f"hadr-test-{os.getpid()}",
+            reserve_port(),
+            reserve_port(),
+            [PatroniNode(name, home / name, reserve_port(), reserve_port()) for name in ("node1", "node2")],
+        )
+        self._patroni = Part(self.patroni.start)
 
     @classmethod
     def plan(cls) -> Infrastructure:
@@ -176,6 +186,9 @@ class Infrastructure:
     def start_s3_tls(self) -> None:
         self._s3_tls.ensure()
 
+    def start_patroni(self) -> None:
+        self._patroni.ensure()
+
     def _portal_start(self) -> None:
         self.portal.initdb()
         self.portal.start()
@@ -199,6 +212,7 @@ class Infrastructure:
                 print(f"could not stop {instance.data_dir}: {exc}")
         self.redis.stop()
         self.s3_tls.stop()
+        self.patroni.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -276,6 +290,13 @@ def s3_tls() -> TlsS3:
 
 
 @pytest.fixture(scope="session")
+def patroni_cluster() -> PatroniCluster:
+    """A real Patroni cluster (etcd + two PostgreSQL nodes), running: `rest_urls`, `nodes`, `leader()`."""
+    _infra().start_patroni()
+    return _infra().patroni
+
+
+@pytest.fixture(scope="session")
 def redis_server() -> LocalRedis:
     """Redis, running: the broker of the Celery workers and the cache they share with the tests."""
     _infra().start_redis()
@@ -286,10 +307,10 @@ def redis_server() -> LocalRedis:
 # depends on, so `demo_cluster` counts as `infra`, `start_worker` as `redis_server`). A transactional test
 # commits, so what it queues on commit (an operation, an alert) reaches the broker: it needs Redis too.
 MARKER_FIXTURES = {
-    "pg": frozenset({"infra"}),
+    "pg": frozenset({"infra", "patroni_cluster"}),
     "redis": frozenset({"redis_server", "live_server", "transactional_db"}),
     "browser": frozenset({"browser"}),
-    "slow": frozenset({"start_worker", "live_server", "page", "transactional_db"}),
+    "slow": frozenset({"start_worker", "live_server", "page", "transactional_db", "patroni_cluster"}),
 }
 MARKER_PARTS = {"pg": "infra", "redis": "redis_server"}
 
