@@ -46,6 +46,22 @@ def read_only_query(
     A server that stops answering after the connection is made (frozen, not down) trips neither timeout:
     the caller stops waiting `_GRACE_SECONDS` after the timeout and the query is left to its own thread.
     """
+    return read_only_answer(
+        conninfo=conninfo, sql=sql, params=params, timeout=timeout, replica_only=replica_only, where=where, guard=guard
+    )[1]
+
+
+def read_only_answer(
+    *,
+    conninfo: str,
+    sql: str,
+    params: Mapping[str, Any] | None = None,
+    timeout: float,
+    replica_only: bool = True,
+    where: str = "the node",
+    guard: str = "",
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """`read_only_query`, with the answer's column names: (columns, rows)."""
     if guard:
         try:
             sql_check(sql, kind=guard, placeholders=True)
@@ -53,7 +69,7 @@ def read_only_query(
             raise ReadOnlyQueryError(f"refused: {exc}") from None
     if not dsn_valid(conninfo):
         raise ReadOnlyQueryError(f"{where}: not a valid PostgreSQL DSN (postgresql://… or key=value pairs)")
-    outcome: list[list[tuple[Any, ...]] | BaseException] = []
+    outcome: list[tuple[list[str], list[tuple[Any, ...]]] | BaseException] = []
 
     def work() -> None:
         try:
@@ -73,7 +89,7 @@ def read_only_query(
 
 def _query(
     conninfo: str, sql: str, params: Mapping[str, Any], timeout: float, replica_only: bool, where: str, guard: str
-) -> list[tuple[Any, ...]]:
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     limit_ms = max(1, int(timeout * 1000))
     try:
         with psycopg.connect(
@@ -91,7 +107,9 @@ def _query(
             refusal = superuser_refusal(conn, guard) if guard else ""
             if refusal:
                 raise ReadOnlyQueryError(f"refused: {where} {refusal}")
-            rows = conn.execute(sql, params).fetchall()  # configuration, not input
+            cursor = conn.execute(sql, params)  # configuration, not input
+            rows = cursor.fetchall()
+            columns = [column.name for column in cursor.description or []]
             conn.rollback()
     except ReadOnlyQueryError:
         raise
@@ -99,4 +117,4 @@ def _query(
         raise ReadOnlyQueryError(f"{where}: query timed out after {timeout:g} s (statement_timeout)") from None
     except (psycopg.Error, OSError) as exc:
         raise ReadOnlyQueryError(f"{where}: {without_dsn(failure_message(exc, timeout), conninfo)}") from None
-    return [tuple(row) for row in rows]
+    return columns, [tuple(row) for row in rows]

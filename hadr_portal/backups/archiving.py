@@ -370,3 +370,15 @@ def archive_states() -> list[tuple[BackupPolicy, ArchiveState | None]]:
     """Every pgBackRest policy with its stored state, by cluster (the dashboard and /metrics)."""
     policies = BackupPolicy.objects.filter(engine=BackupPolicy.Engine.PGBACKREST).select_related("cluster")
     return [(policy, archive_state_of(policy)) for policy in policies.order_by("cluster__name")]
+
+
+def archiving_broken_reason(policy: BackupPolicy) -> str | None:
+    """Why WAL is not reaching the repository now, from the state the archive check stored (None: it is)."""
+    state = ArchiveState.from_data(policy.archive_state)
+    if state is None:
+        return None
+    if state.failing:
+        return state.error or f"archive-push of {state.last_failed_wal or 'a WAL segment'} fails"
+    if state.wal_dropped:
+        return "WAL was dropped (archive-push-queue-max exceeded)"
+    return None

@@ -16,7 +16,7 @@ from hadr_portal.core.models import Operation
 from hadr_portal.core.operation_kinds import OperationContext, OperationKind
 from hadr_portal.core.permissions import Action
 from hadr_portal.databases.models import Cluster, Purpose
-from hadr_portal.databases.topology import cluster_primary
+from hadr_portal.databases.topology import cluster_primary_or_first
 
 from .models import Backup, BackupPolicy
 from .physical import physical_backup_cleanup, physical_backup_take
@@ -33,7 +33,7 @@ def policy_conninfo(policy: BackupPolicy) -> PgConninfo:
 
 def cluster_conninfo(cluster: Cluster, dbname: str, *, purpose: Purpose = Purpose.ADMIN) -> PgConninfo:
     """A database on the cluster's current primary (the node applications should use), as `purpose`'s role."""
-    primary = cluster_primary(cluster) or cluster.nodes.order_by("name").first()
+    primary = cluster_primary_or_first(cluster)
     if primary is None:
         raise BackupFailed(f"Cluster {cluster.name} has no nodes in the catalog.")
     address = primary.address(purpose)

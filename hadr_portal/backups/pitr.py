@@ -14,7 +14,6 @@ back (copyback.py), replace the cluster, or discard (scratch.py, with its query 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,17 +30,16 @@ from hadr_portal.adapters.pg.archive import recovery_state
 from hadr_portal.adapters.pg.connection import with_database
 from hadr_portal.adapters.pg.restore import RestoreFailed
 from hadr_portal.adapters.pg.scratch import free_port, port_in_use, server_remove, server_start
-from hadr_portal.adapters.pgbackrest import RecoveryTarget
+from hadr_portal.adapters.pgbackrest import WAL_SEGMENT_BYTES, RecoveryTarget, wal_segments_between
 from hadr_portal.adapters.pgbackrest import restore as pgbackrest_restore
-from hadr_portal.core.findings import BLOCKER, OK, WARNING, Finding
-from hadr_portal.core.humanize import duration_text
+from hadr_portal.core.findings import BLOCKER, OK, Finding
 from hadr_portal.core.killpoints import kill_point
 from hadr_portal.core.operation_kinds import OperationContext, OperationError
 from hadr_portal.core.permissions import Action, require
 
 from .archiving import ArchiveState
 from .models import Backup, BackupPolicy, Restore, RestorePoint
-from .preflight import conflict_finding, restore_server
+from .preflight import DISK_MARGIN, conflict_finding, disk_finding, duration_estimate, existing_parent, restore_server
 from .restore_verify import verify_restored
 from .stanza import stanza_for
 
@@ -79,17 +77,24 @@ def recovery_window(policy: BackupPolicy, *, now: datetime | None = None) -> Win
     )
     if oldest is None or oldest.consistent_at is None:
         return None
-    state = policy.archive_state or {}
+    # the archive check's window ends at the newest archived WAL, or at a gap's start; while nothing is at risk
+    # (archiving idle and up to date) it is now
+    stored = ArchiveState.from_data(policy.archive_state)
     end = now
-    if state.get("failing") or state.get("age_seconds"):
-        archived = _parse_time(state.get("last_archived_time"))
-        if archived:
-            end = archived
-    stored = ArchiveState.from_data(state)
-    for gap in stored.gaps if stored else ():
-        if gap.end is None:  # WAL was dropped: nothing after the gap's start can be reached until a new full set
-            end = min(end, gap.start)
+    if stored is not None and stored.window_end is not None and (stored.failing or stored.age_seconds):
+        end = stored.window_end
     return Window(oldest.consistent_at, max(end, oldest.consistent_at))
+
+
+def point_refusal(policy: BackupPolicy, moment: datetime, window: Window, now: datetime) -> str:
+    """Why recovery cannot stop at `moment` — in the future, in a WAL gap, outside the window — or ""."""
+    if moment > now:
+        return f"{moment:%Y-%m-%d %H:%M:%S %Z} is in the future. The archive holds {window.text()}."
+    if refusal := gap_refusal(policy, moment):
+        return refusal
+    if not window.start <= moment <= window.end:
+        return f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S} is outside the window: {window.text()}."
+    return ""
 
 
 def gap_refusal(policy: BackupPolicy, moment: datetime) -> str:
@@ -103,15 +108,6 @@ def gap_refusal(policy: BackupPolicy, moment: datetime) -> str:
                 "dropped WAL of that time (archive-push-queue-max exceeded). Choose a point outside it."
             )
     return ""
-
-
-def _parse_time(value: object) -> datetime | None:
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None
 
 
 def local_time_parse(text: str, zone: ZoneInfo | Any) -> datetime:
@@ -165,12 +161,8 @@ def restore_point_in_time_set(
             moment = local_time_parse(when, UTC if utc else timezone.get_current_timezone())
         except ValueError as exc:
             return [str(exc)]
-        if moment > now:
-            errors.append(f"{moment:%Y-%m-%d %H:%M:%S %Z} is in the future. The archive holds {window.text()}.")
-        elif refusal := gap_refusal(policy, moment):
+        if refusal := point_refusal(policy, moment, window, now):
             errors.append(refusal)
-        elif not window.start <= moment <= window.end:
-            errors.append(f"{timezone.localtime(moment):%Y-%m-%d %H:%M:%S} is outside the window: {window.text()}.")
         value = ""
     elif target_type == Restore.TargetType.NAME:
         point = RestorePoint.objects.filter(cluster_id=policy.cluster_id, name=value.strip()).first()
@@ -266,9 +258,10 @@ def pitr_findings(restore: Restore) -> list[Finding]:
     findings: list[Finding] = []
     if backup is None:
         return [Finding(BLOCKER, "No point chosen.", "Go back to the Point step.")]
-    window = recovery_window(policy)
-    if restore.target_time and window and not window.start <= restore.target_time <= window.end:
-        findings.append(Finding(BLOCKER, "The point is no longer in the recoverable window.", window.text()))
+    now = timezone.now()
+    window = recovery_window(policy, now=now)
+    if restore.target_time and window and (refusal := point_refusal(policy, restore.target_time, window, now)):
+        findings.append(Finding(BLOCKER, "The point cannot be recovered to any more.", refusal))
     findings.append(
         Finding(
             OK,
@@ -279,55 +272,22 @@ def pitr_findings(restore: Restore) -> list[Finding]:
     )
     replay = _wal_to_replay(restore, backup)
     findings.append(Finding(OK, f"WAL to replay: about {replay / 1e6:.0f} MB", "from the set's end to the point."))
-    need = int((backup.database_size or 0) * 1.2) + replay
+    need = int((backup.database_size or 0) * DISK_MARGIN) + replay
     directory = Path(restore.data_directory)
-    parent = directory
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    try:
-        free = shutil.disk_usage(parent).free
-    except OSError:
-        free = 0
-    level = OK if free > need else BLOCKER
-    findings.append(
-        Finding(
-            level, f"Disk: {free / 1e9:.1f} GB free under {parent}", f"the scratch instance needs ~{need / 1e9:.2f} GB."
-        )
-    )
+    findings.append(disk_finding(str(existing_parent(directory)), need, "the scratch instance's directory"))
     if directory.exists() and any(directory.iterdir()):
         findings.append(Finding(BLOCKER, f"{directory} exists and is not empty."))
     if not restore.port or port_in_use(restore.port):
         findings.append(Finding(BLOCKER, f"Port {restore.port} is in use: go back and choose the point again."))
     findings.append(conflict_finding(restore))
-    findings.append(_eta(policy, backup, replay))
+    findings.append(duration_estimate(backup))
     return findings
 
 
 def _wal_to_replay(restore: Restore, backup: Backup) -> int:
-    """Segments from the set's last WAL to the newest archived one (an upper bound for a time before now)."""
+    """Bytes of WAL from the set's last segment to the newest archived one (an upper bound for a time before now)."""
     newest = str((restore.policy.archive_state or {}).get("last_archived_wal") or backup.wal_stop)
-    try:
-        start, end = int(backup.wal_stop[8:], 16), int(newest[8:], 16)
-    except ValueError:
-        return 0
-    segments = max(0, (end // 0x100000000 * 256 + end % 256) - (start // 0x100000000 * 256 + start % 256))
-    return segments * 16 * 1024 * 1024
-
-
-def _eta(policy: BackupPolicy, backup: Backup, replay: int) -> Finding:
-    past = list(
-        Restore.objects.filter(policy=policy, status__in=[Restore.Status.READY, Restore.Status.DONE])
-        .exclude(rto_seconds=None)
-        .order_by("-created_at")[:5]
-        .values_list("rto_seconds", "backup__database_size")
-    )
-    if not past:
-        return Finding(WARNING, "No past point-in-time restore to estimate from.", "A drill gives the first figure.")
-    rate = sum(size or 1 for _, size in past) / max(1.0, sum(seconds or 1 for seconds, _ in past))
-    seconds = ((backup.database_size or 0) + replay) / max(rate, 1.0)
-    return Finding(
-        OK, f"Estimated time to a queryable instance: {duration_text(seconds)}", f"from {len(past)} past restores."
-    )
+    return wal_segments_between(backup.wal_stop, newest) * WAL_SEGMENT_BYTES
 
 
 # --- the operation -------------------------------------------------------------------------------------------

@@ -166,9 +166,9 @@ def _logical_findings(restore: Restore, backup: Backup) -> list[Finding]:
     if work != name and database_info(server, work) is not None:
         findings.append(Finding(BLOCKER, f"Database {work} (the working copy's name) already exists."))
     need = int((backup.database_size or backup.size or 0) * DISK_MARGIN)
-    findings.append(_disk_finding(_data_directory_if_local(server), need, "the destination server's data directory"))
+    findings.append(disk_finding(_data_directory_if_local(server), need, "the destination server's data directory"))
     if storage_for(backup.storage).local_path(backup.key) is None:
-        findings.append(_disk_finding(str(settings.RESTORE_SCRATCH_DIR), backup.size or 0, "the download directory"))
+        findings.append(disk_finding(str(settings.RESTORE_SCRATCH_DIR), backup.size or 0, "the download directory"))
     return findings
 
 
@@ -199,7 +199,7 @@ def _replace_findings(restore: Restore, server: PgConninfo, existing: object) ->
     return findings
 
 
-def _existing_parent(path: Path) -> Path:
+def existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
@@ -212,7 +212,7 @@ def _data_directory_if_local(server: PgConninfo) -> str | None:
     return directory if directory and os.path.isdir(directory) else None
 
 
-def _disk_finding(path: str | None, need: int, what: str) -> Finding:
+def disk_finding(path: str | None, need: int, what: str) -> Finding:
     if path is None:
         return Finding(
             WARNING,
@@ -235,11 +235,15 @@ def conflict_finding(restore: Restore) -> Finding:
     return Finding(OK, "No other restore on that target.")
 
 
+DURATION_SOURCES = (Restore.Status.VERIFIED, Restore.Status.READY, Restore.Status.DONE)
+
+
 def duration_estimate(backup: Backup) -> Finding:
     """From past verified restores and drills of backups of the same engine, the nearest in size."""
     past = [  # (the backup's size, how long its restore took)
         (restore.backup.size, restore.duration_seconds)
-        for restore in Restore.objects.filter(status=Restore.Status.VERIFIED, backup__engine=backup.engine)
+        # verified restores and drills; a point-in-time restore counts once it is ready (verified while it waits)
+        for restore in Restore.objects.filter(status__in=DURATION_SOURCES, backup__engine=backup.engine)
         .exclude(backup__size=None)
         .select_related("backup")
         .order_by("-finished_at")[:100]

@@ -41,7 +41,7 @@ from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action, require
 from hadr_portal.databases.models import Node, Purpose
 from hadr_portal.databases.rebuild import RebuildRefused, node_rebuild
-from hadr_portal.databases.topology import cluster_primary
+from hadr_portal.databases.topology import cluster_primary_or_first
 
 from .models import Backup, Restore
 from .physical import physical_backup_take
@@ -112,7 +112,7 @@ def replace_request(*, restore: Restore, actor: Actor | None, confirm: str, addr
 
 def _live_primary(restore: Restore) -> Node:
     cluster = restore.policy.cluster
-    primary = cluster_primary(cluster) or cluster.nodes.order_by("name").first()
+    primary = cluster_primary_or_first(cluster)
     if primary is None:
         raise OperationError(f"Cluster {cluster.name} has no nodes in the catalog.")
     return primary

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from hadr_portal.adapters.pg.connection import with_database
-from hadr_portal.adapters.readonly import ReadOnlyQueryError, read_only_query
+from hadr_portal.adapters.readonly import ReadOnlyQueryError, read_only_answer, read_only_query
 from hadr_portal.core.audit import audit_record
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operation_kinds import OperationError
@@ -38,11 +37,20 @@ SCRATCH_WARNING = timedelta(hours=1)
 QUERY_ROWS = 200
 QUERY_TIMEOUT = 30.0
 _TABLES = """
-SELECT n.nspname || '.' || c.relname
+SELECT n.nspname, c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND left(n.nspname, 3) <> 'pg_'
 ORDER BY pg_total_relation_size(c.oid) DESC LIMIT 30
 """
+# Every table's exact count in one statement, each through query_to_xml (an identifier quoted by format's %I);
+# a table the side does not have counts NULL.
+_COUNTS = """
+SELECT t.s, t.n, CASE WHEN to_regclass(format('%%I.%%I', t.s, t.n)) IS NULL THEN NULL ELSE
+  (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %%I.%%I', t.s, t.n), false, true, '')))[1]
+  ::text::bigint END
+FROM unnest(%(schemas)s::text[], %(tables)s::text[]) AS t(s, n)
+"""
+COUNT_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -84,17 +92,10 @@ def scratch_query(*, restore: Restore, actor: Actor | None, sql: str) -> QueryAn
         raise ReadOnlyQueryError("write a SELECT, e.g. SELECT count(*) FROM app_users")
     conninfo = as_reader(restore, with_database(restore_server(restore), restore.policy.dbname)).conninfo()
     wrapped = f"SELECT * FROM ({sql}) AS answer LIMIT {QUERY_ROWS + 1}"
-    rows = read_only_query(
+    columns, rows = read_only_answer(
         conninfo=conninfo, sql=wrapped, timeout=QUERY_TIMEOUT, where="the scratch instance", guard="query"
     )
-    columns = _columns(conninfo, sql)
     return QueryAnswer(columns, rows[:QUERY_ROWS], len(rows) > QUERY_ROWS)
-
-
-def _columns(conninfo: str, sql: str) -> list[str]:
-    with psycopg.connect(conninfo, options="-c default_transaction_read_only=on -c statement_timeout=5000") as conn:
-        cursor = conn.execute(f"SELECT * FROM ({sql}) AS answer LIMIT 0")  # checked by the SQL guard above
-        return [column.name for column in cursor.description or []]
 
 
 def table_counts(restore: Restore) -> list[dict[str, Any]]:
@@ -102,25 +103,23 @@ def table_counts(restore: Restore) -> list[dict[str, Any]]:
     restored = as_reader(restore, with_database(restore_server(restore), restore.policy.dbname)).conninfo()
     live = as_reader(restore, cluster_conninfo(restore.policy.cluster, restore.policy.dbname)).conninfo()
     try:
-        names = [
-            row[0] for row in read_only_query(conninfo=restored, sql=_TABLES, timeout=10, where="the scratch instance")
-        ]
+        tables = read_only_query(conninfo=restored, sql=_TABLES, timeout=10, where="the scratch instance")
     except ReadOnlyQueryError as exc:
         return [{"table": "", "error": str(exc)}]
-    counts = []
-    for name in names:
-        quoted = ".".join(f'"{part}"' for part in name.split(".", 1))
-        row: dict[str, Any] = {"table": name}
-        for side, conninfo, replica_only in (("restored", restored, True), ("live", live, False)):
-            try:
-                row[side] = read_only_query(
-                    conninfo=conninfo, sql=f"SELECT count(*) FROM {quoted}", timeout=10, replica_only=replica_only
-                )[0][0]
-            except ReadOnlyQueryError as exc:
-                row[side] = None
-                row[f"{side}_error"] = str(exc)
-        counts.append(row)
-    return counts
+    counts: dict[tuple[str, str], dict[str, Any]] = {(s, n): {"table": f"{s}.{n}"} for s, n in tables}
+    params = {"schemas": [s for s, _ in tables], "tables": [n for _, n in tables]}
+    for side, conninfo, replica_only in (("restored", restored, True), ("live", live, False)):
+        try:  # one statement per side, not one connection per table
+            rows = read_only_query(
+                conninfo=conninfo, sql=_COUNTS, params=params, timeout=COUNT_TIMEOUT, replica_only=replica_only
+            )
+        except ReadOnlyQueryError as exc:
+            for row in counts.values():
+                row[side], row[f"{side}_error"] = None, str(exc)
+            continue
+        for schema, name, count in rows:
+            counts[(schema, name)][side] = count
+    return list(counts.values())
 
 
 def scratch_discard(*, restore: Restore, actor: Actor | None, confirm: str, address: str | None = None) -> Restore:

@@ -20,6 +20,7 @@ from hadr_portal.core.operation_kinds import OperationError
 from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action, require
 
+from .archiving import archiving_broken_reason
 from .backup import MANIFEST_SUFFIX
 from .models import Backup, BackupPolicy, Restore
 from .physical import ExpireRefused, set_expire, sets_sync
@@ -158,16 +159,6 @@ def sets_sync_all() -> int:
         except (PgBackRestError, StanzaProblem) as exc:
             logger.warning("pgBackRest sets of %s not synchronised: %s", policy.name, exc)
     return changed
-
-
-def archiving_broken_reason(policy: BackupPolicy) -> str | None:
-    """Why WAL is not reaching the repository now, from the last archive state the checks stored (None: fine)."""
-    state = policy.archive_state or {}
-    if state.get("failing"):
-        return str(state.get("error") or f"archive-push of {state.get('last_failed_wal') or 'a WAL segment'} fails")
-    if state.get("wal_dropped"):
-        return "WAL was dropped (archive-push-queue-max exceeded)"
-    return None
 
 
 def backups_schedule_due(*, now: datetime | None = None) -> list[Operation]:

@@ -10,6 +10,7 @@ A node whose data lives elsewhere cannot be backed up from here: the stanza is r
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -153,11 +154,11 @@ def _stanza_create(stanza: Stanza) -> None:
     pgbackrest_stanza_create(stanza)
 
 
-def stanza_setup(policy: BackupPolicy, *, check: bool = True, log: object = print) -> Stanza:
+def stanza_setup(policy: BackupPolicy, *, check: bool = True, log: Callable[[str], object] = print) -> Stanza:
     """Write the stanza's files, point every node's archive_command at it (ALTER SYSTEM + reload, through the
     admin connection the portal manages the nodes with), create the stanza in every repository and run
     pgBackRest's check (a WAL switch must reach them all). Safe to run again at any time."""
-    say = log if callable(log) else print
+    say = log
     stanza = stanza_for(policy)
     stanza.write()
     try:  # before archive_command points at it: archive-push would find no stanza

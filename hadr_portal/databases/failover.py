@@ -209,12 +209,12 @@ def failover_cleanup(operation: Operation) -> None:
         done.append(f"{candidate.name} was promoted and takes writes: recorded as the primary")
         cluster_probe(cluster)
         topology_changed()
-        if "hook" not in record.steps or not operation.result.get("hook"):
-            try:
-                _run_hook(lambda message, **_: done.append(message), cluster, candidate, old)
-                done.append("post-failover hook run")
-            except NodeActionFailed as exc:
-                done.append(str(exc))
+        # a worker lost during the hook may have run it already: hooks must bear running twice (README)
+        try:
+            _run_hook(lambda message, **_: done.append(message), cluster, candidate, old)
+            done.append("post-failover hook run")
+        except NodeActionFailed as exc:
+            done.append(str(exc))
     else:
         detail = (
             f"Failover #{operation.pk} of {cluster.name} stopped after promoting {record.new_primary}, which takes no "

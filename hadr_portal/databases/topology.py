@@ -61,6 +61,12 @@ def node_record(node: Node, result: ProbeResult, *, at: datetime | None = None) 
     Node.objects.filter(pk=node.pk).update(last_probe=node.last_probe, last_probe_at=node.last_probe_at)
 
 
+def cluster_primary_or_first(cluster: Cluster) -> Node | None:
+    """The primary as the checks last saw it, or the cluster's first node when none was seen yet (a catalog just
+    imported): where the portal sends what must go to the primary."""
+    return cluster_primary(cluster) or cluster.nodes.order_by("name").first()
+
+
 def cluster_probe(cluster: Cluster, *, timeout: float = 3.0) -> dict[str, ProbeResult]:
     """Probe every node at once (a dead node costs its timeout once, not once per node) and record them."""
     nodes = list(cluster.nodes.order_by("name"))

@@ -265,7 +265,8 @@ def test_calendar_retention_expires_whole_sets_with_pgbackrest(physical_policy: 
     assert plan[new_full.pk].delete is False and "newest full set" in plan[new_full.pk].reason
     assert plan[old_full.pk].delete and plan[old_incr.pk].delete and "goes with full" in plan[old_incr.pk].reason
 
-    BackupPolicy.objects.filter(pk=physical_policy.pk).update(archive_state={"failing": True, "error": "S3 down"})
+    broken = ArchiveState(checked_at=datetime.now(UTC), objective_seconds=30, failing=True, error="S3 down")
+    BackupPolicy.objects.filter(pk=physical_policy.pk).update(archive_state=broken.as_data())
     physical_policy.refresh_from_db()
     assert services.backups_prune(policy=physical_policy, dry_run=False) == []  # nothing while archiving is broken
     assert Backup.objects.get(pk=old_full.pk).status == "good"

@@ -23,12 +23,22 @@ from .cli import (
     verify,
 )
 from .config import PGBACKREST, DataNode, Repository, Stanza
-from .info import ArchiveRange, BackupSet, RepoStatus, StanzaInfo, parse_info, wal_order
+from .info import (
+    WAL_SEGMENT_BYTES,
+    ArchiveRange,
+    BackupSet,
+    RepoStatus,
+    StanzaInfo,
+    parse_info,
+    wal_order,
+    wal_segments_between,
+)
 
 __all__ = [
     "BACKUP_TYPES",
     "PGBACKREST",
     "TARGET_TYPES",
+    "WAL_SEGMENT_BYTES",
     "ArchiveRange",
     "BackupSet",
     "DataNode",
@@ -48,4 +58,5 @@ __all__ = [
     "stanza_create",
     "verify",
     "wal_order",
+    "wal_segments_between",
 ]

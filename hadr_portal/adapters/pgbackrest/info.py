@@ -83,6 +83,24 @@ def wal_order(name: str) -> tuple[int, int]:
         return (0, 0)
 
 
+WAL_SEGMENT_BYTES = 16 * 1024 * 1024
+_SEGMENTS_PER_LOG = 0x100000000 // WAL_SEGMENT_BYTES
+
+
+def wal_segments_between(first: str, last: str) -> int:
+    """How many 16 MiB segments lie from `first` to `last` (file names, a `.backup` or `.partial` suffix allowed);
+    0 when either is not a segment name or `last` comes first."""
+    (_, start), (_, end) = wal_order(first), wal_order(last)
+    if not start or not end:
+        return 0
+    return max(0, _segment_number(end) - _segment_number(start))
+
+
+def _segment_number(position: int) -> int:
+    """A segment name's last 16 hex digits (log id, segment) as one running number."""
+    return (position >> 32) * _SEGMENTS_PER_LOG + (position & 0xFFFFFFFF)
+
+
 def parse_info(text: str) -> list[StanzaInfo]:
     data = json.loads(text or "[]")
     return [_stanza(item) for item in data]
