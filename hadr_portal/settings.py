@@ -269,6 +269,8 @@ TESTING = env_bool("HADR_TESTING", False)
 KILL_POINTS = frozenset(env_list("HADR_TEST_KILL_POINTS")) if TESTING else frozenset()
 
 # --- Health checks and alerts ---------------------------------------------------------------------
+# the write probe (databases.writeprobe): a row this often on every cluster, where writes go
+WRITE_PROBE_SECONDS = env_int("HADR_WRITE_PROBE_SECONDS", 1, minimum=1)
 CHECK_TICK_SECONDS = env_int("HADR_CHECK_TICK_SECONDS", 5, minimum=1)  # how often due checks are picked
 CHECK_CONCURRENCY = env_int("HADR_CHECK_CONCURRENCY", 200, minimum=1)  # checks probed at once per tick
 CHECK_RESULTS_DAYS = env_int("HADR_CHECK_RESULTS_DAYS", 7, minimum=1)  # raw results kept
@@ -340,7 +342,8 @@ LOGGING = {
         "errors": {"()": "hadr_portal.metrics.errorlog.DatabaseErrorHandler", "filters": ["operation", "redact"]},
     },
     "root": {"handlers": ["console", "errors"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # httpx logs every request at INFO: the write probe reads Patroni's REST API every second
+    "loggers": {"django.db.backends": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
 }
 
 # --- Security ---------------------------------------------------------------------------------------

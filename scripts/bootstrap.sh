@@ -24,15 +24,15 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v runuser >/dev/null || missing+=(util-linux)
 # physical backups, WAL archiving and point-in-time recovery (the demo cluster's stanza)
 command -v pgbackrest >/dev/null || missing+=(pgbackrest)
+# automatic failover's engines: the demo's high-availability cluster (etcd + two Patroni nodes), tests included
+[[ -x /usr/bin/patroni ]] || missing+=(patroni)
+command -v etcd >/dev/null || missing+=(etcd-server)
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if [[ $DEV -eq 1 ]]; then
   command -v chromium >/dev/null || missing+=(chromium)
   command -v wrk >/dev/null || missing+=(wrk)
   command -v curl >/dev/null || missing+=(curl)
   command -v promtool >/dev/null || missing+=(prometheus)
-  # automatic failover's engines: the tests run a real Patroni cluster (etcd + two nodes)
-  [[ -x /usr/bin/patroni ]] || missing+=(patroni)
-  command -v etcd >/dev/null || missing+=(etcd-server)
 fi
 
 if ((${#missing[@]})); then

@@ -5,6 +5,10 @@ Everything lives under `.run/` (or $HADR_RUN_DIR) and listens on 127.0.0.1 only:
     portal-db        the portal's own PostgreSQL                 HADR_PORTAL_DB_PORT    5440
     demo-primary     managed PostgreSQL 15 primary               HADR_DEMO_PRIMARY_PORT 5441
     demo-replica     its streaming replica (slot replica1)       HADR_DEMO_REPLICA_PORT 5442
+    etcd             the HA cluster's consensus store (v3 API)   HADR_ETCD_PORT         2479 (peers 2480)
+    patroni-ha1/ha2  the `demo-ha` cluster: Patroni-managed      HADR_DEMO_HA1_PORT     5443, HADR_DEMO_HA2_PORT 5444
+                     PostgreSQL 15, automatic failover;          HADR_PATRONI1_PORT     8008, HADR_PATRONI2_PORT 8009
+                     REST API with authentication
     redis            broker for Celery                           HADR_REDIS_PORT        6390
     demo-app         the onboarding application                  HADR_DEMO_APP_PORT     8001
     worker-checks / worker-ops / worker-default, beat
@@ -48,6 +52,7 @@ from hadr_portal.adapters import commands  # noqa: E402
 from hadr_portal.adapters.commands import CommandFailed, as_postgres_user, run_command, run_program  # noqa: E402
 from hadr_portal.adapters.pg.server import PG_BIN, LocalInstance  # noqa: E402
 from hadr_portal.adapters.pgbackrest import PGBACKREST, parse_info  # noqa: E402
+from hadr_portal.demo import patroni  # noqa: E402
 from hadr_portal.demo.cluster import LOCAL_ROLES, ensure_roles, make_replica  # noqa: E402
 from hadr_portal.demo.redis_server import LocalRedis  # noqa: E402
 
@@ -65,9 +70,11 @@ DEMO_APP = RUN / "demo-app"
 SERVER_HOMES = Path("/var/lib/hadr-portal")
 # the servers' data; where restores unpack theirs and drills run scratch servers; pgBackRest's stanzas (it runs
 # as the postgres user); the backups, pgBackRest's repository among them (<HADR_BACKUP_DIR>/pgbackrest)
-SERVER_DIRS = ("pg", "restores", "pgbackrest", "backups")
+SERVER_DIRS = ("pg", "restores", "pgbackrest", "backups", "patroni")
 # pgBackRest's stanza of the demo cluster is named after it (backups.stanza)
 DEMO_STANZA = "demo"
+# the high-availability demo cluster: Patroni's scope, its members, and its REST API user
+HA_SCOPE, HA_MEMBERS, PATRONI_REST_USER = "demo-ha", ("ha1", "ha2"), "patroni"
 
 
 def use_run_dir(path: Path) -> None:
@@ -96,6 +103,12 @@ class Ports:
     replica: int
     redis: int
     demo_app: int
+    ha1: int
+    ha2: int
+    patroni1: int
+    patroni2: int
+    etcd: int
+    etcd_peer: int
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -106,6 +119,12 @@ class Ports:
             replica=port_setting("HADR_DEMO_REPLICA_PORT", 5442),
             redis=port_setting("HADR_REDIS_PORT", 6390),
             demo_app=port_setting("HADR_DEMO_APP_PORT", 8001),
+            ha1=port_setting("HADR_DEMO_HA1_PORT", 5443),
+            ha2=port_setting("HADR_DEMO_HA2_PORT", 5444),
+            patroni1=port_setting("HADR_PATRONI1_PORT", 8008),
+            patroni2=port_setting("HADR_PATRONI2_PORT", 8009),
+            etcd=port_setting("HADR_ETCD_PORT", 2479),
+            etcd_peer=port_setting("HADR_ETCD_PEER_PORT", 2480),
         )
         values = list(vars(ports).values())
         if len(set(values)) != len(values):
@@ -120,6 +139,12 @@ VARIABLE_OF = {
     "replica": "HADR_DEMO_REPLICA_PORT",
     "redis": "HADR_REDIS_PORT",
     "demo_app": "HADR_DEMO_APP_PORT",
+    "ha1": "HADR_DEMO_HA1_PORT",
+    "ha2": "HADR_DEMO_HA2_PORT",
+    "patroni1": "HADR_PATRONI1_PORT",
+    "patroni2": "HADR_PATRONI2_PORT",
+    "etcd": "HADR_ETCD_PORT",
+    "etcd_peer": "HADR_ETCD_PEER_PORT",
 }
 
 
@@ -353,6 +378,21 @@ class Environment:
     def redis(self) -> LocalRedis:
         return LocalRedis(RUN / "redis", self.ports.redis)
 
+    @property
+    def ha_members(self) -> list[patroni.Member]:
+        home = server_dir("patroni")
+        p = self.ports
+        return [
+            patroni.Member("ha1", p.patroni1, p.ha1, home / "ha1"),
+            patroni.Member("ha2", p.patroni2, p.ha2, home / "ha2"),
+        ]
+
+    @property
+    def ha_secrets(self) -> patroni.Secrets:
+        return patroni.Secrets(
+            PATRONI_REST_USER, secret("patroni-rest-password"), secret("demo-password"), secret("ha-replication")
+        )
+
     def role_passwords(self) -> dict[str, str]:
         """The passwords of the demo cluster's least-privilege roles (hadr_monitor, hadr_reader, hadr_backup)."""
         return {role.name: secret(f"db-role-{role.name}") for role in LOCAL_ROLES}
@@ -377,6 +417,11 @@ class Environment:
                 f"primary=127.0.0.1:{p.primary}@{self.primary.data_dir},"
                 f"replica=127.0.0.1:{p.replica}@{self.replica.data_dir}"
             ),
+            # the high-availability cluster: its members (name=host:port) and their Patroni REST APIs
+            "HADR_DEMO_HA_NODES": ",".join(f"{m.name}=127.0.0.1:{m.pg_port}" for m in self.ha_members),
+            "HADR_DEMO_HA_PATRONI_URLS": ",".join(m.rest_url for m in self.ha_members),
+            "HADR_PATRONI_REST_USER": PATRONI_REST_USER,
+            "HADR_PATRONI_REST_PASSWORD": secret("patroni-rest-password"),
             "HADR_DEMO_PRIMARY_DSN": f"postgresql://postgres:{demo_pw}@127.0.0.1:{p.primary}/onboarding",
             "HADR_DEMO_REPLICA_DSN": f"postgresql://postgres:{demo_pw}@127.0.0.1:{p.replica}/onboarding",
             "ONBOARDING_DSN": (
@@ -421,6 +466,7 @@ def child_env(env: Environment) -> dict[str, str]:
 
 def check_binaries() -> None:
     needed = [PG_BIN / "initdb", PG_BIN / "pg_ctl", PG_BIN / "pg_basebackup", PG_BIN / "psql", Path(PGBACKREST)]
+    needed += [Path(patroni.PATRONI), Path(patroni.ETCD)]
     missing = [str(path) for path in needed if not os.access(path, os.X_OK)]
     missing += [name for name in ("redis-server", "redis-cli", "runuser") if shutil.which(name) is None]
     if missing:
@@ -436,6 +482,12 @@ def check_ports(env: Environment) -> None:
         "redis": env.redis.pid() is not None,
         "demo_app": pid_of("demo-app") is not None,
         "web": pid_of("web") is not None,
+        "ha1": pid_of("patroni-ha1") is not None,
+        "ha2": pid_of("patroni-ha2") is not None,
+        "patroni1": pid_of("patroni-ha1") is not None,
+        "patroni2": pid_of("patroni-ha2") is not None,
+        "etcd": pid_of("etcd") is not None,
+        "etcd_peer": pid_of("etcd") is not None,
     }
     for field, port in vars(env.ports).items():
         if not ours[field] and port_in_use(port):
@@ -664,7 +716,7 @@ def demo_cluster_up(env: Environment, started: list[Callable[[], None]]) -> None
     if env.primary.is_running() and env.primary.psql("SELECT pg_is_in_recovery()") == "f":
         ensure_database(env.primary, "onboarding", owner="onboarding", password=secret("demo-password"))
         try:
-            ensure_roles(env.primary, env.role_passwords())  # the replica gets them by replication
+            ensure_roles(env.primary.conninfo(), env.role_passwords())  # the replica gets them by replication
         except psycopg.Error as exc:
             raise EnvError(f"Could not create the portal's database roles on the demo primary: {exc}") from None
     cloned = server_dir("pg") / "demo-replica.cloned"
@@ -673,6 +725,50 @@ def demo_cluster_up(env: Environment, started: list[Callable[[], None]]) -> None
         make_replica(env.primary, env.replica, slot="replica1")
         cloned.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z\n"))
     ensure_pg(env.replica, "demo replica", started, peer=env.primary)
+
+
+def demo_ha_up(env: Environment, started: list[Callable[[], None]]) -> None:
+    """The high-availability cluster: etcd, then each member's Patroni (as the postgres user), which initdb's the
+    first, clones the second from it and keeps one of them leader; then the portal's roles on the leader."""
+    if pid_of("etcd") is None:
+        data = RUN / "etcd"
+        private_dir(data)
+        spawn("etcd", patroni.etcd_argv(data, env.ports.etcd, env.ports.etcd_peer), child_env(env))
+        started.append(lambda: stop_pid("etcd"))
+    postgres = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+    for member in env.ha_members:
+        name = f"patroni-{member.name}"
+        member.home.mkdir(parents=True, exist_ok=True)
+        write_private(
+            member.config_path,
+            patroni.member_config(
+                member, scope=HA_SCOPE, etcd_port=env.ports.etcd, secrets=env.ha_secrets, synchronous_mode=True
+            ),
+        )
+        if postgres is not None:
+            for path in (member.home, member.config_path):
+                os.chown(path, postgres.pw_uid, postgres.pw_gid)
+        if pid_of(name) is None:
+            spawn(name, as_postgres_user(patroni.patroni_argv(member)), {**child_env(env), "HOME": str(member.home)})
+            started.append(lambda name=name: stop_pid(name, timeout=40))
+    urls = [m.rest_url for m in env.ha_members]
+    auth = (PATRONI_REST_USER, env.ha_secrets.rest_password)
+    deadline = time.monotonic() + 120
+    while not patroni.settled(urls, auth, replicas=len(urls) - 1):
+        if time.monotonic() > deadline:
+            raise EnvError(f"The Patroni cluster {HA_SCOPE} did not settle within 120 s. See {LOGS}/patroni-*.log")
+        for member in env.ha_members:
+            if pid_of(f"patroni-{member.name}") is None:
+                raise EnvError(f"patroni-{member.name} exited. See {log_file('patroni-' + member.name)}")
+        time.sleep(0.5)
+    leader = patroni.leader_of(patroni.cluster_view(urls, auth))
+    port = next(m.pg_port for m in env.ha_members if m.name == leader)
+    conninfo = f"host=127.0.0.1 port={port} dbname=postgres user=postgres password={secret('demo-password')}"
+    try:
+        ensure_roles(conninfo, env.role_passwords())
+    except psycopg.Error as exc:
+        raise EnvError(f"Could not create the portal's database roles on {leader}: {exc}") from None
+    print(f"  {HA_SCOPE}: {leader} leads, {len(urls) - 1} streaming replica")
 
 
 def up() -> Environment:
@@ -694,6 +790,8 @@ def up() -> Environment:
         ensure_pg(env.portal_db, "portal database", started)
         ensure_database(env.portal_db, "hadr_portal")
         demo_cluster_up(env, started)
+        print("==> etcd and Patroni: the high-availability cluster demo-ha")
+        demo_ha_up(env, started)
         print("==> Redis")
         if env.redis.pid() is None:
             env.redis.start()
@@ -703,6 +801,7 @@ def up() -> Environment:
         manage(env, "migrate", "--noinput")
         manage(env, "collectstatic", "--noinput", "--verbosity", "0")
         manage(env, "seed_demo")
+        print(manage(env, "write_probe_setup", "demo", HA_SCOPE).rstrip())
         print("==> pgBackRest: the demo cluster's stanza, WAL archiving (archive_command, archive_timeout 10 s)")
         pitr_dirs_prepare()
         print(manage(env, "pitr_setup", "demo-cluster").rstrip())
@@ -752,6 +851,9 @@ def down() -> None:
         if stop_pid(name):
             print(f"  stopped {name}")
     env.redis.stop()
+    for name in (*(f"patroni-{member}" for member in HA_MEMBERS), "etcd"):
+        if stop_pid(name, timeout=40):  # Patroni stops its PostgreSQL on SIGTERM
+            print(f"  stopped {name}")
     for instance, label in (
         (env.replica, "demo replica"),
         (env.primary, "demo primary"),
@@ -798,6 +900,13 @@ def status() -> int:
         ("redis", env.redis.pid() is not None, f"127.0.0.1:{env.ports.redis}"),
     ]
     addresses = {"demo-app": f"http://127.0.0.1:{env.ports.demo_app}", "web": f"http://127.0.0.1:{env.ports.web}"}
+    rows.append(("etcd", pid_of("etcd") is not None, f"127.0.0.1:{env.ports.etcd}"))
+    view = patroni.cluster_view([m.rest_url for m in env.ha_members], (PATRONI_REST_USER, env.ha_secrets.rest_password))
+    roles = {m.get("name"): f"{m.get('role')}, {m.get('state')}" for m in view.get("members", [])}
+    for member in env.ha_members:
+        said = f"127.0.0.1:{member.pg_port}, REST {member.rest_url}"
+        said += f"  ({roles[member.name]})" if member.name in roles else ""
+        rows.append((f"patroni-{member.name}", pid_of(f"patroni-{member.name}") is not None, said))
     rows += [(name, pid_of(name) is not None, addresses.get(name, "")) for name in PROCESSES]
     for name, running, address in rows:
         print(f"  {name:16} {'running' if running else 'stopped':8} {address}")
@@ -834,6 +943,7 @@ def pgbackrest_status() -> str:
 def logs(follow: bool) -> None:
     files = [*sorted(LOGS.glob("*.log")), log_file("demo-app"), *sorted((RUN / "pg").glob("*.log"))]
     files += [RUN / "redis" / "redis.log", *sorted((RUN / "pgbackrest").glob("*/log/*.log"))]
+    files += sorted((RUN / "patroni").glob("*/data/log/*.log"))
     files = [f for f in files if f.exists()]
     if not files:
         print("No logs yet: run `make up` first.")

@@ -13,21 +13,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hadr_portal.core.outbound import outbound_url_refusal
-from hadr_portal.core.validators import slug
+from hadr_portal.core.validators import slug, validate_cron, validate_optional_cron
 
 from .verification import verify_queries_validate
 
 DEFAULT_DRILL_SCHEDULE = "0 4 * * 0"  # Sundays at 04:00
-
-
-def validate_cron(value: str) -> None:
-    if not croniter.is_valid(value):
-        raise ValidationError(f"{value!r} is not a cron expression (e.g. '0 2 * * *' for 02:00 every day).")
-
-
-def validate_optional_cron(value: str) -> None:
-    if value:
-        validate_cron(value)
 
 
 class StorageTarget(models.Model):

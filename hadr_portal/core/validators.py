@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from croniter import croniter
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
@@ -42,3 +43,13 @@ DSN_ENV_PREFIX = "HADR_DSN_"
 DSN_ENV_PATTERN = re.compile(rf"^{DSN_ENV_PREFIX}[A-Z0-9_]+$")
 DSN_ENV_HELP = f"The name of a {DSN_ENV_PREFIX}* environment variable holding the DSN, e.g. {DSN_ENV_PREFIX}REPLICA."
 dsn_env_name = RegexValidator(DSN_ENV_PATTERN.pattern, DSN_ENV_HELP)
+
+
+def validate_cron(value: str) -> None:
+    if not croniter.is_valid(value):
+        raise ValidationError(f"{value!r} is not a cron expression (e.g. '0 2 * * *' for 02:00 every day).")
+
+
+def validate_optional_cron(value: str) -> None:
+    if value:
+        validate_cron(value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db.models import Count
 
-from hadr_portal.core.catalog import ARRAY, TABLE, TEXT, WHOLE, CatalogSection, Keep, Key
+from hadr_portal.core.catalog import ARRAY, FLAG, TABLE, TEXT, WHOLE, CatalogSection, Keep, Key
 
 from .models import Cluster, Node
 
@@ -49,6 +49,15 @@ class ClusterSection(CatalogSection):
         "read_password_env": Key(TEXT),
         "backup_user": Key(TEXT),
         "backup_password_env": Key(TEXT),
+        "probe_user": Key(TEXT),
+        "probe_password_env": Key(TEXT),
+        # who fails it over: "direct" (the portal, on a DBA's confirmation) or "patroni" (its REST API, below)
+        "engine": Key(TEXT),
+        "patroni_urls": Key(ARRAY),
+        "patroni_user": Key(TEXT),
+        "patroni_password_env": Key(TEXT),
+        "synchronous_mode": Key(FLAG),
+        "switchover_drill_schedule": Key(TEXT),  # cron; "" for none
         "max_failover_lag_bytes": Key(WHOLE),
         "post_failover_hook": Key(TABLE, optional=True),
         "nodes": Key(ARRAY),

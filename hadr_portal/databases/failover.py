@@ -56,6 +56,11 @@ def failover_request(
     address: str | None = None,
 ) -> Operation:
     """Check now and queue the failover; refuse with the reason when a pre-check fails."""
+    if cluster.is_patroni:
+        raise FailoverRefused(
+            f"{cluster.name} is managed by Patroni: the portal never promotes its nodes behind Patroni's back. "
+            "Use a switchover, or Patroni's manual failover when the leader is gone."
+        )
     plan = failover_plan(cluster, to=to or None)
     refusal = plan.refusal(override_reason=override_reason, isolation_reason=isolation_reason)
     if refusal:
@@ -136,7 +141,7 @@ def failover_run(context: OperationContext) -> Mapping[str, Any]:
     cluster_probe(cluster)
     topology_changed()
     _step(record, "hook")
-    hook = _run_hook(context.log, cluster, candidate, old)
+    hook = post_failover_hook_run(context.log, cluster, candidate, old)
     context.progress(100, f"{candidate.name} is the primary")
     return {
         "new_primary": candidate.name,
@@ -211,7 +216,7 @@ def failover_cleanup(operation: Operation) -> None:
         topology_changed()
         # a worker lost during the hook may have run it already: hooks must bear running twice (README)
         try:
-            _run_hook(lambda message, **_: done.append(message), cluster, candidate, old)
+            post_failover_hook_run(lambda message, **_: done.append(message), cluster, candidate, old)
             done.append("post-failover hook run")
         except NodeActionFailed as exc:
             done.append(str(exc))
@@ -227,7 +232,7 @@ def failover_cleanup(operation: Operation) -> None:
         OperationLogLine.objects.create(operation=operation, message=redact(line))
 
 
-def _run_hook(log: Callable[..., object], cluster: Cluster, new: Node, old: Node | None) -> str:
+def post_failover_hook_run(log: Callable[..., object], cluster: Cluster, new: Node, old: Node | None) -> str:
     hook = cluster.post_failover_hook
     if not hook:
         return ""

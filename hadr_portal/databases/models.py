@@ -13,7 +13,7 @@ from django.db import models
 from hadr_portal.adapters.pg.connection import NodeAddress
 from hadr_portal.adapters.pg.node import NodeController, controller_from_config, controller_problems, hook_problems
 from hadr_portal.core.models import Operation
-from hadr_portal.core.validators import env_name, env_reference, slug
+from hadr_portal.core.validators import env_name, env_reference, slug, validate_optional_cron
 
 
 def _table_check(value: object, problems: Callable[[dict[str, Any]], list[str]], example: str) -> None:
@@ -39,6 +39,7 @@ class Purpose(models.TextChoices):
     MONITOR = "monitor", "Monitoring: health checks, replication lag, database sizes"
     READ = "read", "Reading: funnel and restore verification queries"
     BACKUP = "backup", "Backups: pg_dump, restore points, drill markers (pgBackRest: the data's owner, locally)"
+    PROBE = "probe", "Write probe: a row a second in hadr_probe.writes, read back on the replicas"
 
 
 # What each purpose's own role needs, as the Databases page and the README say it.
@@ -46,7 +47,25 @@ PURPOSE_GRANTS = {
     Purpose.MONITOR: "pg_monitor",
     Purpose.READ: "pg_read_all_data (or SELECT on the tables its queries read); never a superuser",
     Purpose.BACKUP: "pg_read_all_data; EXECUTE on pg_create_restore_point(text) and pg_switch_wal()",
+    Purpose.PROBE: "INSERT, SELECT and DELETE on hadr_probe.writes (`manage.py write_probe_setup` grants them)",
 }
+
+
+class Engine(models.TextChoices):
+    """Who fails the cluster over: the portal on a DBA's confirmation, or Patroni by itself (the portal asks it)."""
+
+    DIRECT = "direct", "Direct: the portal promotes a replica when a DBA confirms (pg_promote, fencing)"
+    PATRONI = "patroni", "Patroni: automatic failover with etcd; the portal reads and asks its REST API"
+
+
+def patroni_urls_validate(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(url, str) for url in value):
+        raise ValidationError(
+            'Expected a list of REST API URLs, e.g. ["http://10.0.0.5:8008", "http://10.0.0.6:8008"].'
+        )
+    for url in value:
+        if not url.startswith(("http://", "https://")):
+            raise ValidationError(f"{url!r} is not an http:// or https:// URL of a Patroni REST API.")
 
 
 def _role_field(purpose: str, grants: str) -> models.CharField:
@@ -95,6 +114,40 @@ class Cluster(models.Model):
         validators=[MinValueValidator(0)],
         help_text="A failover is refused when the replica is further behind, unless a DBA gives a reason",
     )
+    engine = models.CharField(max_length=16, choices=Engine.choices, default=Engine.DIRECT)
+    patroni_urls = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[patroni_urls_validate],
+        help_text="Patroni engine: every member's REST API (tried in turn, so a dead leader's does not blind it)",
+    )
+    patroni_user = models.CharField(
+        max_length=63, blank=True, help_text="Patroni REST API user (restapi.authentication)"
+    )
+    patroni_password_env = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[env_name],
+        help_text="Environment variable holding the Patroni REST API password",
+    )
+    synchronous_mode = models.BooleanField(
+        default=False,
+        help_text="Patroni engine: commits wait for a synchronous standby, so a failover loses none (applied by "
+        "`manage.py ha CLUSTER apply`)",
+    )
+    switchover_drill_schedule = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_optional_cron],
+        help_text="Cron schedule of the switchover drill; empty: none (the catalog gives Patroni clusters a monthly one)",
+    )
+    ha_state = models.JSONField(default=dict, blank=True, help_text="What Patroni last said (GET /cluster, /history)")
+    ha_state_at = models.DateTimeField(null=True, blank=True)
+    probe_user = _role_field("the write probe", PURPOSE_GRANTS[Purpose.PROBE])
+    probe_password_env = _password_env_field("write probe")
+    probe_state = models.JSONField(
+        default=dict, blank=True, help_text="The write probe's last writes: where, when, and each replica's delay"
+    )
     post_failover_hook = models.JSONField(
         default=dict,
         blank=True,
@@ -128,8 +181,20 @@ class Cluster(models.Model):
             for purpose in PURPOSE_GRANTS
             if getattr(self, f"{purpose.value}_password_env") and not getattr(self, f"{purpose.value}_user")
         }
+        if self.engine == Engine.PATRONI:
+            if not self.patroni_urls:
+                errors["patroni_urls"] = "A Patroni cluster needs its members' REST API URLs."
+            if not (self.patroni_user and self.patroni_password_env):
+                errors["patroni_user"] = (
+                    "Name the REST API user and the variable holding its password: without restapi.authentication "
+                    "anyone on the network may switch the cluster over."
+                )
         if errors:
             raise ValidationError(errors)
+
+    @property
+    def is_patroni(self) -> bool:
+        return self.engine == Engine.PATRONI
 
     def own_role(self, purpose: Purpose) -> bool:
         """Whether `purpose` has a role of its own (False: it falls back to the admin account)."""
@@ -221,3 +286,57 @@ class Failover(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster.name}: {self.old_primary or '?'} → {self.new_primary}"
+
+
+class LeaderChange(models.Model):
+    """The cluster's writable primary moved, as the write probe saw it: automatically (Patroni), or by a
+    switchover or failover an operation asked for. What it cost is measured, not inferred: the RTO is the time
+    from the last probe row committed on the old leader to the first on the new, the RPO the probe rows
+    committed on the old leader that the new one does not have."""
+
+    class Cause(models.TextChoices):
+        AUTOMATIC = "automatic", "Automatic failover"
+        SWITCHOVER = "switchover", "Switchover"
+        FAILOVER = "failover", "Manual failover"
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="leader_changes")
+    cause = models.CharField(max_length=16, choices=Cause.choices)
+    operation = models.ForeignKey(Operation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    old_leader = models.CharField(max_length=64, blank=True)
+    new_leader = models.CharField(max_length=64)
+    timeline = models.PositiveIntegerField(null=True, blank=True, help_text="The new leader's timeline")
+    detected_at = models.DateTimeField()
+    last_write_old_at = models.DateTimeField(null=True, blank=True)
+    first_write_new_at = models.DateTimeField()
+    rto_seconds = models.FloatField(null=True, blank=True)
+    rows_lost = models.IntegerField(null=True, blank=True, help_text="Probe rows committed on the old leader, missing")
+    rows_checked = models.IntegerField(default=0)
+    events = models.JSONField(default=list, blank=True, help_text="[{at, what}]: the timeline of the change")
+    settled = models.BooleanField(default=False, help_text="Replicas follow and the old leader's fate is known")
+
+    class Meta:
+        ordering = ["-detected_at"]
+
+    def __str__(self) -> str:
+        return f"{self.cluster.name}: {self.old_leader or '?'} → {self.new_leader} ({self.get_cause_display()})"
+
+    @property
+    def rpo_seconds(self) -> float | None:
+        """The probe writes once a second: rows lost are seconds of writes lost."""
+        return float(self.rows_lost) if self.rows_lost is not None else None
+
+
+class ProbeWrite(models.Model):
+    """One probe row the cluster acknowledged as committed (kept an hour: the RPO of a change is counted from
+    these)."""
+
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="+")
+    seq = models.BigIntegerField()
+    node = models.CharField(max_length=64)
+    at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["cluster", "seq"])]
+
+    def __str__(self) -> str:
+        return f"{self.node}: probe row {self.seq}"

@@ -28,6 +28,8 @@ class RebuildRefused(OperationError):
 
 def rebuild_source(cluster: Cluster, node: Node) -> Node:
     """The primary `node` will follow, after probing every node now. Raises RebuildRefused."""
+    if cluster.is_patroni:
+        raise RebuildRefused(f"{cluster.name} is managed by Patroni: reinitialize {node.name} through Patroni instead.")
     cluster_probe(cluster)
     nodes = list(cluster.nodes.order_by("name"))
     primaries = [n for n in nodes if n.role == "primary" and n.pk != node.pk]

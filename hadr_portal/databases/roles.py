@@ -36,7 +36,7 @@ def cluster_roles(cluster: Cluster, nodes: list[Node]) -> list[PurposeRole]:
     """The admin account, then monitoring, reading and backups: each purpose's role and its warning."""
     superusers = _superusers(nodes)
     rows = [PurposeRole(Purpose.ADMIN, cluster.user, own=True)]
-    for purpose in (Purpose.MONITOR, Purpose.READ, Purpose.BACKUP):
+    for purpose in (Purpose.MONITOR, Purpose.READ, Purpose.BACKUP, Purpose.PROBE):
         user, _ = cluster.credentials(purpose)
         own = cluster.own_role(purpose)
         rows.append(PurposeRole(purpose, user, own, _warning(purpose, user, own, superusers.get(user))))
@@ -47,6 +47,7 @@ _CONSEQUENCE = {
     Purpose.MONITOR: "more power than health checks need",
     Purpose.READ: "funnel and verification queries refuse to run as a superuser",
     Purpose.BACKUP: "more power than backups need",
+    Purpose.PROBE: "more power than one probe row a second needs",
 }
 
 

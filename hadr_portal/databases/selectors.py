@@ -10,12 +10,13 @@ from django.utils import timezone
 
 from hadr_portal.core.models import Operation
 
-from .models import Cluster, Failover, Node
+from .models import Cluster, Failover, LeaderChange, Node
 from .roles import PurposeRole, cluster_roles
 from .topology import cluster_primary
 
 LAG_HISTORY_HOURS = 24
 LAG_HISTORY_POINTS = 300
+LEADER_CHANGES_SHOWN = 5
 
 
 @dataclass
@@ -29,6 +30,12 @@ class ClusterOverview:
     lag_history: list[tuple[datetime, float]] = field(default_factory=list)
     roles: list[PurposeRole] = field(default_factory=list)  # the database role each purpose connects with
     panels: list[str] = field(default_factory=list)  # HTML of the registered cluster panels (filled by the view)
+    leader_changes: list[LeaderChange] = field(default_factory=list)  # the last ones, with RTO and RPO measured
+
+    @property
+    def probe_last(self) -> datetime | None:
+        last = (self.cluster.probe_state or {}).get("last_ok_at")
+        return datetime.fromisoformat(last) if last else None
 
 
 def clusters_overview() -> list[ClusterOverview]:
@@ -60,6 +67,7 @@ def clusters_overview() -> list[ClusterOverview]:
                 failovers.get(c.pk),
                 cluster_lag_history(c),
                 cluster_roles(c, nodes),
+                leader_changes=list(c.leader_changes.select_related("operation")[:LEADER_CHANGES_SHOWN]),
             )
         )
     return overviews

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import ha_views, views
 
 app_name = "databases"
 urlpatterns = [
@@ -10,4 +10,8 @@ urlpatterns = [
     path("<slug:name>/check", views.connectivity_check, name="check"),
     path("<slug:name>/failover", views.failover, name="failover"),
     path("<slug:name>/nodes/<slug:node>/rebuild", views.rebuild, name="rebuild"),
+    path("<slug:name>/switchover", ha_views.switchover, name="switchover"),
+    path("<slug:name>/members/<slug:member>/<slug:action>", ha_views.member_action, name="member"),
+    path("<slug:name>/pause", ha_views.pause, name="pause"),
+    path("<slug:name>/patroni-config", ha_views.config, name="patroni_config"),
 ]

@@ -17,6 +17,7 @@ from hadr_portal.core.permissions import Action, action_required, require
 
 from .failover import failover_request
 from .failover_plan import MIN_REASON_LENGTH, failover_plan
+from .ha_views import patroni_failover
 from .models import Cluster
 from .rebuild import rebuild_request
 from .selectors import clusters_overview
@@ -52,6 +53,8 @@ def failover(request: HttpRequest, name: str) -> HttpResponse:
     """The guided failover: live pre-checks, then a typed confirmation. GET shows, POST (DBA) queues."""
     require(request.user, Action.FAILOVER)
     cluster = get_object_or_404(Cluster, name=name)
+    if cluster.is_patroni:
+        return patroni_failover(request, cluster)
     values = {
         key: request.POST.get(key, "").strip() for key in ("to", "confirm", "override_reason", "isolation_reason")
     }

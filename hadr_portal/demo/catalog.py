@@ -337,6 +337,26 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
                     f"PostgreSQL {node['host']}:{node['port']}",
                 )
             )
+    ha_nodes = _nodes(env.get("HADR_DEMO_HA_NODES", ""))
+    if ha_nodes:
+        clusters.append(demo_ha_cluster(env, ha_nodes))
+        services.append(
+            service(
+                "demo-ha-db",
+                "Demo HA database (Patroni)",
+                "database",
+                1,
+                "DBA",
+                30,
+                1,
+                "database-problem",
+                [
+                    check(f"postgres-{node['name']}", "postgres", {"cluster": "demo-ha", "node": node["name"]})
+                    for node in ha_nodes
+                ],
+                "PostgreSQL 15 under Patroni: fails over by itself within ~10 s",
+            )
+        )
     channels = [
         {
             "name": "ops-mail",
@@ -355,6 +375,28 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
         "alert_channels": channels,
         "funnels": [DEMO_FUNNEL] if nodes else [],
         **demo_contacts(env.get("HADR_DEMO_ALERT_EMAIL", "ops@example.com")),
+    }
+
+
+def demo_ha_cluster(env: dict[str, str], nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The high-availability cluster (`make up`: etcd and two Patroni nodes): Patroni fails it over by itself; the
+    portal reads and asks its REST API, probes its writes, and drills a switchover monthly."""
+    return {
+        "name": "demo-ha",
+        "description": "Local high-availability cluster: two PostgreSQL 15 nodes under Patroni, etcd holding the leader key",
+        "engine": "patroni",
+        "patroni_urls": [url for url in env.get("HADR_DEMO_HA_PATRONI_URLS", "").split(",") if url],
+        "patroni_user": env.get("HADR_PATRONI_REST_USER", "patroni"),
+        "patroni_password_env": "HADR_PATRONI_REST_PASSWORD",
+        "synchronous_mode": True,  # a failover loses no committed write
+        "switchover_drill_schedule": "0 5 1 * *",  # the first of every month at 05:00
+        "dbname": "postgres",
+        "user": "postgres",
+        "password_env": "HADR_DEMO_PASSWORD",
+        **{f"{role.purpose}_user": role.name for role in LOCAL_ROLES},
+        **{f"{role.purpose}_password_env": role.password_variable for role in LOCAL_ROLES},
+        "max_failover_lag_bytes": 1024 * 1024,
+        "nodes": nodes,
     }
 
 

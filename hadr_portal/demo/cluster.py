@@ -41,15 +41,18 @@ LOCAL_ROLES = (
         ("pg_read_all_data",),
         ("pg_create_restore_point(text)", "pg_switch_wal()"),  # restore points, archived at once
     ),
+    # the write probe: its table's grants come from `manage.py write_probe_setup` (databases.writeprobe)
+    LocalRole("probe", "hadr_probe", "HADR_DEMO_PROBE_PASSWORD", "NOREPLICATION", ()),
 )
 
 
-def ensure_roles(instance: LocalInstance, passwords: Mapping[str, str]) -> None:
-    """Create the `LOCAL_ROLES` on `instance` (a primary; replicas get them by replication), or bring an existing
+def ensure_roles(conninfo: str, passwords: Mapping[str, str]) -> None:
+    """Create the `LOCAL_ROLES` on the server at `conninfo`, as its superuser (a primary; replicas get them by
+    replication), or bring an existing
     one back to LOGIN NOSUPERUSER with its attributes, its grants and the password in `passwords[role.name]`.
     EXECUTE on its functions is granted in every database (a function's privileges are per database), template1
     included, so that databases created later have it too."""
-    with psycopg.connect(instance.conninfo(), autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
         for role in LOCAL_ROLES:
             name = sql.Identifier(role.name)
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role.name]).fetchone():
@@ -63,7 +66,7 @@ def ensure_roles(instance: LocalInstance, passwords: Mapping[str, str]) -> None:
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(granted), name))
         databases = [row[0] for row in conn.execute("SELECT datname FROM pg_database WHERE datallowconn")]
     for dbname in databases:
-        with psycopg.connect(instance.conninfo(), dbname=dbname, autocommit=True) as conn:
+        with psycopg.connect(conninfo, dbname=dbname, autocommit=True) as conn:
             for role in LOCAL_ROLES:
                 for function in role.functions:  # signatures from LOCAL_ROLES above, never from input
                     conn.execute(

@@ -56,6 +56,14 @@ class Incident(models.Model):
     escalation_level = models.PositiveSmallIntegerField(default=0, help_text="Contacts of the list notified so far")
     escalated_at = models.DateTimeField(null=True, blank=True)
     postmortem = models.TextField(blank=True, help_text="Markdown; a draft is written on resolve")
+    leader_change = models.ForeignKey(
+        "databases.LeaderChange",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The automatic failover that opened it: its RTO and RPO, measured by the write probe",
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]

@@ -14,7 +14,7 @@ from hadr_portal.core.audit import audit_record
 from hadr_portal.core.dashboard_version import dashboard_invalidate
 from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.permissions import Action, require
-from hadr_portal.databases.models import Cluster
+from hadr_portal.databases.models import Cluster, LeaderChange
 from hadr_portal.status.models import AlertDelivery, CheckResult, Service, State, Transition
 
 from .models import Incident, Severity, TimelineEntry
@@ -147,25 +147,63 @@ def incident_on_transition(*, transition: Transition) -> Incident | None:
 def incident_on_cluster_without_primary(*, cluster: Cluster, detail: str) -> Incident:
     """A failover stopped half-way and left the cluster with no writable primary: open an incident on the service
     that watches its nodes (the most important one), or join the one open there."""
-    service = Service.objects.filter(checks__node__cluster=cluster).order_by("tier", "name").first()
     now = timezone.now()
     with transaction.atomic():
-        if service is not None:
-            Service.objects.select_for_update().filter(pk=service.pk).first()  # one opener at a time per service
-        open_one = Incident.objects.exclude(status=Status.RESOLVED).filter(service=service).first() if service else None
-        incident = open_one or Incident.objects.create(
-            title=f"Cluster {cluster.name} has no writable primary",
-            severity=TIER_SEVERITY.get(service.tier, Severity.SEV3) if service else Severity.SEV1,
-            service=service,
-            runbook=service.runbook if service else "database-problem",
-            role=service.owner_role if service else "DBA",
-            opened_by="system",
-            began_at=now,
-            opened_at=now,
-        )
-        if open_one is None:
-            incident_changed(incident, actor=None, action="open", address=None, detail=detail)
+        incident = _cluster_incident(cluster, f"Cluster {cluster.name} has no writable primary", detail, now)
         timeline_add(incident, TimelineEntry.Kind.STATUS, detail, at=now)
+    return incident
+
+
+def incident_on_leader_change(*, change: LeaderChange) -> Incident | None:
+    """An automatic failover (a leader change nobody asked the portal for) opens an incident by itself, with the
+    change's timeline so far and what the write probe measured; a switchover or failover asked for opens none."""
+    if change.cause != LeaderChange.Cause.AUTOMATIC:
+        return None
+    cluster = change.cluster
+    lost = f"{change.rows_lost} of {change.rows_checked} probe rows lost" if change.rows_lost is not None else ""
+    rto = f"writes back after {change.rto_seconds:.1f} s" if change.rto_seconds is not None else ""
+    detail = f"Automatic failover of {cluster.name}: {change.old_leader or '?'} → {change.new_leader}" + (
+        f" ({', '.join(filter(None, (rto, lost)))})" if rto or lost else ""
+    )
+    with transaction.atomic():
+        incident = _cluster_incident(
+            cluster, f"Automatic failover of cluster {cluster.name}", detail, change.detected_at
+        )
+        if incident.leader_change_id is None:
+            Incident.objects.filter(pk=incident.pk).update(leader_change=change)
+            incident.leader_change = change
+        for event in change.events:
+            timeline_add(incident, TimelineEntry.Kind.STATUS, event["what"], at=datetime.fromisoformat(event["at"]))
+    return incident
+
+
+def incident_on_leader_change_event(*, change: LeaderChange, what: str, at: datetime) -> None:
+    """What followed an automatic failover (replicas following, the old leader back or not) joins its incident."""
+    for incident in Incident.objects.filter(leader_change=change):
+        timeline_add(incident, TimelineEntry.Kind.STATUS, what, at=at)
+
+
+def _cluster_incident(cluster: Cluster, title: str, detail: str, began_at: datetime) -> Incident:
+    """The open incident of the service that watches the cluster's nodes (the most important one), or a new one
+    with that service's severity, runbook and role. Call it inside a transaction."""
+    service = Service.objects.filter(checks__node__cluster=cluster).order_by("tier", "name").first()
+    if service is not None:
+        Service.objects.select_for_update().filter(pk=service.pk).first()  # one opener at a time per service
+    open_one = Incident.objects.exclude(status=Status.RESOLVED).filter(service=service).first() if service else None
+    if open_one is not None:
+        return open_one
+    now = timezone.now()
+    incident = Incident.objects.create(
+        title=title,
+        severity=TIER_SEVERITY.get(service.tier, Severity.SEV3) if service else Severity.SEV1,
+        service=service,
+        runbook=service.runbook if service else "database-problem",
+        role=service.owner_role if service else "DBA",
+        opened_by="system",
+        began_at=min(began_at, now),
+        opened_at=now,
+    )
+    incident_changed(incident, actor=None, action="open", address=None, detail=detail)
     return incident
 
 

@@ -1,6 +1,7 @@
 """The catalog file round-trips byte for byte: two golden files, written by `manage.py catalog export`.
 
-- data/demo_catalog.toml  the demo catalog `seed_demo` imports (two demo nodes with their data directories,
+- data/demo_catalog.toml  the demo catalog `seed_demo` imports (two demo nodes with their data directories, the
+                          Patroni cluster demo-ha,
                           backups in /var/backups/hadr: logical, and pgBackRest's repository beside them)
 - data/full_catalog.toml  every section and every optional key: node controllers of both kinds, a post-failover
                           hook, local and S3 storage, policies with drills and verification queries (a
@@ -29,6 +30,8 @@ FULL = DATA / "full_catalog.toml"
 DEMO_ENV = {
     "HADR_DEMO_NODES": "primary=127.0.0.1:5441@/var/lib/hadr/pg/demo-primary,replica=127.0.0.1:5442@/var/lib/hadr/pg/demo-replica",
     "HADR_BACKUP_DIR": "/var/backups/hadr",
+    "HADR_DEMO_HA_NODES": "ha1=127.0.0.1:5443,ha2=127.0.0.1:5444",
+    "HADR_DEMO_HA_PATRONI_URLS": "http://127.0.0.1:8008,http://127.0.0.1:8009",
 }
 
 

@@ -21,6 +21,7 @@ BEAT_SCHEDULE = [
     ("reap stale operations", "hadr_portal.core.tasks.operations_reap", 7.0, "default", None),
     ("send the outbox", "hadr_portal.core.tasks.outbox_drain", 5.0, "default", 5.0),
     ("forget sent outbox messages", "hadr_portal.core.tasks.outbox_prune", 3600.0, "default", None),
+    ("write probe", "hadr_portal.databases.tasks.write_probe", 2.0, "checks", 2.0),
     ("run due health checks", "hadr_portal.status.tasks.checks_tick", 3.0, "checks", 3.0),
     ("roll up and prune check results", "hadr_portal.status.tasks.results_rollup", 60.0, "default", None),
     ("beat heartbeat", "hadr_portal.status.tasks.beat_heartbeat", 60.0, "default", None),
@@ -42,6 +43,7 @@ def test_the_beat_schedule_is_what_the_apps_registered_with_the_settings_of_the_
     settings.CHECK_TICK_SECONDS = 3
     settings.DB_SIZE_INTERVAL = 900
     settings.OUTBOX_DRAIN_SECONDS = 5
+    settings.WRITE_PROBE_SECONDS = 2
     app = Celery("schedule-test", set_as_current=False)
     schedule_periodic_tasks(app)
     built = [

@@ -187,6 +187,8 @@ def walk_samples(demo_cluster, operation) -> dict[str, object]:
         "name": demo_cluster.name,
         "check_id": check.pk,
         "node": "replica",
+        "member": "replica",
+        "action": "restart",
         "step": "run",
         "number": 1,
     }

@@ -40,6 +40,7 @@ import pytest
 
 from hadr_portal.adapters.pg.server import LocalInstance
 from hadr_portal.demo.cluster import LOCAL_ROLES, ensure_roles, make_replica
+from hadr_portal.demo.patroni import Member
 from hadr_portal.demo.redis_server import LocalRedis
 from tests.infra.patroni import PatroniCluster, PatroniNode
 from tests.infra.s3tls import TlsS3
@@ -141,7 +142,7 @@ class Infrastructure:
             f"hadr-test-{os.getpid()}",
             reserve_port(),
             reserve_port(),
-            [PatroniNode(name, home / name, reserve_port(), reserve_port()) for name in ("node1", "node2")],
+            [PatroniNode(Member(name, reserve_port(), reserve_port(), home / name)) for name in ("node1", "node2")],
         )
         self._patroni = Part(self.patroni.start)
 
@@ -199,7 +200,7 @@ class Infrastructure:
         with ThreadPoolExecutor(2) as pool:  # the clone and the demo database do not wait for each other
             clone = pool.submit(make_replica, self.primary, self.replica, slot="replica1")
             self.primary.psql("CREATE DATABASE onboarding")
-            ensure_roles(self.primary, self.role_passwords)  # the replica gets them by replication
+            ensure_roles(self.primary.conninfo(), self.role_passwords)  # the replica gets them by replication
             clone.result()
         self.replica.start()
 
