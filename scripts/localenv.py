@@ -750,7 +750,7 @@ def demo_ha_up(env: Environment, started: list[Callable[[], None]]) -> None:
                 os.chown(path, postgres.pw_uid, postgres.pw_gid)
         if pid_of(name) is None:
             spawn(name, as_postgres_user(patroni.patroni_argv(member)), {**child_env(env), "HOME": str(member.home)})
-            started.append(lambda name=name: stop_pid(name, timeout=40))
+            started.append(lambda member=member: patroni_stop(member))
     urls = [m.rest_url for m in env.ha_members]
     auth = (PATRONI_REST_USER, env.ha_secrets.rest_password)
     deadline = time.monotonic() + 120
@@ -769,6 +769,16 @@ def demo_ha_up(env: Environment, started: list[Callable[[], None]]) -> None:
     except psycopg.Error as exc:
         raise EnvError(f"Could not create the portal's database roles on {leader}: {exc}") from None
     print(f"  {HA_SCOPE}: {leader} leads, {len(urls) - 1} streaming replica")
+
+
+def patroni_stop(member: patroni.Member) -> bool:
+    """Stop a member's Patroni (it stops its PostgreSQL on SIGTERM), then make sure that PostgreSQL is down: a
+    server still shutting down (or left behind by a Patroni that was killed) is stopped with pg_ctl."""
+    stopped = stop_pid(f"patroni-{member.name}", timeout=40)
+    if (member.data_dir / "postmaster.pid").exists():
+        argv = [str(PG_BIN / "pg_ctl"), "stop", "-m", "fast", "-w", "-t", "30", "-D", str(member.data_dir)]
+        run_command(as_postgres_user(argv), timeout=60, check=False)
+    return stopped
 
 
 def up() -> Environment:
@@ -851,9 +861,11 @@ def down() -> None:
         if stop_pid(name):
             print(f"  stopped {name}")
     env.redis.stop()
-    for name in (*(f"patroni-{member}" for member in HA_MEMBERS), "etcd"):
-        if stop_pid(name, timeout=40):  # Patroni stops its PostgreSQL on SIGTERM
-            print(f"  stopped {name}")
+    for member in env.ha_members:
+        if patroni_stop(member):
+            print(f"  stopped patroni-{member.name}")
+    if stop_pid("etcd"):
+        print("  stopped etcd")
     for instance, label in (
         (env.replica, "demo replica"),
         (env.primary, "demo primary"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -40,8 +42,17 @@ PORT_VARIABLES = (
     "HADR_DEMO_REPLICA_PORT",
     "HADR_REDIS_PORT",
     "HADR_DEMO_APP_PORT",
+    "HADR_DEMO_HA1_PORT",
+    "HADR_DEMO_HA2_PORT",
+    "HADR_PATRONI1_PORT",
+    "HADR_PATRONI2_PORT",
+    "HADR_ETCD_PORT",
+    "HADR_ETCD_PEER_PORT",
 )
-PROCESS_NAMES = {"demo-app", "worker-checks", "worker-ops", "worker-default", "beat", "web"}
+PROCESS_NAMES = {
+    *("demo-app", "worker-checks", "worker-ops", "worker-default", "beat", "web"),
+    *("etcd", "patroni-ha1", "patroni-ha2"),
+}
 
 
 def scratch_run_env() -> dict[str, str]:
@@ -177,7 +188,30 @@ def test_up_starts_everything_and_a_second_up_leaves_it_alone(running):
     again = localenv(run_env, "up")
     assert again.returncode == 0, again.stderr
     assert pids(run_dir) == started, "a second `up` must leave running processes alone"
-    assert localenv(run_env, "status").returncode == 0
+    status = localenv(run_env, "status")
+    assert status.returncode == 0
+
+
+def test_up_starts_the_patroni_cluster_and_the_write_probe_on_both_clusters(running):
+    run_env, run_dir = running.env, running.run_dir
+    assert re.search(r"demo-ha: ha[12] leads, 1 streaming replica", running.up.stdout)
+    status = localenv(run_env, "status").stdout
+    assert re.search(
+        r"patroni-ha1\s+running\s+127\.0\.0\.1:\d+, REST http://127\.0\.0\.1:\d+\s+\((leader|sync_standby)", status
+    )
+    assert re.search(r"etcd\s+running", status)
+    variables = env_file(run_dir)
+    urls = variables["HADR_DEMO_HA_PATRONI_URLS"].split(",")
+    auth = (variables["HADR_PATRONI_REST_USER"], variables["HADR_PATRONI_REST_PASSWORD"])
+    view = httpx.get(f"{urls[0]}/cluster", auth=auth, timeout=5).json()
+    assert {m["name"] for m in view["members"]} == {"ha1", "ha2"}
+    # changing anything needs the credentials (reading does not)
+    assert httpx.patch(f"{urls[0]}/config", json={}, timeout=5).status_code == 401
+    port = run_env["HADR_DEMO_HA1_PORT"]
+    password = variables["HADR_DEMO_PROBE_PASSWORD"]
+    dsn = f"host=127.0.0.1 port={port} dbname=postgres user=hadr_probe password={password}"
+    with psycopg.connect(dsn) as conn:  # the probe's table, replicated to every member, and its role may read it
+        assert conn.execute("SELECT count(*) >= 0 FROM hadr_probe.writes").fetchone() == (True,)
 
 
 def test_make_up_creates_the_roles_with_their_own_passwords(running):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from croniter import croniter
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -13,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hadr_portal.core.outbound import outbound_url_refusal
+from hadr_portal.core.scheduling import next_after
 from hadr_portal.core.validators import slug, validate_cron, validate_optional_cron
 
 from .verification import verify_queries_validate
@@ -155,7 +155,7 @@ class BackupPolicy(models.Model):
         return max(10, self.wal_rpo_seconds // 3)
 
     def next_after(self, moment: datetime, schedule: str | None = None) -> datetime:
-        return croniter(schedule or self.schedule, timezone.localtime(moment)).get_next(datetime)
+        return next_after(schedule or self.schedule, moment)
 
     def period_seconds(self, around: datetime | None = None) -> float:
         """The time between two scheduled runs (cron schedules need not be regular: take the next one)."""

@@ -4,7 +4,6 @@ database a restore replaced. Each permission-checked and audited. (Restores them
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from hadr_portal.core.models import AuditEntry, Operation
 from hadr_portal.core.operation_kinds import OperationError
 from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action, require
+from hadr_portal.core.scheduling import schedule_due
 
 from .archiving import archiving_broken_reason
 from .backup import MANIFEST_SUFFIX
@@ -163,59 +163,28 @@ def sets_sync_all() -> int:
 
 def backups_schedule_due(*, now: datetime | None = None) -> list[Operation]:
     """Queue the scheduled backups that are due, and set each policy's next run (called by beat)."""
-    return _schedule_due(
-        "next_run_at",
-        lambda policy: policy.schedule,
-        lambda policy: backup_request(policy=policy, actor=None, kind=Backup.Kind.SCHEDULED),
-        "backup",
-        now or timezone.now(),
+    return schedule_due(
+        BackupPolicy.objects.filter(enabled=True).select_related("cluster"),
+        field="next_run_at",
+        schedule=lambda policy: policy.schedule,
+        start=lambda policy: backup_request(policy=policy, actor=None, kind=Backup.Kind.SCHEDULED),
+        kind="backup",
+        target=lambda policy: policy.target,
+        now=now or timezone.now(),
     )
 
 
 def drills_schedule_due(*, now: datetime | None = None) -> list[Operation]:
     """Queue the restore drills that are due by each policy's `drill_schedule` (called by beat)."""
-    return _schedule_due(
-        "next_drill_at",
-        lambda policy: policy.drill_schedule,
-        lambda policy: drill_request(policy=policy, actor=None),
-        "restore_drill",
-        now or timezone.now(),
+    return schedule_due(
+        BackupPolicy.objects.filter(enabled=True).select_related("cluster"),
+        field="next_drill_at",
+        schedule=lambda policy: policy.drill_schedule,
+        start=lambda policy: drill_request(policy=policy, actor=None),
+        kind="restore_drill",
+        target=lambda policy: policy.drill_target,
+        now=now or timezone.now(),
     )
-
-
-def _schedule_due(
-    field: str,
-    schedule: Callable[[BackupPolicy], str],
-    start: Callable[[BackupPolicy], Operation],
-    kind: str,
-    now: datetime,
-) -> list[Operation]:
-    queued = []
-    for policy in BackupPolicy.objects.filter(enabled=True).select_related("cluster"):
-        cron, due = schedule(policy), getattr(policy, field)
-        if not cron:
-            continue
-        if due is None:
-            BackupPolicy.objects.filter(pk=policy.pk).update(**{field: policy.next_after(now, cron)})
-            continue
-        if due > now:
-            continue
-        # Advance first, so a failure to queue (another one running) does not retry every minute.
-        if not BackupPolicy.objects.filter(pk=policy.pk, **{field: due}).update(
-            **{field: policy.next_after(now, cron)}
-        ):
-            continue  # another beat tick took it
-        try:
-            queued.append(start(policy))
-        except OperationError as exc:
-            audit_record(
-                actor=None,
-                action=f"operation.{kind}",
-                target=policy.target if kind == "backup" else policy.drill_target,
-                outcome=AuditEntry.Outcome.REFUSED,
-                detail=f"scheduled {kind.replace('_', ' ')} skipped: {exc}",
-            )
-    return queued
 
 
 def restore_drafts_prune(*, now: datetime | None = None) -> int:

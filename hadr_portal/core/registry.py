@@ -8,6 +8,8 @@ Core and the dashboard iterate these and import no app (the NetBox `registry` id
 - `periodic_tasks`      what beat runs, and how often
 - `runbook_actions`     what a runbook's action block becomes for a service (`RunbookAction`), by action
 - `cluster_panels`      parts of a cluster's card on the Databases page that a higher app owns, in `order`
+- `recovery_moments`    moments a point-in-time restore may stop just before (incidents)
+- `banners`             warnings every signed-in page shows while they hold (maintenance mode)
 
 An app registers each of its items once; registering a second item under a name already taken is a
 programming error and raises at start-up, not at 3 a.m.
@@ -158,6 +160,15 @@ class ClusterPanel:
     render: Callable[[Any, Any], str]
 
 
+@dataclass(frozen=True)
+class Banner:
+    """A warning every signed-in page shows while it holds (automatic failover paused on a cluster):
+    `messages()` returns its sentences, none when all is well. Called once per page: keep it one small query."""
+
+    name: str
+    messages: Callable[[], list[str]]
+
+
 operation_kinds: Store[Any] = Store("kinds of operation")
 dashboard_sections: Store[DashboardSection] = Store("dashboard sections", key=lambda section: section.order)
 catalog_sections: Store[Any] = Store("catalog sections", key=lambda section: section.order)
@@ -165,3 +176,4 @@ periodic_tasks: Store[PeriodicTask] = Store("periodic tasks")
 runbook_actions: Store[RunbookAction] = Store("runbook actions")
 cluster_panels: Store[ClusterPanel] = Store("cluster panels", key=lambda panel: panel.order)
 recovery_moments: Store[RecoveryMoments] = Store("recovery moments")
+banners: Store[Banner] = Store("banners")

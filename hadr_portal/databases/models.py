@@ -51,6 +51,14 @@ PURPOSE_GRANTS = {
 }
 
 
+MONTHLY_DRILL = "0 5 1 * *"  # the first of the month, 05:00
+
+
+def drill_schedule_validate(value: str) -> None:
+    if value != "off":
+        validate_optional_cron(value)
+
+
 class Engine(models.TextChoices):
     """Who fails the cluster over: the portal on a DBA's confirmation, or Patroni by itself (the portal asks it)."""
 
@@ -138,9 +146,11 @@ class Cluster(models.Model):
     switchover_drill_schedule = models.CharField(
         max_length=100,
         blank=True,
-        validators=[validate_optional_cron],
-        help_text="Cron schedule of the switchover drill; empty: none (the catalog gives Patroni clusters a monthly one)",
+        validators=[drill_schedule_validate],
+        help_text=f'Cron schedule of the switchover drill; empty: monthly ("{MONTHLY_DRILL}") for a Patroni cluster, '
+        'none for a direct one; "off": none',
     )
+    next_drill_at = models.DateTimeField(null=True, blank=True)
     ha_state = models.JSONField(default=dict, blank=True, help_text="What Patroni last said (GET /cluster, /history)")
     ha_state_at = models.DateTimeField(null=True, blank=True)
     probe_user = _role_field("the write probe", PURPOSE_GRANTS[Purpose.PROBE])
@@ -195,6 +205,14 @@ class Cluster(models.Model):
     @property
     def is_patroni(self) -> bool:
         return self.engine == Engine.PATRONI
+
+    @property
+    def drill_schedule(self) -> str:
+        """The switchover drill's cron: monthly for Patroni unless set ("off": none); a direct cluster's only when
+        asked (its drill is a failover that leaves the old primary to rebuild)."""
+        if self.switchover_drill_schedule == "off":
+            return ""
+        return self.switchover_drill_schedule or (MONTHLY_DRILL if self.is_patroni else "")
 
     def own_role(self, purpose: Purpose) -> bool:
         """Whether `purpose` has a role of its own (False: it falls back to the admin account)."""

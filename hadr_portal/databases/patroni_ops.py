@@ -17,10 +17,12 @@ from django.utils import timezone
 
 from hadr_portal.adapters.patroni import PatroniCluster, PatroniError
 from hadr_portal.adapters.pg.node import wait_writable
-from hadr_portal.core.models import Operation
+from hadr_portal.core.killpoints import kill_point
+from hadr_portal.core.models import Operation, OperationLogLine
 from hadr_portal.core.operation_kinds import OperationContext, OperationError, OperationKind
 from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action
+from hadr_portal.core.scheduling import schedule_due
 
 from .models import Cluster, Purpose
 from .patroni_state import DOCUMENTED_SETTINGS, patroni_client
@@ -68,8 +70,10 @@ def switchover_request(
     candidate: str = "",
     scheduled_at: datetime | None = None,
     address: str | None = None,
+    drill: bool = False,
 ) -> Operation:
-    """A planned switchover to `candidate` (or the member Patroni picks), now or at `scheduled_at`."""
+    """A planned switchover to `candidate` (or the member Patroni picks), now or at `scheduled_at`; a drill is
+    the same, queued by the cluster's drill schedule, its RTO measured by the write probe."""
     state = _state(cluster)
     leader = state.leader
     if leader is None:
@@ -225,6 +229,7 @@ def switchover_run(context: OperationContext) -> Mapping[str, Any]:
     scheduled = datetime.fromisoformat(params["scheduled_at"]) if params.get("scheduled_at") else None
     context.progress(10, f"Asking Patroni to switch over from {params['leader']}")
     answer = api.switchover(leader=params["leader"], candidate=params.get("candidate", ""), scheduled_at=scheduled)
+    kill_point("switchover.asked")
     context.log(f"Patroni: {answer}")
     if scheduled is not None:
         context.progress(100, f"Scheduled for {timezone.localtime(scheduled):%Y-%m-%d %H:%M %Z}")
@@ -240,6 +245,7 @@ def patroni_failover_run(context: OperationContext) -> Mapping[str, Any]:
     cluster = Cluster.objects.get(name=params["cluster"])
     context.progress(10, f"Asking Patroni to promote {params['candidate']}")
     answer = patroni_client(cluster).failover(candidate=params["candidate"])
+    kill_point("patroni_failover.asked")
     context.log(f"Patroni: {answer}")
     result = _new_leader_writable(context, cluster, params["candidate"])
     context.progress(100, f"{result['new_leader']} leads")
@@ -294,8 +300,33 @@ def config_run(context: OperationContext) -> Mapping[str, Any]:
     return {"changes": changes}
 
 
+def leader_change_cleanup(operation: Operation) -> None:
+    """After a failed or lost switchover or failover, say what Patroni did: the leader now, and whether the
+    cluster takes writes (the write probe records the change itself, linked to this operation)."""
+    cluster = Cluster.objects.filter(name=operation.parameters.get("cluster", "")).first()
+    if cluster is None:
+        return
+    state = _cluster_now(cluster)
+    leader = state.leader if state else None
+    if leader is None:
+        said = f"{cluster.name} has no leader now: see the Databases page and the runbook database-problem."
+    else:
+        moved = leader.name != operation.parameters.get("leader", leader.name)
+        said = f"{leader.name} leads {cluster.name} now" + (" (Patroni did hand over)" if moved else "")
+    OperationLogLine.objects.create(operation=operation, message=said)
+
+
 def _kind(name: str, label: str, run: Callable[[OperationContext], Mapping[str, Any]], action: Action) -> OperationKind:
-    return OperationKind(name=name, label=label, action=action, run=run, queue="ops", max_attempts=1)
+    moves_leader = name in ("switchover", "patroni_failover")
+    return OperationKind(
+        name=name,
+        label=label,
+        action=action,
+        run=run,
+        queue="ops",
+        max_attempts=1,  # never again by itself: a second switchover is a second outage for the applications
+        cleanup=leader_change_cleanup if moves_leader else None,
+    )
 
 
 HA_KINDS = (
@@ -306,3 +337,24 @@ HA_KINDS = (
     _kind("ha_pause", "Pause / resume automatic failover", pause_run, Action.FAILOVER),
     _kind("ha_config", "Patroni configuration", config_run, Action.FAILOVER),
 )
+
+
+def switchover_drills_due(*, now: datetime | None = None) -> list[Operation]:
+    """Queue the switchover drills due by each cluster's drill schedule (called by beat). A direct cluster's
+    drill (only when its schedule is set) is the portal's failover, which leaves the old primary to rebuild."""
+    from .failover import failover_request
+
+    def start(cluster: Cluster) -> Operation:
+        if cluster.is_patroni:
+            return switchover_request(cluster=cluster, actor=None, drill=True)
+        return failover_request(cluster=cluster, actor=None)
+
+    return schedule_due(
+        Cluster.objects.all(),
+        field="next_drill_at",
+        schedule=lambda cluster: cluster.drill_schedule,
+        start=start,
+        kind="switchover",
+        target=lambda cluster: cluster.target,
+        now=now or timezone.now(),
+    )

@@ -14,6 +14,7 @@ from hadr_portal.adapters.patroni import PatroniClient, PatroniError
 from hadr_portal.core.validators import env_reference
 
 from .models import Cluster
+from .sections import topology_changed
 
 # The dynamic settings the portal shows and lets a DBA change (PATCH /config); the rest stays patronictl's.
 DOCUMENTED_SETTINGS = ("ttl", "loop_wait", "retry_timeout", "maximum_lag_on_failover", "synchronous_mode")
@@ -86,6 +87,9 @@ def ha_state_refresh(cluster: Cluster, *, replica_delays: dict[str, float] | Non
     for member in state.get("members", []):
         if replica_delays and member["name"] in replica_delays and member["name"] != state.get("leader"):
             member["lag_seconds"] = replica_delays[member["name"]]
+    before = cluster.ha_state or {}
+    if any(before.get(key) != state.get(key) for key in ("leader", "paused", "timeline", "error")):
+        topology_changed()  # the dashboard's cached tile says it now
     now = timezone.now()
     if not state.get("stale"):
         Cluster.objects.filter(pk=cluster.pk).update(ha_state=state, ha_state_at=now)

@@ -12,7 +12,7 @@ from django.template.loader import render_to_string
 
 from hadr_portal.core.dashboard_version import dashboard_invalidate
 
-from .models import Cluster, Failover
+from .models import Cluster, Engine, Failover
 from .topology import cluster_primary
 
 
@@ -32,11 +32,23 @@ def databases_section_html() -> str:
                 "expected": expected,
                 "redundant": primary is not None and len(streaming) >= expected,
                 "last_failover": cluster.failovers.select_related("operation").first(),
+                "ha": cluster.ha_state if cluster.is_patroni else None,
+                "last_change": cluster.leader_changes.first(),
             }
         )
     if not rows:
         return ""
     return render_to_string("databases/_clusters_section.html", {"rows": rows})
+
+
+def paused_banners() -> list[str]:
+    """Every Patroni cluster in maintenance mode: nobody fails it over while it lasts."""
+    paused = Cluster.objects.filter(engine=Engine.PATRONI, ha_state__paused=True).values_list("name", flat=True)
+    return [
+        f"Maintenance mode on cluster {name}: automatic failover is paused, Patroni promotes nobody until it is "
+        "resumed (Databases page)."
+        for name in paused
+    ]
 
 
 def topology_changed() -> None:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from .failover import post_failover_hook_run
 from .models import LeaderChange
+from .patroni_ops import switchover_drills_due
 from .writeprobe import probe_all
 
 logger = logging.getLogger(__name__)
@@ -18,6 +19,11 @@ logger = logging.getLogger(__name__)
 @shared_task(name="hadr_portal.databases.tasks.write_probe")
 def write_probe() -> int:
     return probe_all()
+
+
+@shared_task(name="hadr_portal.databases.tasks.switchover_drills")
+def switchover_drills() -> int:
+    return len(switchover_drills_due())
 
 
 @shared_task(name="hadr_portal.databases.tasks.leader_hook")

@@ -35,6 +35,7 @@ from hadr_portal.core.models import Operation
 
 from .models import Cluster, LeaderChange, Node, ProbeWrite, Purpose
 from .patroni_state import ha_state_refresh
+from .sections import topology_changed
 from .signals import leader_change_event, leader_changed
 
 logger = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ def _leader_changed(
     )
     logger.warning("leader of %s moved: %s → %s (%s), RTO %s s, %d rows lost", cluster.name, old, new, cause, rto, lost)
     transaction.on_commit(lambda: leader_changed.send(sender=Cluster, change=change))
+    topology_changed()
     if cause != LeaderChange.Cause.FAILOVER or cluster.is_patroni:  # the direct failover runs the hook itself
         if cluster.post_failover_hook:
             task_send_on_commit("hadr_portal.databases.tasks.leader_hook", args=[change.pk], queue="ops")

@@ -152,6 +152,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
         checks: list[dict[str, Any]],
         description: str = "",
         restart: dict[str, Any] | None = None,
+        restart_drill: str = "",
     ) -> dict[str, Any]:
         return {
             "name": name,
@@ -164,6 +165,7 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
             "rpo_minutes": rpo,
             "runbook": runbook,
             "restart": restart or {},
+            "restart_drill_schedule": restart_drill,
             "checks": checks,
         }
 
@@ -184,6 +186,8 @@ def demo_catalog(environ: dict[str, str] | None = None) -> dict[str, Any]:
             "Records sign-ups and onboarding steps; the product itself",
             # only in the local environment (`make up` sets HADR_RUN_DIR): a Compose worker cannot restart a container
             restart=local_restart("demo-app", env) if env.get("HADR_RUN_DIR") else None,
+            # a real restart on the 15th of each month at 05:00: its RTO is measured, not assumed
+            restart_drill="0 5 15 * *" if env.get("HADR_RUN_DIR") else "",
         ),
         service(
             "portal-web",

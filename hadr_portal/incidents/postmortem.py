@@ -81,6 +81,20 @@ def _cell(text: str) -> str:
     return " ".join(text.replace("|", "\\|").split())
 
 
+def _leader_change_rows(incident: Incident) -> list[str]:
+    """The automatic failover's cost, as the write probe measured it (last write on the old leader → first on the
+    new; probe rows committed on the old leader, missing on the new)."""
+    change = incident.leader_change
+    if change is None:
+        return []
+    rto = duration_text(change.rto_seconds) if change.rto_seconds is not None else "—"
+    lost = f"{change.rows_lost} of {change.rows_checked} probe rows" if change.rows_lost is not None else "—"
+    return [
+        f"| writes stopped ({change.old_leader or '?'} → {change.new_leader}, write probe) | {rto} | — |",
+        f"| committed writes lost (write probe, one row a second) | {lost} | — |",
+    ]
+
+
 def postmortem_draft(incident: Incident) -> str:
     times = incident_times(incident)
     service = incident.service
@@ -112,6 +126,7 @@ def postmortem_draft(incident: Incident) -> str:
         f"| time to recover (began → recovered) | "
         f"{duration_text(times.to_recover) if times.to_recover is not None else '—'}{over} | {rto} |",
         f"| data lost | {_cell(data_lost(incident))} | {rpo} |",
+        *_leader_change_rows(incident),
         "",
         "## Timeline",
         "",

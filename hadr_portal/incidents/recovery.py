@@ -3,7 +3,8 @@
 A service's data lives where its checks point: a `backup` check watches a backup policy, a `postgres`
 check probes a node of a cluster. Measured RPO is the last good backup's age (or, with no policy, the
 replica's lag); measured RTO is the newest of the last verified restore or drill, the last failover (request to first
-write) and the last successful restart. Green: within the objective; amber: not yet measured, or an
+write), the last leader change the write probe measured (last write on the old leader to first on the new), the last
+successful restart or restart drill (until its checks are green) and the last outage. Green: within the objective; amber: not yet measured, or an
 RPO up to twice its objective; red: worse, or no good backup at all.
 """
 
@@ -18,7 +19,8 @@ from hadr_portal.backups.archiving import ArchiveState
 from hadr_portal.backups.models import BackupPolicy, Restore
 from hadr_portal.backups.selectors import Freshness, freshness_of, last_drill
 from hadr_portal.core.humanize import duration_text
-from hadr_portal.databases.models import Cluster, Failover, Node
+from hadr_portal.core.models import Operation
+from hadr_portal.databases.models import Cluster, Failover, LeaderChange, Node
 from hadr_portal.status.models import Check, Service, State
 
 from .models import RecoveryPriority
@@ -208,6 +210,21 @@ def _rto(service: Service, policies: list[BackupPolicy], clusters: list[Cluster]
     )
     if failover and failover.writable_at and failover.seconds_to_writable is not None:
         measured.append((failover.writable_at, failover.seconds_to_writable, "last failover"))
+    change = (
+        LeaderChange.objects.filter(cluster__in=clusters).exclude(rto_seconds=None).order_by("-detected_at").first()
+    )
+    if change is not None and change.rto_seconds is not None:
+        cause = change.get_cause_display().lower()
+        measured.append((change.first_write_new_at, change.rto_seconds, f"last {cause} (write probe)"))
+    restart = (
+        Operation.objects.filter(kind="restart_service", target=service.target, status=Operation.Status.SUCCEEDED)
+        .order_by("-finished_at")
+        .first()
+    )
+    if restart is not None and restart.finished_at and (result := restart.result or {}).get("seconds_until_green"):
+        seconds = float(result.get("controller_seconds") or 0) + float(result["seconds_until_green"])
+        drill = " drill" if restart.parameters.get("drill") else ""
+        measured.append((restart.finished_at, seconds, f"last restart{drill}, until green"))
     outage = _last_outage(service)
     if outage is not None:
         measured.append(outage)

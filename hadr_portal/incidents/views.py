@@ -68,7 +68,9 @@ def incident_open(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def incident_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    incident = get_object_or_404(Incident.objects.select_related("service", "responsible"), pk=pk)
+    incident = get_object_or_404(
+        Incident.objects.select_related("service", "responsible", "leader_change__cluster"), pk=pk
+    )
     runbook = runbook_load(incident.runbook) if incident.runbook else None
     context = {
         "incident": incident,

@@ -19,7 +19,8 @@ from hadr_portal.backups.archiving import archive_states
 from hadr_portal.backups.models import BackupPolicy
 from hadr_portal.backups.selectors import freshness_of
 from hadr_portal.core.models import Operation
-from hadr_portal.databases.models import Node
+from hadr_portal.databases.models import Cluster, LeaderChange, Node
+from hadr_portal.databases.writeprobe import probe_age_seconds
 from hadr_portal.status.models import Check, Service, State
 
 from .resources import latest_database_sizes
@@ -40,6 +41,7 @@ class PortalCollector(Collector):
         yield from self._services()
         yield from self._databases()
         yield from self._archiving()
+        yield from self._high_availability()
         yield from self._operations()
         yield from self._funnels()
 
@@ -116,6 +118,58 @@ class PortalCollector(Collector):
                 if state.window_start is not None:
                     start.add_metric(cluster, state.window_start.timestamp())
         yield from (age, objective, failed, start)
+
+    def _high_availability(self) -> Iterator[Metric]:
+        """From what the write probe stored on each cluster (its last write, each replica's delay, Patroni's view)
+        and the leader changes it measured."""
+        probe_age = _gauge(
+            "write_probe_age_seconds", "Seconds since the write probe's last committed row.", ["cluster"]
+        )
+        delay = _gauge(
+            "write_probe_replica_delay_seconds", "How far behind a node's newest probe row is.", ["cluster", "node"]
+        )
+        leader = _gauge(
+            "cluster_leader", "1 for the node that takes writes (the probe's last write).", ["cluster", "node"]
+        )
+        paused = _gauge("patroni_paused", "1 while automatic failover is paused (maintenance mode).", ["cluster"])
+        timeline = _gauge("patroni_timeline", "The leader's timeline, as Patroni reports it.", ["cluster"])
+        member_lag = _gauge("patroni_member_lag_bytes", "A replica's lag as Patroni reports it.", ["cluster", "member"])
+        pending = _gauge("patroni_pending_restart", "1 when a member waits for a restart.", ["cluster", "member"])
+        changes = _gauge("leader_changes", "Leader changes the write probe saw, by cause.", ["cluster", "cause"])
+        rto = _gauge("leader_change_rto_seconds", "The last leader change's measured RTO.", ["cluster"])
+        lost = _gauge("leader_change_rows_lost", "Probe rows the last leader change lost.", ["cluster"])
+        now = timezone.now()
+        for cluster in Cluster.objects.order_by("name"):
+            name = cluster.name
+            age = probe_age_seconds(cluster, now)
+            probe_age.add_metric([name], float("inf") if age is None else age)
+            state = cluster.probe_state or {}
+            if state.get("leader") and not state.get("error"):
+                leader.add_metric([name, state["leader"]], 1.0)
+            for node, row in sorted((state.get("replicas") or {}).items()):
+                if row.get("seconds") is not None:
+                    delay.add_metric([name, node], float(row["seconds"]))
+            ha = cluster.ha_state or {}
+            if cluster.is_patroni and ha.get("members"):
+                paused.add_metric([name], 1.0 if ha.get("paused") else 0.0)
+                if ha.get("timeline") is not None:
+                    timeline.add_metric([name], float(ha["timeline"]))
+                for member in ha["members"]:
+                    if member.get("role") != "leader" and member.get("lag_bytes") is not None:
+                        member_lag.add_metric([name, member["name"]], float(member["lag_bytes"]))
+                    pending.add_metric([name, member["name"]], 1.0 if member.get("pending_restart") else 0.0)
+        for row in LeaderChange.objects.values("cluster__name", "cause").annotate(n=Count("id")).order_by():
+            changes.add_metric([row["cluster__name"], row["cause"]], float(row["n"]))
+        seen: set[int] = set()
+        for change in LeaderChange.objects.select_related("cluster").order_by("cluster_id", "-detected_at"):
+            if change.cluster_id in seen:
+                continue
+            seen.add(change.cluster_id)
+            if change.rto_seconds is not None:
+                rto.add_metric([change.cluster.name], change.rto_seconds)
+            if change.rows_lost is not None:
+                lost.add_metric([change.cluster.name], float(change.rows_lost))
+        yield from (probe_age, delay, leader, paused, timeline, member_lag, pending, changes, rto, lost)
 
     def _operations(self) -> Iterator[Metric]:
         counts = _gauge("operations", "Operations on record, by kind and status.", ["kind", "status"])

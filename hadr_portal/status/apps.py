@@ -42,5 +42,8 @@ class StatusConfig(AppConfig):
             ),
             PeriodicTask("roll up and prune check results", "hadr_portal.status.tasks.results_rollup", 60.0),
             PeriodicTask("beat heartbeat", "hadr_portal.status.tasks.beat_heartbeat", 60.0),
+            PeriodicTask(
+                "queue scheduled restart drills", "hadr_portal.status.tasks.restart_drills", 30.0, expires=30.0
+            ),
         ):
             registry.periodic_tasks.register(task)

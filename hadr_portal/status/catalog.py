@@ -99,6 +99,7 @@ class ServiceSection(CatalogSection):
         "rpo_minutes": Key(WHOLE),
         "runbook": Key(TEXT),
         "restart": Key(TABLE, optional=True),  # none: no restart button
+        "restart_drill_schedule": Key(TEXT),  # cron of restart drills; "" for none
         "checks": Key(ARRAY),
     }
     choices = {"kind": Service.Kind.values, "owner_role": [role.value for role in Role], "tier": TIERS}

@@ -17,7 +17,7 @@ from django.utils import timezone
 from hadr_portal.adapters.controllers import ControllerConfigError, controller_from_config
 from hadr_portal.core.outbound import outbound_url_refusal
 from hadr_portal.core.permissions import Role
-from hadr_portal.core.validators import ENV_NAME_PATTERN, env_reference_problem, slug
+from hadr_portal.core.validators import ENV_NAME_PATTERN, env_reference_problem, slug, validate_optional_cron
 
 
 class State(models.TextChoices):
@@ -105,6 +105,13 @@ class Service(models.Model):
             "ecs controller and its settings (README: Restarting a service). Empty: no Restart button."
         ),
     )
+    restart_drill_schedule = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[validate_optional_cron],
+        help_text="Cron schedule of a restart drill (a real restart, its RTO measured until the checks are green)",
+    )
+    next_restart_drill_at = models.DateTimeField(null=True, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.UNKNOWN)
     state_since = models.DateTimeField(default=timezone.now)
     state_reason = models.CharField(max_length=300, blank=True)

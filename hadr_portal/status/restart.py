@@ -30,6 +30,7 @@ from hadr_portal.core.operation_kinds import OperationContext, OperationError, O
 from hadr_portal.core.operations import operation_request
 from hadr_portal.core.permissions import Action
 from hadr_portal.core.redaction import redact
+from hadr_portal.core.scheduling import schedule_due
 
 from .engine import checks_run
 from .models import Check, Service, State
@@ -60,15 +61,30 @@ def restart_controller(service: Service) -> Controller:
         raise OperationError(f"{service.display_name}'s restart setting is invalid: {exc}") from None
 
 
-def restart_request(*, service: Service, actor: Actor | None, address: str | None = None) -> Operation:
-    """Queue a restart of `service` (refused without a restart controller, or while one is in progress)."""
+def restart_request(
+    *, service: Service, actor: Actor | None, address: str | None = None, drill: bool = False
+) -> Operation:
+    """Queue a restart of `service` (refused without a restart controller, or while one is in progress). A drill
+    is the same real restart, queued by its schedule: its RTO (controller + until green) is the service's."""
     controller = restart_controller(service)
+    parameters: dict[str, Any] = {"service": service.name, "controller": controller.kind}
+    if drill:
+        parameters["drill"] = True
     return operation_request(
+        kind="restart_service", target=service.target, actor=actor, address=address, parameters=parameters
+    )
+
+
+def restart_drills_due(*, now: datetime | None = None) -> list[Operation]:
+    """Queue the restart drills due by each service's `restart_drill_schedule` (called by beat)."""
+    return schedule_due(
+        Service.objects.exclude(restart_drill_schedule=""),
+        field="next_restart_drill_at",
+        schedule=lambda service: service.restart_drill_schedule,
+        start=lambda service: restart_request(service=service, actor=None, drill=True),
         kind="restart_service",
-        target=service.target,
-        actor=actor,
-        address=address,
-        parameters={"service": service.name, "controller": controller.kind},
+        target=lambda service: service.target,
+        now=now or timezone.now(),
     )
 
 

@@ -44,3 +44,10 @@ def alert_deliver_task(delivery_id: int) -> None:
 )
 def security_alert_deliver_task(channel_id: int, subject: str, text: str, payload: dict[str, Any]) -> None:
     alerts.security_alert_deliver(channel_id=channel_id, subject=subject, text=text, payload=payload)
+
+
+@shared_task(name="hadr_portal.status.tasks.restart_drills")
+def restart_drills() -> int:
+    from .restart import restart_drills_due
+
+    return len(restart_drills_due())

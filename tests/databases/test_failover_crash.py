@@ -46,17 +46,26 @@ def killed_at(pg_pair, start_worker, point: str) -> tuple[Operation, Failover]:
     return operation, Failover.objects.get(operation=operation)
 
 
-def test_killed_right_after_pg_promote_the_reaper_records_the_primary_and_runs_the_hook(
-    pg_pair, start_worker, infra
+@pytest.mark.parametrize(
+    ("point", "steps"),
+    [
+        ("failover.promoted", ["fence", "promote"]),  # right after pg_promote
+        ("failover.record", ["fence", "promote", "record"]),  # writable, before the topology was recorded
+        ("failover.hook", ["fence", "promote", "record", "hook"]),  # recorded, before the hook ran
+    ],
+    ids=["after-promote", "before-record", "before-hook"],
+)
+def test_killed_after_the_promotion_the_reaper_records_the_primary_and_runs_the_hook(
+    pg_pair, start_worker, infra, point: str, steps: list[str]
 ) -> None:
     hooks = infra.root / f"hooks-{pg_pair.cluster.name}"  # a place the command user (the hook runs as it) may write
     hooks.mkdir(mode=0o777)
     hooks.chmod(0o777)
     marker = hooks / "hook-ran"
     Cluster.objects.filter(pk=pg_pair.cluster.pk).update(post_failover_hook={"argv": ["/usr/bin/touch", str(marker)]})
-    operation, record = killed_at(pg_pair, start_worker, "failover.promoted")
+    operation, record = killed_at(pg_pair, start_worker, point)
     assert operation.status == "failed" and "Worker lost" in operation.error
-    assert record.steps == ["fence", "promote"] and record.promoted_at is not None
+    assert record.steps == steps and record.promoted_at is not None
     cluster = Cluster.objects.get(pk=pg_pair.cluster.pk)
     assert cluster.primary is not None and cluster.primary.name == "replica"  # the reaper finished the record
     assert (
@@ -65,6 +74,14 @@ def test_killed_right_after_pg_promote_the_reaper_records_the_primary_and_runs_t
     assert marker.exists()  # the hook the dead worker never ran
     assert not pg_pair.in_recovery(pg_pair.replica)
     assert not Incident.objects.exists()  # the cluster has a writable primary
+
+
+def test_killed_while_fencing_nothing_was_promoted_and_the_reaper_changes_nothing(pg_pair, start_worker) -> None:
+    operation, record = killed_at(pg_pair, start_worker, "failover.fence")
+    assert operation.status == "failed" and "Worker lost" in operation.error
+    assert record.steps == ["fence"] and record.promoted_at is None and record.finished_by_reaper == ""
+    assert pg_pair.in_recovery(pg_pair.replica)  # never promoted: the DBA may simply fail over again
+    assert Cluster.objects.get(pk=pg_pair.cluster.pk).primary_id in (None, pg_pair.cluster.primary_id)
 
 
 def test_killed_before_the_promotion_leaves_no_primary_and_opens_an_incident(pg_pair, start_worker) -> None:
