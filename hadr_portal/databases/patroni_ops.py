@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from hadr_portal.adapters.patroni import PatroniCluster, PatroniError
+from hadr_portal.adapters.patroni import PatroniCluster, PatroniError, PatroniMember
 from hadr_portal.adapters.pg.node import wait_writable
 from hadr_portal.core.killpoints import kill_point
 from hadr_portal.core.models import Operation, OperationLogLine
@@ -117,6 +117,8 @@ def patroni_failover_request(
     member = state.member(candidate)
     if member is None:
         raise HaRefused(f"{candidate!r} is not a member of {cluster.name}.")
+    if member.is_leader or member.state not in HEALTHY_STATES:
+        raise HaRefused(f"{candidate} is {member.state} ({member.role}): promote a running replica.")
     return _request("patroni_failover", cluster, actor, address, candidate=candidate)
 
 
@@ -133,6 +135,7 @@ def member_action_request(
 
 
 def pause_request(*, cluster: Cluster, actor: Actor | None, paused: bool, address: str | None = None) -> Operation:
+    """Maintenance mode on (`paused`) or off: refused when it is already so."""
     if _state(cluster).paused == paused:
         raise HaRefused(f"Automatic failover of {cluster.name} is already {'paused' if paused else 'on'}.")
     return _request("ha_pause", cluster, actor, address, paused=paused)
@@ -172,6 +175,7 @@ def config_changes(raw: Mapping[str, Any], current: Mapping[str, Any]) -> dict[s
 def config_request(
     *, cluster: Cluster, actor: Actor | None, changes: Mapping[str, Any], address: str | None = None
 ) -> Operation:
+    """Change documented dynamic settings, checked against Patroni's current configuration (and again at the run)."""
     try:
         current = patroni_client(cluster).config()
     except PatroniError as exc:
@@ -182,7 +186,7 @@ def config_request(
 # --- runs ------------------------------------------------------------------------------------------------------
 
 
-def _until(context: OperationContext, what: str, predicate: Callable[[], bool], timeout: float) -> float:
+def _until(what: str, predicate: Callable[[], bool], timeout: float) -> float:
     """Wait for `predicate`; the seconds it took. Raises with `what` when it never held."""
     started = time.monotonic()
     while not predicate():
@@ -202,16 +206,17 @@ def _cluster_now(cluster: Cluster) -> PatroniCluster | None:
 def _new_leader_writable(context: OperationContext, cluster: Cluster, candidate: str) -> dict[str, Any]:
     """Wait for a leader other than the old one (the candidate, if named) and its first committed write."""
     old = context.parameters.get("leader", "")
+    found: list[PatroniMember] = []
 
     def moved() -> bool:
         state = _cluster_now(cluster)
         leader = state.leader if state else None
-        return leader is not None and leader.name != old and (not candidate or leader.name == candidate)
+        if leader is not None and leader.name != old and (not candidate or leader.name == candidate):
+            found.append(leader)
+        return bool(found)
 
-    _until(context, "the leader change", moved, WRITE_TIMEOUT_SECONDS)
-    state = _cluster_now(cluster)
-    leader = state.leader if state else None
-    assert leader is not None
+    _until("the leader change", moved, WRITE_TIMEOUT_SECONDS)
+    leader = found[0]
     node = cluster.nodes.filter(name=leader.name).first()
     if node is None:
         raise OperationError(f"{leader.name} leads, but the catalog has no node of that name: add it.")
@@ -270,7 +275,7 @@ def member_action_run(context: OperationContext) -> Mapping[str, Any]:
         found = state.member(member.name) if state else None
         return found is not None and found.state in HEALTHY_STATES and (found.is_leader or found.lag_bytes is not None)
 
-    seconds = _until(context, f"{member.name} running again", healthy, MEMBER_TIMEOUT_SECONDS[kind])
+    seconds = _until(f"{member.name} running again", healthy, MEMBER_TIMEOUT_SECONDS[kind])
     context.progress(100, f"{member.name} is running")
     return {"member": member.name, "seconds": round(seconds + 1, 1), "answer": answer}
 
@@ -280,7 +285,7 @@ def pause_run(context: OperationContext) -> Mapping[str, Any]:
     cluster = Cluster.objects.get(name=params["cluster"])
     paused = bool(params["paused"])
     patroni_client(cluster).pause(paused)
-    _until(context, "the change", lambda: (s := _cluster_now(cluster)) is not None and s.paused == paused, 30)
+    _until("the change", lambda: (s := _cluster_now(cluster)) is not None and s.paused == paused, 30)
     said = "paused: Patroni fails nothing over until it is resumed" if paused else "resumed"
     context.progress(100, f"Automatic failover {said}")
     topology_changed()

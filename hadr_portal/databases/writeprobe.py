@@ -245,9 +245,11 @@ def _leader_changed(
 
 
 def _asking_operation(cluster: Cluster, at: datetime) -> Operation | None:
-    """The switchover or failover that asked for this change: running, finished in the last two minutes, or a
-    switchover scheduled for about now."""
-    recent = Q(status__in=Operation.ACTIVE) | Q(finished_at__gte=at - timedelta(minutes=2))
+    """The switchover or failover that asked for this change: running, succeeded (or lost with its worker) in the
+    last two minutes, or a switchover scheduled for about now."""
+    # one that failed before Patroni acted (refused) asked for nothing; one whose worker died may have asked
+    ended = Q(status=Operation.Status.SUCCEEDED) | Q(status=Operation.Status.FAILED, error__icontains="worker lost")
+    recent = Q(status__in=Operation.ACTIVE) | (ended & Q(finished_at__gte=at - timedelta(minutes=2)))
     # a switchover scheduled for about now, asked for long before
     recent |= Q(
         kind="switchover",
