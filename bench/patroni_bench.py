@@ -1,5 +1,5 @@
 """Failover benchmark, Patroni engine (run by bench/failover_bench.py; alone: `python -m bench.patroni_bench
-[--raw-only]`).
+[RUNS] [--raw-only]`).
 
 A cluster of its own, never the demo's `demo-ha` (bench/patroni_cluster.py): a single-member etcd and two Patroni
 nodes with the demo's configuration (hadr_portal.demo.patroni: ttl 10, loop_wait 2, retry_timeout 4, use_pg_rewind,
@@ -16,10 +16,13 @@ unplanned
     shows a sync_standby, or none).
 
 planned
-    synchronous_mode on, as demo-ha. Raw: `POST /switchover` (PatroniClient.switchover). Portal: the cluster is a
-    temporary `patroni` cluster in the catalog and `switchover_request` queues the operation the `ops` worker of
-    `make up` runs. Both timed from the client's request to its own first committed write on the candidate (one
-    session opened with the request, an INSERT retried every 10 ms). Rounds alternate which of the two goes first.
+    synchronous_mode on, as demo-ha. Raw: `POST /switchover` to the leader's own REST API, as `patronictl
+    switchover` sends it. Portal: the cluster is a temporary `patroni` cluster in the catalog and
+    `switchover_request` queues the operation the `ops` worker of `make up` runs (its PatroniClient sends the POST
+    to the first member's API that answers). Both timed from the client's request to its own first committed write
+    on the candidate (one session opened with the request, an INSERT retried every 10 ms). Each round is raw,
+    portal, portal, raw (the next one portal, raw, raw, portal): as the leader alternates, each side switches over
+    once in each direction per round, first and last as often.
     The catalog row names the variables the worker already has: HADR_PATRONI_REST_PASSWORD (so this cluster's
     REST password is demo-ha's) and HADR_DEMO_PASSWORD (its superuser's). No probe table is created on it: the
     portal's write probe only reads its state, and records no leader change (no incident for the raw rounds).
@@ -41,6 +44,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,14 +145,22 @@ def unplanned_run(cluster: BenchCluster, *, sync: bool, number: int) -> dict[str
 
 
 def switchover_raw(cluster: BenchCluster) -> dict[str, Any]:
+    """`POST /switchover` to the leader's own REST API, as `patronictl switchover` sends it."""
     leader = cluster.member(cluster.leader())
     candidate = cluster.other(leader)
     answer: dict[str, Any] = {}
 
     def ask() -> None:
         try:
-            answer["text"] = cluster.api.switchover(leader=leader.name, candidate=candidate.name)
-        except Exception as exc:  # raised in the caller's thread below
+            response = httpx.post(
+                f"{leader.rest_url}/switchover",
+                json={"leader": leader.name, "candidate": candidate.name},
+                auth=cluster.auth,
+                timeout=90,
+            )
+            if response.status_code != 200:
+                answer["error"] = RuntimeError(f"POST /switchover: {response.status_code} {response.text.strip()}")
+        except httpx.HTTPError as exc:  # raised in the caller's thread below
             answer["error"] = exc
         answer["at"] = time.perf_counter()
 
@@ -159,7 +171,7 @@ def switchover_raw(cluster: BenchCluster) -> dict[str, Any]:
     asking.join(120)
     if "error" in answer:
         raise answer["error"]
-    return {"seconds": written - started, "answered_s": answer["at"] - started}
+    return {"to": candidate.name, "seconds": written - started, "answered_s": answer["at"] - started}
 
 
 def switchover_portal(cluster: BenchCluster, row: Any) -> dict[str, Any]:
@@ -180,6 +192,7 @@ def switchover_portal(cluster: BenchCluster, row: Any) -> dict[str, Any]:
     if operation.status != Operation.Status.SUCCEEDED:
         raise RuntimeError(f"switchover operation #{operation.pk} ended {operation.status}: {operation.error}")
     return {
+        "to": candidate.name,
         "seconds": written - started,
         "operation_writable_s": operation.result.get("seconds_to_writable"),
         "operation_s": (operation.finished_at - operation.created_at).total_seconds(),
@@ -229,9 +242,10 @@ def patroni_bench(*, runs: int = RUNS, portal: bool = True) -> dict[str, Any]:
     """Start the cluster; `runs` unplanned failovers with synchronous_mode off and on (alternating), then `runs`
     planned switchovers raw and, when `portal`, through the portal; stop everything."""
     began = time.perf_counter()
+    keys = bench_secrets(portal)
     leftovers_remove()
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped bench still cleans up
-    cluster = BenchCluster(Path(tempfile.mkdtemp(prefix=DIR_PREFIX)), bench_secrets(portal))
+    cluster = BenchCluster(Path(tempfile.mkdtemp(prefix=DIR_PREFIX)), keys)
     try:
         cluster.start()
         started_s = time.perf_counter() - began
@@ -243,13 +257,11 @@ def patroni_bench(*, runs: int = RUNS, portal: bool = True) -> dict[str, Any]:
             unplanned.append(unplanned_run(cluster, sync=sync, number=number + 1))
         raw: list[dict[str, Any]] = []
         ours: list[dict[str, Any]] = []
-        with contextlib.ExitStack() as stack:
-            row = stack.enter_context(catalog_entry(cluster)) if portal else None
+        with catalog_entry(cluster) if portal else contextlib.nullcontext() as row:
             for number in range(runs):
-                order = ("raw", "portal") if number % 2 == 0 else ("portal", "raw")
-                for side in order:
-                    if side == "portal" and row is None:
-                        continue
+                # ABBA: each side once in each direction and in each place of the round (the leader alternates)
+                order = ("raw", "portal", "portal", "raw") if number % 2 == 0 else ("portal", "raw", "raw", "portal")
+                for side in order if row is not None else ("raw", "raw"):
                     wait_for(lambda: cluster.healthy(sync=True), "settled cluster", 120, 0.2)
                     if side == "raw":
                         raw.append(switchover_raw(cluster))
@@ -260,6 +272,7 @@ def patroni_bench(*, runs: int = RUNS, portal: bool = True) -> dict[str, Any]:
         cluster.stop()
     return {
         "versions": versions(),
+        "members": [m.name for m in cluster.members],
         "config": config,
         "start_s": started_s,
         "unplanned": unplanned,
@@ -320,34 +333,40 @@ def patroni_report(*, runs: int = RUNS, portal: bool = True) -> dict[str, Any]:
         f" {max(rejoin):.2f} s; pg_rewind ran {sum(u['rewind'] for u in r['unplanned'])} of {len(rejoin)} times,"
         f" crash recovery in single-user mode {sum(u['crash_recovery'] for u in r['unplanned'])} of {len(rejoin)}"
     )
-    print("  planned switchover (synchronous_mode on): request -> the client's first committed write on the candidate")
+    print(
+        "  planned switchover (synchronous_mode on): request -> the client's first committed write on the candidate;"
+        f" {runs} rounds raw, portal, portal, raw (then portal, raw, raw, portal), the leader alternating"
+    )
     raw, ours = r["raw"], r["portal"]
-    for i, x in enumerate(raw, start=1):
-        line = f"  {i:<4} raw POST /switchover {x['seconds']:6.2f} s (answered after {x['answered_s']:.2f} s)"
-        if i <= len(ours):
-            o = ours[i - 1]
-            line += (
-                f"   portal {o['seconds']:6.2f} s (operation: writable {o['operation_writable_s']:.2f} s,"
-                f" total {o['operation_s']:.2f} s)"
-            )
-        print(line)
-    raw_median = med(x["seconds"] for x in raw)
-    print(f"  raw median {raw_median:.2f} s, max {max(x['seconds'] for x in raw):.2f} s")
-    if ours:
-        ratio = med(x["seconds"] for x in ours) / raw_median
+    first, second = r["members"]
+    for label, rows in (("raw, POST /switchover to the leader's API", raw), ("portal, switchover_request", ours)):
+        if not rows:
+            print(f"  {label}: not run (--raw-only)")
+            continue
+        by = {name: [x["seconds"] for x in rows if x["to"] == name] for name in (second, first)}
         print(
-            f"  portal median {med(x['seconds'] for x in ours):.2f} s, max {max(x['seconds'] for x in ours):.2f} s;"
-            f" ratio portal / raw (median) {ratio:.2f}x (goal <= {GOAL_PLANNED_RATIO}x:"
+            f"  {label:42} median {med(x['seconds'] for x in rows):.2f} s, max {max(x['seconds'] for x in rows):.2f} s;"
+            f" to {second} (leader {first}, the first URL): {', '.join(f'{v:.2f}' for v in by[second])} s;"
+            f" to {first}: {', '.join(f'{v:.2f}' for v in by[first])} s"
+        )
+    print(f"  raw: Patroni answered the POST after {med(x['answered_s'] for x in raw):.2f} s (median)")
+    if ours:
+        ratio = med(x["seconds"] for x in ours) / med(x["seconds"] for x in raw)
+        print(
+            f"  portal: operation seconds_to_writable median {med(x['operation_writable_s'] for x in ours):.2f} s,"
+            f" created -> finished {med(x['operation_s'] for x in ours):.2f} s"
+        )
+        print(
+            f"  ratio portal / raw (median) {ratio:.2f}x (goal <= {GOAL_PLANNED_RATIO}x:"
             f" {'met' if ratio <= GOAL_PLANNED_RATIO else 'MISSED'})"
         )
-    else:
-        print("  portal: not run (--raw-only)")
     return r
 
 
 if __name__ == "__main__":  # pragma: no cover - a manual entry point; `make bench BENCH=failover` is the usual one
     raw_only = "--raw-only" in sys.argv
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hadr_portal.settings")
+    os.environ["HADR_LOG_LEVEL"] = "WARNING"
     if not raw_only:
         from bench.run import load_env
 
@@ -355,4 +374,5 @@ if __name__ == "__main__":  # pragma: no cover - a manual entry point; `make ben
         import django
 
         django.setup()
-    patroni_report(portal=not raw_only)
+    numbers = [int(arg) for arg in sys.argv[1:] if arg.isdigit()]
+    patroni_report(runs=numbers[0] if numbers else RUNS, portal=not raw_only)

@@ -190,7 +190,8 @@ def leftovers_remove() -> None:
     for root in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
         for proc in Path("/proc").glob("[0-9]*"):
             with contextlib.suppress(OSError):
-                if str(root) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+                if str(root) in cmdline and int(proc.name) != os.getpid():
                     os.kill(int(proc.name), signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)
 

@@ -117,7 +117,9 @@ class PatroniClient:
     # --- acting ---------------------------------------------------------------------------------------------
 
     def switchover(self, *, leader: str, candidate: str = "", scheduled_at: datetime | None = None) -> str:
-        """Ask the leader to hand over (Patroni answers once it is done, or that it is scheduled)."""
+        """Ask the leader to hand over (Patroni answers once it is done, or that it is scheduled). Sent to the
+        leader's own API, as patronictl does: Patroni 3.0.2 wakes only the member that received the request, so
+        another member's leader would see it at its next loop, up to `loop_wait` later."""
         body: dict[str, Any] = {"leader": leader}
         if candidate:
             body["candidate"] = candidate
@@ -125,16 +127,31 @@ class PatroniClient:
             if scheduled_at.tzinfo is None:
                 raise ValueError("a scheduled switchover's time must carry its time zone")
             body["scheduled_at"] = scheduled_at.isoformat()
-        return str(self._request("POST", "/switchover", json=body, text=True))
+        return str(self._request("POST", "/switchover", json=body, text=True, base=self._api_of(leader)))
 
     def failover(self, *, candidate: str) -> str:
-        return str(self._request("POST", "/failover", json={"candidate": candidate}, text=True))
+        """Promote `candidate` (no leader to hand over): sent to the candidate's own API, which acts at once."""
+        return str(
+            self._request("POST", "/failover", json={"candidate": candidate}, text=True, base=self._api_of(candidate))
+        )
+
+    def _api_of(self, name: str) -> str:
+        """A member's own REST API as /cluster gives it ("" when it is not known: the URLs in turn)."""
+        try:
+            member = self.cluster().member(name)
+        except PatroniError:
+            return ""
+        return member.api_url if member is not None else ""
 
     def restart(self, member: PatroniMember) -> str:
-        return str(self._request("POST", "/restart", json={}, text=True, base=member.api_url))
+        return str(self._request("POST", "/restart", json={}, text=True, base=member.api_url, member_only=True))
 
     def reinitialize(self, member: PatroniMember) -> str:
-        return str(self._request("POST", "/reinitialize", json={"force": True}, text=True, base=member.api_url))
+        return str(
+            self._request(
+                "POST", "/reinitialize", json={"force": True}, text=True, base=member.api_url, member_only=True
+            )
+        )
 
     def pause(self, paused: bool) -> dict[str, Any]:
         return self.config_patch({"pause": paused})
@@ -144,13 +161,22 @@ class PatroniClient:
 
     # --- the wire -------------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, *, json: Any = None, text: bool = False, base: str = "") -> Any:
-        """Try each URL (or `base`, a member's own API) in turn; the first answer counts, a refusal included.
+    def _request(
+        self, method: str, path: str, *, json: Any = None, text: bool = False, base: str = "", member_only: bool = False
+    ) -> Any:
+        """Try each URL in turn (`base`, a member's own API, first; `member_only`: that one alone); the first
+        answer counts, a refusal included.
 
         A read goes on to the next member after any failure. An action goes on only when it could not be sent
         (no connection): once a member may have received it, asking another could do it twice (a second
         switchover), so a timeout there is an error saying the action may have happened."""
-        bases = [base.removesuffix("/patroni").rstrip("/")] if base else self.urls
+        own = base.removesuffix("/patroni").rstrip("/")
+        if not base:
+            bases = self.urls
+        elif member_only:  # a restart or reinitialize is that member's own
+            bases = [own]
+        else:  # its own API first; when it cannot be reached from here (another address), the URLs given
+            bases = list(dict.fromkeys([own, *self.urls]))
         reading = method == "GET"
         failures = []
         for url in bases:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg
+
 from hadr_portal.demo import patroni as demo
 
 REST_USER, REST_PASSWORD = "patroni", "rest-secret-for-tests"
@@ -74,7 +76,23 @@ class PatroniCluster:
             self.wait(lambda node=node: self.member_state(node.name) == "running", f"{node.name} running", 60)
             if number == 0:
                 self.wait(lambda: self.leader() == self.nodes[0].name, "a leader", 30)
-        self.wait(lambda: demo.settled(self.rest_urls, self.auth, replicas=1), "agreement on the leader", 30)
+        self.wait(self.ready, "agreement on the leader and a streaming replica", 60)
+
+    def ready(self) -> bool:
+        """Settled (one leader every member agrees on) and every replica's WAL receiver streaming: Patroni reports a
+        replica's lag before the leader made its slot, when it is not streaming yet."""
+        return demo.settled(self.rest_urls, self.auth, replicas=len(self.nodes) - 1) and all(
+            self.receiving(node) for node in self.nodes if node.name != self.leader()
+        )
+
+    def receiving(self, node: PatroniNode) -> bool:
+        conninfo = f"host=127.0.0.1 port={node.pg_port} dbname=postgres user=postgres password={SUPERUSER_PASSWORD}"
+        try:
+            with psycopg.connect(conninfo, connect_timeout=2) as conn:
+                row = conn.execute("SELECT status FROM pg_stat_wal_receiver").fetchone()
+        except psycopg.Error:
+            return False
+        return row is not None and row[0] == "streaming"
 
     def node_start(self, node: PatroniNode) -> None:
         postgres = pwd.getpwnam("postgres")

@@ -40,7 +40,7 @@ import pytest
 
 from hadr_portal.adapters.pg.server import LocalInstance
 from hadr_portal.demo.cluster import LOCAL_ROLES, ensure_roles, make_replica
-from hadr_portal.demo.patroni import Member, settled
+from hadr_portal.demo.patroni import Member
 from hadr_portal.demo.redis_server import LocalRedis
 from tests.infra.patroni import PatroniCluster, PatroniNode
 from tests.infra.s3tls import TlsS3
@@ -294,10 +294,10 @@ def s3_tls() -> TlsS3:
 def patroni_cluster() -> PatroniCluster:
     """A real Patroni cluster (etcd + two PostgreSQL nodes), running: `rest_urls`, `nodes`, `leader()`. Each test
     gets it settled — one leader every member agrees on, the replica streaming — whatever the test before did to
-    it (a switchover, a killed node restarted)."""
+    it (a switchover, a killed node restarted), its replica streaming."""
     _infra().start_patroni()
     cluster = _infra().patroni
-    cluster.wait(lambda: settled(cluster.rest_urls, cluster.auth, replicas=1), "settled cluster", 90)
+    cluster.wait(cluster.ready, "settled cluster with a streaming replica", 90)
     return cluster
 
 
