@@ -114,6 +114,10 @@ class PatroniClient:
     def config(self) -> dict[str, Any]:
         return dict(self._request("GET", "/config"))
 
+    def member_status(self, member: PatroniMember) -> dict[str, Any]:
+        """`GET /patroni` on the member's own API: its state and `postmaster_start_time` (a restart changes it)."""
+        return dict(self._request("GET", "/patroni", base=member.api_url, member_only=True))
+
     # --- acting ---------------------------------------------------------------------------------------------
 
     def switchover(self, *, leader: str, candidate: str = "", scheduled_at: datetime | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from hadr_portal.adapters.patroni import PatroniCluster, PatroniError, PatroniMember
+from hadr_portal.adapters.patroni import PatroniClient, PatroniCluster, PatroniError, PatroniMember
 from hadr_portal.adapters.pg.node import wait_writable
 from hadr_portal.core.killpoints import kill_point
 from hadr_portal.core.models import Operation, OperationLogLine
@@ -265,19 +265,30 @@ def member_action_run(context: OperationContext) -> Mapping[str, Any]:
     if member is None:
         raise OperationError(f"{params['member']} is no longer a member of {cluster.name}.")
     verb = "restart" if kind == "member_restart" else "reinitialize"
+    before = _started(api, member)
     context.progress(10, f"Asking {member.name} to {verb}")
     answer = api.restart(member) if kind == "member_restart" else api.reinitialize(member)
     context.log(f"Patroni: {answer}")
-    time.sleep(1)  # the member's state changes only once its Patroni takes the request on its next loop
 
-    def healthy() -> bool:
+    def back() -> bool:  # a new postmaster (not the old one still answering), running, and following if a replica
         state = _cluster_now(cluster)
         found = state.member(member.name) if state else None
-        return found is not None and found.state in HEALTHY_STATES and (found.is_leader or found.lag_bytes is not None)
+        healthy = found is not None and found.state in HEALTHY_STATES
+        return (
+            healthy and (found.is_leader or found.lag_bytes is not None) and _started(api, member) not in ("", before)
+        )
 
-    seconds = _until(f"{member.name} running again", healthy, MEMBER_TIMEOUT_SECONDS[kind])
+    seconds = _until(f"{member.name} running again", back, MEMBER_TIMEOUT_SECONDS[kind])
     context.progress(100, f"{member.name} is running")
-    return {"member": member.name, "seconds": round(seconds + 1, 1), "answer": answer}
+    return {"member": member.name, "seconds": round(seconds, 1), "answer": answer}
+
+
+def _started(api: PatroniClient, member: PatroniMember) -> str:
+    """When the member's PostgreSQL started ("" while it cannot say)."""
+    try:
+        return str(api.member_status(member).get("postmaster_start_time") or "")
+    except PatroniError:
+        return ""
 
 
 def pause_run(context: OperationContext) -> Mapping[str, Any]:
