@@ -273,10 +273,9 @@ def member_action_run(context: OperationContext) -> Mapping[str, Any]:
     def back() -> bool:  # a new postmaster (not the old one still answering), running, and following if a replica
         state = _cluster_now(cluster)
         found = state.member(member.name) if state else None
-        healthy = found is not None and found.state in HEALTHY_STATES
-        return (
-            healthy and (found.is_leader or found.lag_bytes is not None) and _started(api, member) not in ("", before)
-        )
+        if found is None or found.state not in HEALTHY_STATES:
+            return False
+        return (found.is_leader or found.lag_bytes is not None) and _started(api, member) not in ("", before)
 
     seconds = _until(f"{member.name} running again", back, MEMBER_TIMEOUT_SECONDS[kind])
     context.progress(100, f"{member.name} is running")
