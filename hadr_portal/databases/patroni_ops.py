@@ -265,7 +265,7 @@ def member_action_run(context: OperationContext) -> Mapping[str, Any]:
     if member is None:
         raise OperationError(f"{params['member']} is no longer a member of {cluster.name}.")
     verb = "restart" if kind == "member_restart" else "reinitialize"
-    before = _started(api, member)
+    before, asked = _started(api, member), time.monotonic()
     context.progress(10, f"Asking {member.name} to {verb}")
     answer = api.restart(member) if kind == "member_restart" else api.reinitialize(member)
     context.log(f"Patroni: {answer}")
@@ -277,9 +277,10 @@ def member_action_run(context: OperationContext) -> Mapping[str, Any]:
             return False
         return (found.is_leader or found.lag_bytes is not None) and _started(api, member) not in ("", before)
 
-    seconds = _until(f"{member.name} running again", back, MEMBER_TIMEOUT_SECONDS[kind])
+    _until(f"{member.name} running again", back, MEMBER_TIMEOUT_SECONDS[kind])
+    seconds = time.monotonic() - asked  # Patroni answers a restart once it is done: count from the request
     context.progress(100, f"{member.name} is running")
-    return {"member": member.name, "seconds": round(seconds, 1), "answer": answer}
+    return {"member": member.name, "seconds": round(seconds, 2), "answer": answer}
 
 
 def _started(api: PatroniClient, member: PatroniMember) -> str:
