@@ -5,12 +5,10 @@ typed confirmation, then a step-up code where two-factor sign-in is on, then an 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from hadr_portal.accounts.stepup import step_up_challenge
@@ -28,6 +26,7 @@ from .patroni_ops import (
     member_action_request,
     patroni_failover_request,
     pause_request,
+    scheduled_time,
     switchover_request,
 )
 from .patroni_state import DOCUMENTED_SETTINGS, ha_state_refresh
@@ -38,18 +37,6 @@ def _patroni_cluster(name: str) -> Cluster:
     if not cluster.is_patroni:
         raise Http404(f"Cluster {name} is not managed by Patroni.")
     return cluster
-
-
-def scheduled_time(text: str) -> datetime | None:
-    """A time typed in the portal's zone ("2026-12-08 03:00" or the browser's 2026-12-08T03:00), or None."""
-    text = text.strip().replace("T", " ")
-    if not text:
-        return None
-    try:
-        moment = datetime.strptime(text[:16], "%Y-%m-%d %H:%M")
-    except ValueError:
-        raise HaRefused(f"{text!r} is not a time like 2026-12-08 03:00 (the portal's time zone).") from None
-    return timezone.make_aware(moment)
 
 
 def _guarded(

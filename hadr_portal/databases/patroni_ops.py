@@ -48,6 +48,18 @@ def _state(cluster: Cluster) -> PatroniCluster:
         raise HaRefused(str(exc)) from None
 
 
+def scheduled_time(text: str) -> datetime | None:
+    """A time typed in the portal's zone ("2026-12-08 03:00" or the browser's 2026-12-08T03:00), or None."""
+    text = text.strip().replace("T", " ")
+    if not text:
+        return None
+    try:
+        moment = datetime.strptime(text[:16], "%Y-%m-%d %H:%M")
+    except ValueError:
+        raise HaRefused(f"{text!r} is not a time like 2026-12-08 03:00 (the portal's time zone).") from None
+    return timezone.make_aware(moment)
+
+
 def _request(kind: str, cluster: Cluster, actor: Actor | None, address: str | None, **parameters: Any) -> Operation:
     return operation_request(
         kind=kind,

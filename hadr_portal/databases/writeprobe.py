@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 TABLE = "hadr_probe.writes"
 KEEP = timedelta(hours=1)
+KEEP_MICROS = int(KEEP.total_seconds() * 1_000_000)  # probe ids are microseconds: rows older than KEEP, by id
 CONNECT_TIMEOUT = 2  # libpq's floor
 FOLLOWING_SECONDS = 5.0  # a replica whose newest probe row is younger than this follows the leader
 REJOIN_WAIT = timedelta(minutes=10)  # an old leader not back by then is said not to have rejoined
@@ -62,7 +63,9 @@ def write_probe_setup(cluster: Cluster) -> str:
     it needs, nothing more. Idempotent; replicas get it by replication."""
     probe_user, _ = cluster.credentials(Purpose.PROBE)
     try:
-        with psycopg.connect(_writable_conninfo(cluster, Purpose.ADMIN), autocommit=True) as conn:
+        with psycopg.connect(
+            _writable_conninfo(cluster, Purpose.ADMIN, list(cluster.nodes.all())), autocommit=True
+        ) as conn:
             conn.execute("CREATE SCHEMA IF NOT EXISTS hadr_probe")
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, node text NOT NULL,"
@@ -112,7 +115,7 @@ def probe_tick(cluster: Cluster, *, now: datetime | None = None) -> dict[str, An
 def _tick(cluster: Cluster, now: datetime) -> dict[str, Any]:
     nodes = list(cluster.nodes.order_by("name"))
     state = dict(cluster.probe_state or {})
-    seq = int(now.timestamp() * 1_000_000)
+    seq = _micros(now)
     previous = state.get("leader", "")
     if cluster.is_patroni:  # first: a leader change found below is told when Patroni elected the new leader
         delays = {k: row["seconds"] for k, row in state.get("replicas", {}).items() if row.get("seconds") is not None}
@@ -131,16 +134,21 @@ def _tick(cluster: Cluster, now: datetime) -> dict[str, Any]:
         state.pop("failing_since", None)
     state["replicas"] = _replica_delays(cluster, [n for n in nodes if n.name != leader], now)
     state["at"] = now.isoformat()
-    ProbeWrite.objects.filter(cluster=cluster, seq__lt=int((now - KEEP).timestamp() * 1_000_000)).delete()
+    ProbeWrite.objects.filter(cluster=cluster, seq__lt=seq - KEEP_MICROS).delete()
     Cluster.objects.filter(pk=cluster.pk).update(probe_state=state)
     cluster.probe_state = state
     _changes_follow(cluster, state, now)
     return state
 
 
-def _writable_conninfo(cluster: Cluster, purpose: Purpose, first: str = "") -> str:
+def _micros(moment: datetime) -> int:
+    """A probe row's id: its moment in microseconds (ids grow with time, so "older than" is a range on the key)."""
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _writable_conninfo(cluster: Cluster, purpose: Purpose, nodes: list[Node], first: str = "") -> str:
     """Every node, the last leader first: libpq connects to the first that takes writes."""
-    nodes = sorted(cluster.nodes.all(), key=lambda n: (n.name != first, n.name))
+    nodes = sorted(nodes, key=lambda n: (n.name != first, n.name))
     if not nodes:
         raise psycopg.OperationalError(f"cluster {cluster.name} has no nodes in the catalog")
     user, password = cluster.login(purpose)
@@ -159,13 +167,13 @@ def _writable_conninfo(cluster: Cluster, purpose: Purpose, first: str = "") -> s
 def _write(cluster: Cluster, nodes: list[Node], seq: int, previous: str) -> tuple[str, set[int]]:
     """Commit one row where writes go; (the node that took it, the probe ids it holds since the last one the old
     leader had acknowledged when the leader moved, else empty)."""
-    with psycopg.connect(_writable_conninfo(cluster, Purpose.PROBE, previous), autocommit=True) as conn:
+    with psycopg.connect(_writable_conninfo(cluster, Purpose.PROBE, nodes, previous), autocommit=True) as conn:
         host, port = conn.info.host, conn.info.port
         node = next(
             (n.name for n in nodes if n.port == port and n.host in (host, conn.info.hostaddr)), f"{host}:{port}"
         )
         conn.execute(f"INSERT INTO {TABLE} (id, node) VALUES (%s, %s)", [seq, node])
-        conn.execute(f"DELETE FROM {TABLE} WHERE id < %s", [seq - int(KEEP.total_seconds() * 1_000_000)])
+        conn.execute(f"DELETE FROM {TABLE} WHERE id < %s", [seq - KEEP_MICROS])
         present: set[int] = set()
         if previous and node != previous:
             since = ProbeWrite.objects.filter(cluster=cluster, node=previous).order_by("seq").values_list("seq")

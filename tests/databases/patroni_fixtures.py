@@ -13,7 +13,6 @@ from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import operation_execute
 from hadr_portal.databases.models import Cluster, Engine, Node
 from hadr_portal.databases.writeprobe import write_probe_setup
-from hadr_portal.demo.patroni import settled
 from tests.infra.patroni import REST_PASSWORD, REST_USER, SUPERUSER_PASSWORD, PatroniCluster
 
 VARIABLES = {"HADR_TEST_HA_OPS_PASSWORD": SUPERUSER_PASSWORD, "HADR_TEST_HA_OPS_REST_PASSWORD": REST_PASSWORD}
@@ -28,7 +27,7 @@ def cluster_settle(patroni: PatroniCluster, timeout: float = 60) -> None:
     api = rest_client(patroni)
     if api.cluster().paused:
         api.pause(False)
-    patroni.wait(lambda: settled(patroni.rest_urls, patroni.auth, replicas=1), "settled cluster", timeout)
+    patroni.wait(patroni.ready, "settled cluster with a streaming replica", timeout)
     patroni.wait(lambda: not api.cluster().paused, "automatic failover on", 10)
 
 

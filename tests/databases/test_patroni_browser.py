@@ -12,10 +12,11 @@ from django.db import connection
 from playwright.sync_api import expect
 
 from hadr_portal.core.permissions import Role
-from hadr_portal.databases.models import Cluster, Engine, LeaderChange, Node
-from hadr_portal.databases.writeprobe import probe_tick, write_probe_setup
+from hadr_portal.databases.models import Cluster, LeaderChange
+from hadr_portal.databases.writeprobe import probe_tick
 from tests.conftest import make_user, sign_in
-from tests.infra.patroni import REST_PASSWORD, REST_USER, SUPERUSER_PASSWORD, PatroniCluster
+from tests.databases.patroni_fixtures import VARIABLES, ha_cluster  # noqa: F401
+from tests.infra.patroni import PatroniCluster
 
 pytestmark = [
     pytest.mark.slow,
@@ -23,27 +24,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.xdist_group("patroni"),
 ]
-
-VARIABLES = {"HADR_TEST_HA_PASSWORD": SUPERUSER_PASSWORD, "HADR_TEST_HA_REST_PASSWORD": REST_PASSWORD}
-
-
-@pytest.fixture
-def ha_cluster(patroni_cluster: PatroniCluster, monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    for name, value in VARIABLES.items():
-        monkeypatch.setenv(name, value)
-    cluster = Cluster.objects.create(
-        name="ha-browser",
-        engine=Engine.PATRONI,
-        patroni_urls=patroni_cluster.rest_urls,
-        patroni_user=REST_USER,
-        patroni_password_env="HADR_TEST_HA_REST_PASSWORD",
-        user="postgres",
-        password_env="HADR_TEST_HA_PASSWORD",
-    )
-    for node in patroni_cluster.nodes:
-        Node.objects.create(cluster=cluster, name=node.name, host="127.0.0.1", port=node.pg_port)
-    write_probe_setup(cluster)
-    return cluster
 
 
 class Ticking:
@@ -71,7 +51,11 @@ class Ticking:
 
 
 def test_the_dba_switches_over_from_the_databases_page_and_sees_what_it_cost(
-    live_server, page, ha_cluster: Cluster, patroni_cluster: PatroniCluster, start_worker
+    live_server,
+    page,
+    ha_cluster: Cluster,  # noqa: F811
+    patroni_cluster: PatroniCluster,
+    start_worker,
 ) -> None:
     start_worker("ops", name="ops", env=VARIABLES).wait_ready()
     leader = patroni_cluster.leader()

@@ -11,33 +11,22 @@ from django.utils import timezone
 
 from hadr_portal.core.models import Operation
 from hadr_portal.core.operations import operations_reap
-from hadr_portal.databases.models import Cluster, Engine, LeaderChange, Node
+from hadr_portal.databases.models import Cluster, LeaderChange
 from hadr_portal.databases.patroni_ops import switchover_request
-from hadr_portal.databases.writeprobe import probe_tick, write_probe_setup
+from hadr_portal.databases.writeprobe import probe_tick
 from hadr_portal.incidents.models import Incident
-from tests.infra.patroni import REST_PASSWORD, REST_USER, SUPERUSER_PASSWORD, PatroniCluster
+from tests.databases.patroni_fixtures import VARIABLES, ha_cluster  # noqa: F401
+from tests.infra.patroni import PatroniCluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.xdist_group("patroni")]
 
-VARIABLES = {"HADR_TEST_CRASH_PASSWORD": SUPERUSER_PASSWORD, "HADR_TEST_CRASH_REST_PASSWORD": REST_PASSWORD}
-
 
 def test_a_worker_killed_after_asking_for_a_switchover_is_reaped_and_the_change_is_still_measured(
-    patroni_cluster: PatroniCluster, start_worker, monkeypatch: pytest.MonkeyPatch
+    ha_cluster: Cluster,  # noqa: F811
+    patroni_cluster: PatroniCluster,
+    start_worker,
 ) -> None:
-    for name, value in VARIABLES.items():
-        monkeypatch.setenv(name, value)
-    cluster = Cluster.objects.create(
-        name="ha-crash",
-        engine=Engine.PATRONI,
-        patroni_urls=patroni_cluster.rest_urls,
-        patroni_user=REST_USER,
-        patroni_password_env="HADR_TEST_CRASH_REST_PASSWORD",
-        password_env="HADR_TEST_CRASH_PASSWORD",
-    )
-    for node in patroni_cluster.nodes:
-        Node.objects.create(cluster=cluster, name=node.name, host="127.0.0.1", port=node.pg_port)
-    write_probe_setup(cluster)
+    cluster = ha_cluster
     leader = patroni_cluster.leader()
     probe_tick(cluster)
     assert Cluster.objects.get(pk=cluster.pk).probe_state["leader"] == leader
@@ -58,7 +47,7 @@ def test_a_worker_killed_after_asking_for_a_switchover_is_reaped_and_the_change_
     new_leader = patroni_cluster.leader()
     assert new_leader and new_leader != leader  # Patroni did what it was asked, once
     said = [line.message for line in operation.log_lines.all()]
-    assert f"{new_leader} leads ha-crash now (Patroni did hand over)" in said
+    assert f"{new_leader} leads {cluster.name} now (Patroni did hand over)" in said
     change = LeaderChange.objects.get(cluster=cluster)
     assert change.cause == LeaderChange.Cause.SWITCHOVER and change.operation_id == operation.pk
     assert change.rows_lost == 0

@@ -11,7 +11,6 @@ from django.core.management.base import CommandError, CommandParser
 
 from hadr_portal.core.cli import OperationCommand, named
 from hadr_portal.core.models import Operation
-from hadr_portal.databases.ha_views import scheduled_time
 from hadr_portal.databases.models import Cluster
 from hadr_portal.databases.patroni_ops import (
     HaRefused,
@@ -19,6 +18,7 @@ from hadr_portal.databases.patroni_ops import (
     member_action_request,
     patroni_failover_request,
     pause_request,
+    scheduled_time,
     switchover_request,
 )
 from hadr_portal.databases.patroni_state import DOCUMENTED_SETTINGS, ha_state_refresh
