@@ -219,27 +219,7 @@ def physical_policy(demo_cluster, infra: Infrastructure, scratch_dir) -> BackupP
     )
     stanza_setup(policy, check=False, log=lambda *_: None)  # each test proves its own WAL reached the repository
     markers_table_ensure(policy)
-    archiver_awake(infra)
     return policy
-
-
-def archiver_awake(infra: Infrastructure, timeout: float = 30) -> None:
-    """Archiving works before the test starts. A test before may have broken it on purpose; PostgreSQL's archiver
-    then sleeps 60 s after three failed tries, and a backup waiting for its stop segment would wait that long. A
-    reload wakes it: one every second until a fresh segment is archived."""
-    with psycopg.connect(infra.primary.conninfo(), autocommit=True) as conn:
-        conn.execute("SELECT txid_current()")  # something to archive
-        lsn = conn.execute("SELECT pg_switch_wal()").fetchone()[0]  # type: ignore[index]
-        segment = conn.execute("SELECT pg_walfile_name(%s)", [lsn]).fetchone()[0]  # type: ignore[index]
-        started = time.monotonic()
-        woken = started
-        while (archiver_status(infra.primary.conninfo()).last_archived_wal or "") < segment:
-            if time.monotonic() - started > timeout:
-                raise AssertionError(f"archiving does not work: {archiver_status(infra.primary.conninfo())}")
-            if time.monotonic() - woken > 1:
-                conn.execute("SELECT pg_reload_conf()")
-                woken = time.monotonic()
-            time.sleep(0.1)
 
 
 def backup_now(policy: BackupPolicy, set_type: str = "full") -> Backup:
